@@ -1,0 +1,302 @@
+"""The model bundle: one directory per version, written atomically, verified on load.
+
+This module is the only reader and writer of the format documented in docs/bundle-format.md.
+Layout of ``MODEL_DIR``::
+
+    MODEL_DIR/
+      CURRENT              name of the published version (replaced atomically)
+      HISTORY              published versions, oldest first (``rollback`` pops the last)
+      <version>/
+        manifest.json      format version, counts, parameters, metrics, file checksums
+        customers.parquet  customer_id per row of user_factors
+        products.parquet   catalog snapshot per row of item_factors, with popularity
+        factors.npz        user_factors, item_factors (float32; loaded without pickle)
+        interactions.npz   the training confidence matrix, CSR (customers x products)
+        items_ip.faiss     index over item vectors for customer queries (inner product)
+        items_cos.faiss    index over normalised item vectors for similar products (cosine)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.sparse import csr_matrix
+
+FORMAT = "recsvc-model-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CUSTOMERS = "customers.parquet"
+PRODUCTS = "products.parquet"
+FACTORS = "factors.npz"
+INTERACTIONS = "interactions.npz"
+INDEX_IP = "items_ip.faiss"
+INDEX_COS = "items_cos.faiss"
+CURRENT = "CURRENT"
+HISTORY = "HISTORY"
+DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX_IP, INDEX_COS)
+
+
+class BundleError(Exception):
+    """A bundle that is missing, damaged or of another format version."""
+
+
+@dataclass(frozen=True)
+class BundleContents:
+    """Everything a bundle holds, in memory."""
+
+    manifest: dict[str, Any]
+    customer_ids: pl.Series
+    products: pl.DataFrame  # product_id, title, category, price, in_stock, popularity, ...
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_items: csr_matrix  # what each customer had in training (for seen-filtering, fold-in)
+    index_ip: Any  # faiss.Index
+    index_cos: Any  # faiss.Index
+
+
+@dataclass(frozen=True)
+class Bundle(BundleContents):
+    path: Path
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_version(fingerprint: str) -> str:
+    """Sortable and unique enough: UTC time to the second plus the input fingerprint."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Path:
+    """Write a bundle to a temporary directory, fsync it and rename it into place.
+
+    Does not publish it: see :func:`publish`.
+    """
+    import faiss
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / version
+    if final.exists():
+        raise BundleError(f"{final} already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    try:
+        pl.DataFrame({"customer_id": contents.customer_ids}).write_parquet(tmp / CUSTOMERS)
+        contents.products.write_parquet(tmp / PRODUCTS)
+        np.savez(
+            tmp / FACTORS,
+            user_factors=np.ascontiguousarray(contents.user_factors, dtype=np.float32),
+            item_factors=np.ascontiguousarray(contents.item_factors, dtype=np.float32),
+        )
+        m = contents.user_items
+        np.savez(
+            tmp / INTERACTIONS,
+            indptr=m.indptr.astype(np.int64),
+            indices=m.indices.astype(np.int32),
+            data=m.data.astype(np.float32),
+            shape=np.asarray(m.shape, dtype=np.int64),
+        )
+        faiss.write_index(contents.index_ip, str(tmp / INDEX_IP))
+        faiss.write_index(contents.index_cos, str(tmp / INDEX_COS))
+        manifest = dict(contents.manifest)
+        manifest.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            version=version,
+            shapes={
+                "customers": len(contents.customer_ids),
+                "products": contents.products.height,
+                "user_factors": list(contents.user_factors.shape),
+                "item_factors": list(contents.item_factors.shape),
+            },
+            files={
+                name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+                for name in DATA_FILES
+            },
+        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        for name in (*DATA_FILES, MANIFEST):
+            with (tmp / name).open("rb") as f:
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        os.rename(tmp, final)
+        _fsync_dir(model_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = path / MANIFEST
+    if not file.is_file():
+        raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
+    try:
+        manifest: dict[str, Any] = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: damaged manifest: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{file}: not a {FORMAT} manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {manifest.get('format_version')} is not supported "
+            f"(this recsvc reads version {FORMAT_VERSION}); retrain or upgrade recsvc"
+        )
+    return manifest
+
+
+def verify_files(path: Path, manifest: dict[str, Any]) -> None:
+    for name in DATA_FILES:
+        expected = manifest["files"].get(name)
+        file = path / name
+        if expected is None or not file.is_file():
+            raise BundleError(f"{path}: missing {name}")
+        if file.stat().st_size != expected["bytes"] or sha256_file(file) != expected["sha256"]:
+            raise BundleError(f"{path}: {name} is damaged (checksum mismatch); refusing to load")
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Load and verify a bundle: format version, checksums, then shapes."""
+    import faiss
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    verify_files(path, manifest)
+    shapes = manifest["shapes"]
+    try:
+        with np.load(path / FACTORS, allow_pickle=False) as npz:
+            user_factors = npz["user_factors"]
+            item_factors = npz["item_factors"]
+        with np.load(path / INTERACTIONS, allow_pickle=False) as npz:
+            user_items = csr_matrix(
+                (npz["data"], npz["indices"], npz["indptr"]), shape=tuple(npz["shape"])
+            )
+        customers = pl.read_parquet(path / CUSTOMERS)["customer_id"]
+        products = pl.read_parquet(path / PRODUCTS)
+        index_ip = faiss.read_index(str(path / INDEX_IP))
+        index_cos = faiss.read_index(str(path / INDEX_COS))
+    except Exception as exc:  # any decoder error means the same thing here
+        raise BundleError(f"{path}: cannot read bundle files: {exc}") from exc
+    problems = []
+    if list(user_factors.shape) != shapes["user_factors"] or len(customers) != shapes["customers"]:
+        problems.append("user factors do not match the customer id map")
+    if list(item_factors.shape) != shapes["item_factors"] or products.height != shapes["products"]:
+        problems.append("item factors do not match the product table")
+    if user_items.shape != (user_factors.shape[0], item_factors.shape[0]):
+        problems.append("interaction matrix does not match the factors")
+    for name, index in ((INDEX_IP, index_ip), (INDEX_COS, index_cos)):
+        if index.ntotal != item_factors.shape[0] or index.d != item_factors.shape[1]:
+            problems.append(f"{name} holds {index.ntotal}x{index.d} vectors, expected "
+                            f"{item_factors.shape[0]}x{item_factors.shape[1]}")
+    if problems:
+        raise BundleError(f"{path}: inconsistent bundle: {'; '.join(problems)}")
+    return Bundle(
+        manifest=manifest,
+        customer_ids=customers,
+        products=products,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        user_items=user_items,
+        index_ip=index_ip,
+        index_cos=index_cos,
+        path=path,
+    )
+
+
+def current_version(model_dir: Path) -> str | None:
+    file = Path(model_dir) / CURRENT
+    if not file.is_file():
+        return None
+    return file.read_text().strip() or None
+
+
+def history(model_dir: Path) -> list[str]:
+    file = Path(model_dir) / HISTORY
+    return file.read_text().split() if file.is_file() else []
+
+
+def resolve(model_dir: Path, version: str | None = None) -> Path:
+    """The directory of ``version`` (default: the published one)."""
+    version = version or current_version(model_dir)
+    if version is None:
+        raise BundleError(f"{model_dir}: no published model (train one with `recsvc train`)")
+    path = Path(model_dir) / version
+    if not path.is_dir() or version.startswith("."):
+        raise BundleError(f"{model_dir}: no bundle named {version!r}")
+    return path
+
+
+def publish(model_dir: Path, version: str) -> Bundle:
+    """Verify a bundle fully, then point CURRENT at it. A bad bundle never becomes current."""
+    bundle = load_bundle(resolve(model_dir, version))
+    past = [v for v in history(model_dir) if v != version] + [version]
+    _write_text_atomic(Path(model_dir) / HISTORY, "\n".join(past) + "\n")
+    _write_text_atomic(Path(model_dir) / CURRENT, version + "\n")
+    return bundle
+
+
+def rollback(model_dir: Path) -> str:
+    """Re-publish the previously published version and forget the current one."""
+    past = history(model_dir)
+    current = current_version(model_dir)
+    if current in past:
+        past = past[: past.index(current)]
+    for candidate in reversed(past):
+        try:
+            load_bundle(Path(model_dir) / candidate)
+        except BundleError:
+            continue
+        _write_text_atomic(Path(model_dir) / HISTORY, "\n".join(past[: past.index(candidate) + 1]) + "\n")
+        _write_text_atomic(Path(model_dir) / CURRENT, candidate + "\n")
+        return candidate
+    raise BundleError(f"{model_dir}: no earlier published version to roll back to")
+
+
+def list_versions(model_dir: Path) -> list[dict[str, Any]]:
+    """Manifests of every bundle in ``model_dir``, oldest first (unreadable ones flagged)."""
+    rows: list[dict[str, Any]] = []
+    root = Path(model_dir)
+    if not root.is_dir():
+        return rows
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            rows.append(read_manifest(path))
+        except BundleError as exc:
+            rows.append({"version": path.name, "error": str(exc)})
+    return rows

@@ -1,0 +1,299 @@
+"""The `recsvc` command line: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Before numpy/implicit load: one BLAS thread per process (a fold-in solve is 20x slower otherwise).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+DEFAULT_MODEL_DIR = os.environ.get("RECSVC_MODEL_DIR", "var/models")
+
+
+class CliError(Exception):
+    """An error worth one line on stderr and exit status 2, without a traceback."""
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _event_weights(text: str) -> dict[str, float]:
+    from training.dataset import DEFAULT_EVENT_WEIGHTS
+    from training.schema import EVENT_TYPES
+
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    for part in _csv(text):
+        name, _, value = part.partition("=")
+        if name not in EVENT_TYPES or not value:
+            raise argparse.ArgumentTypeError(
+                f"bad event weight {part!r}: expected EVENT=WEIGHT with EVENT in {', '.join(EVENT_TYPES)}"
+            )
+        weights[name] = float(value)
+    return weights
+
+
+def _model_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(DEFAULT_MODEL_DIR),
+        help="directory of model bundles (env RECSVC_MODEL_DIR; default %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsvc",
+        description="Recommendation and personalization engine for retail loyalty.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # data
+    data = sub.add_parser("data", help="generate, fetch and validate input data")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    synth = dsub.add_parser(
+        "synth",
+        help="write a synthetic retail world (interactions, catalog, customers)",
+        description="Write a deterministic synthetic retail world: categories, prices, power-law "
+        "popularity, customers with latent tastes, repeat purchases, seasonality, tiers, points.",
+    )
+    synth.add_argument("--customers", type=int, default=10_000, help="default %(default)s")
+    synth.add_argument("--products", type=int, default=1_000, help="default %(default)s")
+    synth.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    synth.add_argument(
+        "--events-per-customer", type=float, default=20.0, help="mean interactions per customer"
+    )
+    synth.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    synth.add_argument("--out", type=Path, required=True, help="output directory")
+    ml = dsub.add_parser(
+        "movielens100k",
+        help="write MovieLens-100k in recsvc's input format",
+        description="Write MovieLens-100k (every rating a purchase) as interactions.csv and "
+        "catalog.csv, from the copy inside the recbole 1.2.1 wheel (downloaded once with pip, "
+        "cached under ~/.cache/recsvc).",
+    )
+    ml.add_argument("--out", type=Path, required=True, help="output directory")
+    val = dsub.add_parser("validate", help="check input files and report bad rows")
+    _inputs(val, interactions_required=False)
+
+    # train
+    train = sub.add_parser(
+        "train",
+        help="train, evaluate and publish a model bundle",
+        description="Read and validate purchase histories, hold out a split, (optionally) tune "
+        "ALS on a validation split of the training part, evaluate against popularity and "
+        "item-kNN baselines, refit on all data, build the FAISS index and publish a bundle.",
+    )
+    _inputs(train, interactions_required=True)
+    _model_dir(train)
+    g = train.add_argument_group("evaluation")
+    g.add_argument("--split", choices=("temporal", "random"), default="temporal",
+                   help="temporal: last part of each customer's history (default); random")
+    g.add_argument("--test-fraction", type=float, default=0.2, help="default %(default)s")
+    g.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    g.add_argument("-k", type=int, default=20, help="cut-off for the metrics (default %(default)s)")
+    g.add_argument("--target-events", type=_csv, default=("purchase",),
+                   help="event types to predict in the held-out part (default purchase)")
+    g.add_argument("--eval-users", type=int, default=20_000,
+                   help="evaluate on a sample of at most this many customers (default %(default)s)")
+    g.add_argument("--baselines", type=_csv, default=("popularity", "itemknn"),
+                   help="baselines to evaluate (default popularity,itemknn)")
+    g.add_argument("--no-refit", action="store_true",
+                   help="publish the model fit on the training part instead of refitting on all data")
+    g = train.add_argument_group("model")
+    g.add_argument("--tune", action="store_true", help="choose hyperparameters on a validation split")
+    g.add_argument("--tune-trials", type=int, default=0,
+                   help="random subset of the search space (0 = all of it)")
+    g.add_argument("--factors", type=int, default=None)
+    g.add_argument("--regularization", type=float, default=None)
+    g.add_argument("--alpha", type=float, default=None)
+    g.add_argument("--iterations", type=int, default=None)
+    g.add_argument("--confidence", choices=("binary", "log", "bm25"), default=None)
+    g.add_argument("--event-weights", type=_event_weights, default=None,
+                   help="e.g. purchase=1,add_to_cart=0.5,click=0.25,view=0.1")
+    g.add_argument("--half-life-days", type=float, default=None, help="recency decay (default none)")
+    g = train.add_argument_group("index")
+    g.add_argument("--exact-max-items", type=int, default=None,
+                   help="exact search up to this many products, HNSW above")
+    g.add_argument("--ef-search", type=int, default=None)
+    g.add_argument("--recall-floor", type=float, default=None,
+                   help="refuse to publish an ANN index below this recall@k (default 0.95)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a bundle on held-out interactions",
+        description="Evaluate BUNDLE (a bundle directory, or a version in --model-dir; default the "
+        "published one) on a file of held-out interactions; prints ndcg@k, recall@k, map@k, "
+        "hitrate@k and coverage@k for the model and the baselines.",
+    )
+    ev.add_argument("bundle", nargs="?", default=None, help="bundle directory or version")
+    ev.add_argument("--interactions", type=Path, required=True)
+    _model_dir(ev)
+    ev.add_argument("-k", type=int, default=20)
+    ev.add_argument("--target-events", type=_csv, default=("purchase",))
+    ev.add_argument("--baselines", type=_csv, default=("popularity", "itemknn"))
+    ev.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+
+    models = sub.add_parser("models", help="list, show, promote and roll back model bundles")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("list", "list bundles, marking the published one"),
+        ("show", "print a bundle's manifest"),
+        ("promote", "verify a bundle and publish it"),
+        ("rollback", "re-publish the previously published bundle"),
+    ):
+        m = msub.add_parser(name, help=text, description=text)
+        _model_dir(m)
+        if name in ("show", "promote"):
+            m.add_argument("version", nargs="?" if name == "show" else None,
+                           help="bundle version" + (" (default: the published one)" if name == "show" else ""))
+    return parser
+
+
+def _inputs(parser: argparse.ArgumentParser, interactions_required: bool) -> None:
+    parser.add_argument("--interactions", type=Path, required=interactions_required,
+                        help="CSV or Parquet: customer_id, product_id, timestamp, event_type, quantity, amount")
+    parser.add_argument("--catalog", type=Path, help="CSV or Parquet: product_id, title, category, price, in_stock")
+    parser.add_argument("--customers", type=Path, help="CSV or Parquet: customer_id, signup_date, birthday, ...")
+    parser.add_argument("--on-error", choices=("fail", "skip"), default="fail",
+                        help="fail on the first file with bad rows (default) or skip bad rows")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    if args.data_command == "synth":
+        from training import synth
+
+        cfg = synth.SynthConfig(customers=args.customers, products=args.products, seed=args.seed,
+                                events_per_customer=args.events_per_customer)
+        world = synth.generate(cfg, progress=True)
+        paths = synth.write_world(world, args.out, args.format)
+        print(f"wrote {world.interactions.height:,} interactions, {world.catalog.height:,} products, "
+              f"{world.customers.height:,} customers to {args.out}")
+        for name, path in paths.items():
+            print(f"  {name}: {path}")
+    elif args.data_command == "movielens100k":
+        from training import movielens
+
+        paths = movielens.write(args.out)
+        for name, path in paths.items():
+            print(f"  {name}: {path}")
+    elif args.data_command == "validate":
+        from training import ingest
+
+        readers = ((args.interactions, ingest.read_interactions), (args.catalog, ingest.read_catalog),
+                   (args.customers, ingest.read_customers))
+        if not any(path for path, _ in readers):
+            raise CliError("give at least one of --interactions, --catalog, --customers")
+        for path, reader in readers:
+            if path is not None:
+                _, report = reader(path, args.on_error)
+                print(report.summary())
+                for example in report.examples:
+                    print(f"  {example}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from training.train import TrainConfig, run
+
+    cfg = TrainConfig()
+    als = replace(cfg.als, **{k: v for k, v in (
+        ("factors", args.factors), ("regularization", args.regularization),
+        ("alpha", args.alpha), ("iterations", args.iterations)) if v is not None})
+    weights = cfg.weights
+    if args.confidence:
+        weights = replace(weights, confidence=args.confidence)
+    if args.event_weights:
+        weights = replace(weights, event_weights=args.event_weights)
+    if args.half_life_days:
+        weights = replace(weights, half_life_days=args.half_life_days)
+    index = replace(cfg.index, **{k: v for k, v in (
+        ("exact_max_items", args.exact_max_items), ("ef_search", args.ef_search),
+        ("recall_floor", args.recall_floor)) if v is not None})
+    cfg = replace(
+        cfg, split=args.split, test_fraction=args.test_fraction, seed=args.seed, k=args.k,
+        target_events=args.target_events, eval_users=args.eval_users, baselines=args.baselines,
+        refit=not args.no_refit, tune=args.tune, tune_trials=args.tune_trials, als=als,
+        weights=weights, index=index, on_error=args.on_error, progress=not args.quiet,
+    )
+    run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from recsvc import bundle as b
+    from training.bundle_eval import evaluate_bundle
+    from training.train import format_table
+
+    path = Path(args.bundle) if args.bundle and Path(args.bundle).is_dir() else b.resolve(
+        args.model_dir, args.bundle)
+    loaded = b.load_bundle(path)
+    results, counts = evaluate_bundle(loaded, args.interactions, args.k, args.target_events,
+                                      args.baselines, args.on_error)
+    print(f"bundle {loaded.version}: {counts['customers_evaluated']:,} customers evaluated; "
+          f"{counts['rows']:,} target rows, {counts['unknown_customer_or_product']:,} with an unknown "
+          f"customer or product, {counts['already_seen']:,} already seen in training")
+    print(format_table(results))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from recsvc import bundle as b
+
+    action = args.models_command
+    if action == "list":
+        current = b.current_version(args.model_dir)
+        rows = b.list_versions(args.model_dir)
+        if not rows:
+            print(f"no bundles in {args.model_dir}")
+        for m in rows:
+            mark = "*" if m.get("version") == current else " "
+            if "error" in m:
+                print(f"{mark} {m['version']}  UNREADABLE: {m['error']}")
+                continue
+            ev = m["evaluation"]
+            k = ev["k"]
+            ndcg = ev["models"]["als"][f"ndcg@{k}"]
+            print(f"{mark} {m['version']}  created {m['created_at']}  customers "
+                  f"{m['counts']['customers']:,}  products {m['counts']['products']:,}  "
+                  f"ndcg@{k} {ndcg:.4f}")
+    elif action == "show":
+        path = b.resolve(args.model_dir, args.version)
+        print(json.dumps(b.read_manifest(path), indent=2, sort_keys=True))
+    elif action == "promote":
+        bundle = b.publish(args.model_dir, args.version)
+        print(f"published {bundle.version}")
+    elif action == "rollback":
+        print(f"published {b.rollback(args.model_dir)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from recsvc.bundle import BundleError
+    from training.ingest import InputError, ValidationFailed
+    from training.train import TrainError
+
+    handlers = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models}
+    try:
+        handlers[args.command](args)
+    except (CliError, InputError, ValidationFailed, BundleError, TrainError) as exc:
+        print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

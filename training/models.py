@@ -1,0 +1,136 @@
+"""Recommendation models behind one interface: fit on a customer x product matrix, score rows.
+
+ALS (implicit) is the personalized model; popularity and item-item cosine are the baselines
+and the cold-start fallback. CPU or GPU is chosen once, in ``ALSModel.fit``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from threadpoolctl import threadpool_limits
+
+# implicit warns (and runs ~20x slower per solve) when OpenBLAS spawns its own threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+class Model(ABC):
+    name: str
+
+    @abstractmethod
+    def fit(self, user_items: csr_matrix, progress: bool = False) -> None:
+        """Learn from a customers x products confidence matrix."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
+        """Dense (len(users), n_products) scores; higher is better."""
+
+
+class PopularityModel(Model):
+    """Global popularity: how many customers interacted with each product."""
+
+    name = "popularity"
+
+    def __init__(self) -> None:
+        self.item_scores = np.zeros(0, dtype=np.float32)
+
+    def fit(self, user_items: csr_matrix, progress: bool = False) -> None:
+        self.item_scores = np.bincount(user_items.indices, minlength=user_items.shape[1]).astype(
+            np.float32
+        )
+
+    def score(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
+        return np.broadcast_to(self.item_scores, (len(users), len(self.item_scores))).copy()
+
+
+def category_popularity(
+    item_scores: np.ndarray, categories: np.ndarray, n_categories: int
+) -> np.ndarray:
+    """Per product, its rank-ready popularity within its own category (the cold-start fallback
+    when a request asks for a category): scores normalised by the category's best product."""
+    best = np.zeros(n_categories, dtype=np.float32)
+    np.maximum.at(best, categories, item_scores)
+    return (item_scores / np.maximum(best[categories], 1e-9)).astype(np.float32)
+
+
+class ItemKNNModel(Model):
+    """Item-item cosine similarity, top-K neighbours per product (implicit's CosineRecommender)."""
+
+    name = "itemknn"
+
+    def __init__(self, k: int = 100) -> None:
+        from implicit.nearest_neighbours import CosineRecommender
+
+        self._model = CosineRecommender(K=k)
+
+    def fit(self, user_items: csr_matrix, progress: bool = False) -> None:
+        binary = user_items.copy()
+        binary.data[:] = 1.0
+        with warnings.catch_warnings():
+            # implicit normalises to COO internally, then warns about its own conversion.
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
+            self._model.fit(binary, show_progress=progress)
+
+    def score(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
+        rows = user_items[users].copy()
+        rows.data[:] = 1.0
+        return np.asarray((rows @ self._model.similarity).todense(), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ALSParams:
+    factors: int = 128
+    regularization: float = 10.0
+    alpha: float = 1.0
+    iterations: int = 15
+    random_state: int = 0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def use_gpu() -> bool:
+    """The one place CPU vs GPU is decided: GPU when implicit was built with CUDA and sees one."""
+    import implicit.gpu
+
+    return bool(implicit.gpu.HAS_CUDA) and os.environ.get("RECSVC_USE_GPU", "1") != "0"
+
+
+class ALSModel(Model):
+    """Implicit-feedback ALS (Hu, Koren, Volinsky 2008) via the ``implicit`` library."""
+
+    name = "als"
+
+    def __init__(self, params: ALSParams) -> None:
+        self.params = params
+        self.user_factors = np.zeros((0, params.factors), dtype=np.float32)
+        self.item_factors = np.zeros((0, params.factors), dtype=np.float32)
+
+    def fit(self, user_items: csr_matrix, progress: bool = False) -> None:
+        from implicit.als import AlternatingLeastSquares
+
+        p = self.params
+        model = AlternatingLeastSquares(
+            factors=p.factors,
+            regularization=p.regularization,
+            alpha=p.alpha,
+            iterations=p.iterations,
+            random_state=p.random_state,
+            use_gpu=use_gpu(),
+        )
+        # faiss ships an OpenMP OpenBLAS that ignores OPENBLAS_NUM_THREADS; limit every BLAS.
+        with threadpool_limits(1, "blas"):
+            model.fit(user_items, show_progress=progress)
+        if hasattr(model, "to_cpu"):
+            model = model.to_cpu()
+        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+
+    def score(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
+        scores: np.ndarray = self.user_factors[users] @ self.item_factors.T
+        return scores

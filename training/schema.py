@@ -1,0 +1,42 @@
+"""Input file schemas: the columns recsvc reads and what each may contain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENT_TYPES: tuple[str, ...] = ("purchase", "add_to_cart", "click", "view")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "id" | "timestamp" | "event" | "nonneg_float" | "float" | "bool" | "date" | "str"
+    required: bool = True
+    default: object = None  # value used when an optional column is absent
+
+
+INTERACTIONS: tuple[Column, ...] = (
+    Column("customer_id", "id"),
+    Column("product_id", "id"),
+    Column("timestamp", "timestamp"),
+    Column("event_type", "event", required=False, default="purchase"),
+    Column("quantity", "nonneg_float", required=False, default=1.0),
+    Column("amount", "nonneg_float", required=False, default=None),
+)
+
+CATALOG: tuple[Column, ...] = (
+    Column("product_id", "id"),
+    Column("title", "str", required=False, default=""),
+    Column("category", "str", required=False, default="uncategorized"),
+    Column("price", "nonneg_float", required=False, default=None),
+    Column("in_stock", "bool", required=False, default=True),
+)
+
+CUSTOMERS: tuple[Column, ...] = (
+    Column("customer_id", "id"),
+    Column("signup_date", "date", required=False),
+    Column("birthday", "date", required=False),
+    Column("tier", "str", required=False),
+    Column("points", "nonneg_float", required=False),
+    Column("consent_personalization", "bool", required=False, default=True),
+)

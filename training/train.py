@@ -1,0 +1,320 @@
+"""The offline pipeline: read, validate, split, (tune), fit, evaluate, refit, index, publish."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.sparse import csr_matrix
+from tqdm import tqdm
+
+from recsvc import __version__
+from recsvc.bundle import BundleContents, new_version, publish, write_bundle
+from training.dataset import (
+    Dataset,
+    WeightConfig,
+    binary_matrix,
+    build_dataset,
+    catalog_from_interactions,
+    user_item_matrix,
+)
+from training.index import IndexConfig, build_index, index_kind, measure_recall, normalized
+from training.ingest import OnError, ValidationReport, read_catalog, read_customers, read_interactions
+from training.metrics import Scorer, evaluate
+from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
+from training.models import category_popularity as category_pop
+from training.split import Split, SplitKind, make_split
+from training.tune import Trial, tune
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(Exception):
+    """Training finished but its result must not be published."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    split: SplitKind = "temporal"
+    test_fraction: float = 0.2
+    seed: int = 0
+    k: int = 20
+    target_events: tuple[str, ...] = ("purchase",)
+    weights: WeightConfig = field(default_factory=WeightConfig)
+    als: ALSParams = field(default_factory=ALSParams)
+    tune: bool = False
+    tune_trials: int = 0  # 0 = the full default search space
+    baselines: tuple[str, ...] = ("popularity", "itemknn")
+    eval_users: int = 20_000  # evaluate on a sample of at most this many customers
+    refit: bool = True
+    index: IndexConfig = field(default_factory=IndexConfig)
+    on_error: OnError = "fail"
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+@dataclass
+class Phases:
+    """Named phases with wall times, shown as one progress bar."""
+
+    bar: tqdm[Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.bar.set_description(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        log.info("%s done in %.1f s", name, self.seconds[name])
+        self.bar.update(1)
+
+
+def fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def sample_users(users: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(users) <= limit:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))
+
+
+def evaluate_models(
+    models: dict[str, Model], matrix: csr_matrix, split: Split, k: int, users: np.ndarray
+) -> dict[str, dict[str, float]]:
+    seen = binary_matrix(split.train.user, split.train.item, matrix.shape)
+    results = {}
+    for name, model in models.items():
+
+        def scorer(u: np.ndarray, m: Model = model) -> np.ndarray:
+            return m.score(u, matrix)
+
+        results[name] = evaluate(scorer, seen, split.targets, k, users)
+    return results
+
+
+def last_items(ds: Dataset) -> np.ndarray:
+    """Each customer's most recent product (-1 for none): the query for similar-product eval."""
+    order = np.lexsort((ds.ts, ds.user))
+    last = np.full(ds.n_users, -1, dtype=np.int64)
+    last[ds.user[order]] = ds.item[order]
+    return last
+
+
+def evaluate_similar(
+    als: ALSModel, knn: ItemKNNModel | None, split: Split, k: int, users: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Similar-products quality: from a customer's last product, how well do its nearest
+    neighbours predict what they interact with next?"""
+    last = last_items(split.train)
+    users = users[last[users] >= 0]
+    seen = binary_matrix(split.train.user, split.train.item, split.targets.shape)
+    unit = normalized(als.item_factors)
+    scorers: dict[str, Scorer] = {"als_item_vectors": lambda u: unit[last[u]] @ unit.T}
+    if knn is not None:
+        sim = knn._model.similarity
+
+        def knn_scorer(u: np.ndarray) -> np.ndarray:
+            return np.asarray(sim[last[u]].todense(), dtype=np.float32)
+
+        scorers["itemknn"] = knn_scorer
+    return {name: evaluate(s, seen, split.targets, k, users) for name, s in scorers.items()}
+
+
+def format_table(metrics: dict[str, dict[str, float]], title: str = "") -> str:
+    names = list(next(iter(metrics.values())).keys()) if metrics else []
+    width = max([len(m) for m in metrics] + [12])
+    lines = [title] if title else []
+    lines.append(f"{'model':<{width}}  " + "  ".join(f"{n:>12}" for n in names))
+    for model, values in metrics.items():
+        lines.append(f"{model:<{width}}  " + "  ".join(f"{values[n]:>12.4f}" for n in names))
+    return "\n".join(lines)
+
+
+def run(
+    interactions: Path,
+    model_dir: Path,
+    cfg: TrainConfig,
+    catalog: Path | None = None,
+    customers: Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train, evaluate and publish one bundle; returns its version and manifest."""
+    phases = ["read", "split", "tune", "fit", "evaluate", "refit", "index", "publish"]
+    bar = tqdm(total=len(phases), unit="phase", disable=not cfg.progress, leave=False)
+    p = Phases(bar)
+    reports: list[ValidationReport] = []
+    with p.phase("read"):
+        frame, report = read_interactions(interactions, cfg.on_error)
+        reports.append(report)
+        if catalog is not None:
+            cat, report = read_catalog(catalog, cfg.on_error)
+            reports.append(report)
+        else:
+            cat = catalog_from_interactions(frame)
+        if customers is not None:
+            _, report = read_customers(customers, cfg.on_error)  # validated now; used by #6
+            reports.append(report)
+        ds, unknown = build_dataset(frame, cat)
+        del frame
+        if ds.n_rows == 0:
+            raise TrainError(f"{interactions}: no usable interactions")
+    for r in reports:
+        echo(r.summary())
+    if unknown:
+        echo(f"{interactions}: dropped {unknown:,} rows naming a product not in the catalog")
+
+    with p.phase("split"):
+        split = make_split(ds, cfg.split, cfg.test_fraction, cfg.seed, cfg.target_events)
+        users = sample_users(split.eval_users, cfg.eval_users, cfg.seed)
+    if len(users) == 0:
+        raise TrainError(
+            "the held-out split has no customer with a product to predict; "
+            "give more history per customer or a larger --test-fraction"
+        )
+
+    weights, als_params = cfg.weights, cfg.als
+    trials: list[Trial] = []
+    with p.phase("tune"):
+        if cfg.tune:
+            weights, als_params, trials = tune(
+                split.train, cfg, progress=cfg.progress, echo=echo
+            )
+
+    with p.phase("fit"):
+        matrix = user_item_matrix(split.train, weights)
+        als = ALSModel(als_params)
+        als.fit(matrix, progress=cfg.progress)
+        models: dict[str, Model] = {"als": als}
+        knn: ItemKNNModel | None = None
+        if "popularity" in cfg.baselines:
+            models["popularity"] = PopularityModel()
+            models["popularity"].fit(matrix)
+        if "itemknn" in cfg.baselines:
+            knn = ItemKNNModel()
+            knn.fit(matrix)
+            models["itemknn"] = knn
+
+    with p.phase("evaluate"):
+        metrics = evaluate_models(models, matrix, split, cfg.k, users)
+        similar = evaluate_similar(als, knn, split, cfg.k, users)
+    del models, knn, split
+
+    with p.phase("refit"):
+        if cfg.refit:
+            matrix = user_item_matrix(ds, weights)
+            als = ALSModel(als_params)
+            als.fit(matrix, progress=cfg.progress)
+        popularity = np.bincount(
+            binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
+        ).astype(np.float32)
+
+    with p.phase("index"):
+        ip = build_index(als.item_factors, cfg.index)
+        cos = build_index(normalized(als.item_factors), cfg.index)
+        rng = np.random.default_rng(cfg.seed)
+        q_users = rng.choice(ds.n_users, size=min(cfg.index.recall_sample, ds.n_users), replace=False)
+        q_items = rng.choice(ds.n_items, size=min(cfg.index.recall_sample, ds.n_items), replace=False)
+        recall_ip = measure_recall(ip, als.item_factors, als.user_factors[q_users], cfg.index.recall_k)
+        unit = normalized(als.item_factors)
+        recall_cos = measure_recall(cos, unit, unit[q_items], cfg.index.recall_k)
+    index_info = {
+        "kind": index_kind(ip),
+        "params": asdict(cfg.index),
+        f"recall@{cfg.index.recall_k}": {"customers": recall_ip, "similar": recall_cos},
+    }
+    if min(recall_ip, recall_cos) < cfg.index.recall_floor:
+        raise TrainError(
+            f"ANN index recall@{cfg.index.recall_k} {min(recall_ip, recall_cos):.3f} is below the "
+            f"floor {cfg.index.recall_floor}; not publishing (raise ef_search or exact_max_items)"
+        )
+
+    with p.phase("publish"):
+        inputs = [x for x in (interactions, catalog, customers) if x is not None]
+        fp = fingerprint(inputs)
+        categories = ds.catalog["category"].cast(pl.Utf8).fill_null("uncategorized")
+        cat_codes = categories.cast(pl.Categorical).to_physical().to_numpy()
+        products = ds.catalog.with_columns(
+            pl.Series("popularity", popularity),
+            pl.Series(
+                "category_popularity",
+                category_pop(popularity, cat_codes, int(cat_codes.max()) + 1 if len(cat_codes) else 0),
+            ),
+        )
+        manifest: dict[str, Any] = {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "recsvc_version": __version__,
+            "model": "als",
+            "input": {
+                "fingerprint": fp,
+                "files": [str(x) for x in inputs],
+                "validation": [
+                    {"file": r.file, "rows_read": r.rows_read, "rows_kept": r.rows_kept, "dropped": r.dropped}
+                    for r in reports
+                ],
+                "unknown_product_rows": unknown,
+            },
+            "counts": {"customers": ds.n_users, "products": ds.n_items, "interactions": ds.n_rows},
+            "params": {
+                "als": als_params.to_dict(),
+                "weights": weights.to_dict(),
+                "tuned": cfg.tune,
+                "refit_on_all_data": cfg.refit,
+            },
+            "evaluation": {
+                "split": cfg.split,
+                "test_fraction": cfg.test_fraction,
+                "seed": cfg.seed,
+                "k": cfg.k,
+                "target_events": list(cfg.target_events),
+                "customers_evaluated": len(users),
+                "models": metrics,
+                "similar_products": similar,
+            },
+            "tuning": [t.to_dict() for t in trials],
+            "index": index_info,
+            "timings_s": p.seconds,
+        }
+        version = new_version(fp)
+        contents = BundleContents(
+            manifest=manifest,
+            customer_ids=ds.customer_ids,
+            products=products,
+            user_factors=als.user_factors,
+            item_factors=als.item_factors,
+            user_items=matrix,
+            index_ip=ip,
+            index_cos=cos,
+        )
+        path = write_bundle(model_dir, contents, version)
+        bundle = publish(model_dir, version)
+    bar.close()
+    echo(format_table(metrics, f"held-out evaluation ({cfg.split} split, "
+                               f"{len(users):,} customers, k={cfg.k}):"))
+    echo(format_table(similar, "similar products (query: each customer's last product):"))
+    echo(f"index: {index_info['kind']}, recall@{cfg.index.recall_k} customers {recall_ip:.3f}, "
+         f"similar {recall_cos:.3f}")
+    echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
+    return TrainResult(version=version, path=path, manifest=bundle.manifest)
