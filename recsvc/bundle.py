@@ -12,8 +12,7 @@ Layout of ``MODEL_DIR``::
         products.parquet   catalog snapshot per row of item_factors, with popularity
         factors.npz        user_factors, item_factors (float32; loaded without pickle)
         interactions.npz   the training confidence matrix, CSR (customers x products)
-        items_ip.faiss     index over item vectors for customer queries (inner product)
-        items_cos.faiss    index over normalised item vectors for similar products (cosine)
+        items.faiss        inner-product index over item vectors (customers and similar products)
 """
 
 from __future__ import annotations
@@ -39,11 +38,10 @@ CUSTOMERS = "customers.parquet"
 PRODUCTS = "products.parquet"
 FACTORS = "factors.npz"
 INTERACTIONS = "interactions.npz"
-INDEX_IP = "items_ip.faiss"
-INDEX_COS = "items_cos.faiss"
+INDEX = "items.faiss"
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
-DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX_IP, INDEX_COS)
+DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX)
 
 
 class BundleError(Exception):
@@ -60,8 +58,7 @@ class BundleContents:
     user_factors: np.ndarray
     item_factors: np.ndarray
     user_items: csr_matrix  # what each customer had in training (for seen-filtering, fold-in)
-    index_ip: Any  # faiss.Index
-    index_cos: Any  # faiss.Index
+    index: Any  # faiss.Index over item_factors, inner product
 
 
 @dataclass(frozen=True)
@@ -116,6 +113,7 @@ def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Pat
     if final.exists():
         raise BundleError(f"{final} already exists")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a serving user must read it
     try:
         pl.DataFrame({"customer_id": contents.customer_ids}).write_parquet(tmp / CUSTOMERS)
         contents.products.write_parquet(tmp / PRODUCTS)
@@ -132,8 +130,7 @@ def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Pat
             data=m.data.astype(np.float32),
             shape=np.asarray(m.shape, dtype=np.int64),
         )
-        faiss.write_index(contents.index_ip, str(tmp / INDEX_IP))
-        faiss.write_index(contents.index_cos, str(tmp / INDEX_COS))
+        faiss.write_index(contents.index, str(tmp / INDEX))
         manifest = dict(contents.manifest)
         manifest.update(
             format=FORMAT,
@@ -209,8 +206,7 @@ def load_bundle(path: Path) -> Bundle:
             )
         customers = pl.read_parquet(path / CUSTOMERS)["customer_id"]
         products = pl.read_parquet(path / PRODUCTS)
-        index_ip = faiss.read_index(str(path / INDEX_IP))
-        index_cos = faiss.read_index(str(path / INDEX_COS))
+        index = faiss.read_index(str(path / INDEX))
     except Exception as exc:  # any decoder error means the same thing here
         raise BundleError(f"{path}: cannot read bundle files: {exc}") from exc
     problems = []
@@ -220,10 +216,11 @@ def load_bundle(path: Path) -> Bundle:
         problems.append("item factors do not match the product table")
     if user_items.shape != (user_factors.shape[0], item_factors.shape[0]):
         problems.append("interaction matrix does not match the factors")
-    for name, index in ((INDEX_IP, index_ip), (INDEX_COS, index_cos)):
-        if index.ntotal != item_factors.shape[0] or index.d != item_factors.shape[1]:
-            problems.append(f"{name} holds {index.ntotal}x{index.d} vectors, expected "
-                            f"{item_factors.shape[0]}x{item_factors.shape[1]}")
+    if index.ntotal != item_factors.shape[0] or index.d != item_factors.shape[1]:
+        problems.append(
+            f"{INDEX} holds {index.ntotal}x{index.d} vectors, expected "
+            f"{item_factors.shape[0]}x{item_factors.shape[1]}"
+        )
     if problems:
         raise BundleError(f"{path}: inconsistent bundle: {'; '.join(problems)}")
     return Bundle(
@@ -233,8 +230,7 @@ def load_bundle(path: Path) -> Bundle:
         user_factors=user_factors,
         item_factors=item_factors,
         user_items=user_items,
-        index_ip=index_ip,
-        index_cos=index_cos,
+        index=index,
         path=path,
     )
 
@@ -282,7 +278,9 @@ def rollback(model_dir: Path) -> str:
             load_bundle(Path(model_dir) / candidate)
         except BundleError:
             continue
-        _write_text_atomic(Path(model_dir) / HISTORY, "\n".join(past[: past.index(candidate) + 1]) + "\n")
+        _write_text_atomic(
+            Path(model_dir) / HISTORY, "\n".join(past[: past.index(candidate) + 1]) + "\n"
+        )
         _write_text_atomic(Path(model_dir) / CURRENT, candidate + "\n")
         return candidate
     raise BundleError(f"{model_dir}: no earlier published version to roll back to")

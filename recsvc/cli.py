@@ -33,7 +33,8 @@ def _event_weights(text: str) -> dict[str, float]:
         name, _, value = part.partition("=")
         if name not in EVENT_TYPES or not value:
             raise argparse.ArgumentTypeError(
-                f"bad event weight {part!r}: expected EVENT=WEIGHT with EVENT in {', '.join(EVENT_TYPES)}"
+                f"bad event weight {part!r}: expected EVENT=WEIGHT, "
+                f"EVENT one of {', '.join(EVENT_TYPES)}"
             )
         weights[name] = float(value)
     return weights
@@ -95,37 +96,76 @@ def build_parser() -> argparse.ArgumentParser:
     _inputs(train, interactions_required=True)
     _model_dir(train)
     g = train.add_argument_group("evaluation")
-    g.add_argument("--split", choices=("temporal", "random"), default="temporal",
-                   help="temporal: last part of each customer's history (default); random")
+    g.add_argument(
+        "--split",
+        choices=("temporal", "random"),
+        default="temporal",
+        help="temporal: last part of each customer's history (default); random",
+    )
     g.add_argument("--test-fraction", type=float, default=0.2, help="default %(default)s")
     g.add_argument("--seed", type=int, default=0, help="default %(default)s")
     g.add_argument("-k", type=int, default=20, help="cut-off for the metrics (default %(default)s)")
-    g.add_argument("--target-events", type=_csv, default=("purchase",),
-                   help="event types to predict in the held-out part (default purchase)")
-    g.add_argument("--eval-users", type=int, default=20_000,
-                   help="evaluate on a sample of at most this many customers (default %(default)s)")
-    g.add_argument("--baselines", type=_csv, default=("popularity", "itemknn"),
-                   help="baselines to evaluate (default popularity,itemknn)")
-    g.add_argument("--no-refit", action="store_true",
-                   help="publish the model fit on the training part instead of refitting on all data")
+    g.add_argument(
+        "--target-events",
+        type=_csv,
+        default=("purchase",),
+        help="event types to predict in the held-out part (default purchase)",
+    )
+    g.add_argument(
+        "--eval-users",
+        type=int,
+        default=20_000,
+        help="evaluate on a sample of at most this many customers (default %(default)s)",
+    )
+    g.add_argument(
+        "--baselines",
+        type=_csv,
+        default=("popularity", "itemknn"),
+        help="baselines to evaluate (default popularity,itemknn)",
+    )
+    g.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="publish the model fit on the training part instead of refitting on all data",
+    )
     g = train.add_argument_group("model")
-    g.add_argument("--tune", action="store_true", help="choose hyperparameters on a validation split")
-    g.add_argument("--tune-trials", type=int, default=0,
-                   help="random subset of the search space (0 = all of it)")
+    g.add_argument(
+        "--tune", action="store_true", help="choose hyperparameters on a validation split"
+    )
+    g.add_argument(
+        "--tune-trials",
+        type=int,
+        default=0,
+        help="random subset of the search space (0 = all of it)",
+    )
     g.add_argument("--factors", type=int, default=None)
     g.add_argument("--regularization", type=float, default=None)
     g.add_argument("--alpha", type=float, default=None)
     g.add_argument("--iterations", type=int, default=None)
     g.add_argument("--confidence", choices=("binary", "log", "bm25"), default=None)
-    g.add_argument("--event-weights", type=_event_weights, default=None,
-                   help="e.g. purchase=1,add_to_cart=0.5,click=0.25,view=0.1")
-    g.add_argument("--half-life-days", type=float, default=None, help="recency decay (default none)")
+    g.add_argument(
+        "--event-weights",
+        type=_event_weights,
+        default=None,
+        help="e.g. purchase=1,add_to_cart=0.5,click=0.25,view=0.1",
+    )
+    g.add_argument(
+        "--half-life-days", type=float, default=None, help="recency decay (default none)"
+    )
     g = train.add_argument_group("index")
-    g.add_argument("--exact-max-items", type=int, default=None,
-                   help="exact search up to this many products, HNSW above")
+    g.add_argument(
+        "--exact-max-items",
+        type=int,
+        default=None,
+        help="exact search up to this many products, HNSW above",
+    )
     g.add_argument("--ef-search", type=int, default=None)
-    g.add_argument("--recall-floor", type=float, default=None,
-                   help="refuse to publish an ANN index below this recall@k (default 0.95)")
+    g.add_argument(
+        "--recall-floor",
+        type=float,
+        default=None,
+        help="refuse to publish an ANN index below this recall@k (default 0.95)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ev = sub.add_parser(
@@ -154,30 +194,51 @@ def build_parser() -> argparse.ArgumentParser:
         m = msub.add_parser(name, help=text, description=text)
         _model_dir(m)
         if name in ("show", "promote"):
-            m.add_argument("version", nargs="?" if name == "show" else None,
-                           help="bundle version" + (" (default: the published one)" if name == "show" else ""))
+            m.add_argument(
+                "version",
+                nargs="?" if name == "show" else None,
+                help="bundle version" + (" (default: the published one)" if name == "show" else ""),
+            )
     return parser
 
 
 def _inputs(parser: argparse.ArgumentParser, interactions_required: bool) -> None:
-    parser.add_argument("--interactions", type=Path, required=interactions_required,
-                        help="CSV or Parquet: customer_id, product_id, timestamp, event_type, quantity, amount")
-    parser.add_argument("--catalog", type=Path, help="CSV or Parquet: product_id, title, category, price, in_stock")
-    parser.add_argument("--customers", type=Path, help="CSV or Parquet: customer_id, signup_date, birthday, ...")
-    parser.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                        help="fail on the first file with bad rows (default) or skip bad rows")
+    parser.add_argument(
+        "--interactions",
+        type=Path,
+        required=interactions_required,
+        help="CSV or Parquet: customer_id, product_id, timestamp, event_type, quantity, amount",
+    )
+    parser.add_argument(
+        "--catalog", type=Path, help="CSV or Parquet: product_id, title, category, price, in_stock"
+    )
+    parser.add_argument(
+        "--customers", type=Path, help="CSV or Parquet: customer_id, signup_date, birthday, ..."
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="fail on the first file with bad rows (default) or skip bad rows",
+    )
 
 
 def cmd_data(args: argparse.Namespace) -> None:
     if args.data_command == "synth":
         from training import synth
 
-        cfg = synth.SynthConfig(customers=args.customers, products=args.products, seed=args.seed,
-                                events_per_customer=args.events_per_customer)
+        cfg = synth.SynthConfig(
+            customers=args.customers,
+            products=args.products,
+            seed=args.seed,
+            events_per_customer=args.events_per_customer,
+        )
         world = synth.generate(cfg, progress=True)
         paths = synth.write_world(world, args.out, args.format)
-        print(f"wrote {world.interactions.height:,} interactions, {world.catalog.height:,} products, "
-              f"{world.customers.height:,} customers to {args.out}")
+        print(
+            f"wrote {world.interactions.height:,} interactions, {world.catalog.height:,} products, "
+            f"{world.customers.height:,} customers to {args.out}"
+        )
         for name, path in paths.items():
             print(f"  {name}: {path}")
     elif args.data_command == "movielens100k":
@@ -189,8 +250,11 @@ def cmd_data(args: argparse.Namespace) -> None:
     elif args.data_command == "validate":
         from training import ingest
 
-        readers = ((args.interactions, ingest.read_interactions), (args.catalog, ingest.read_catalog),
-                   (args.customers, ingest.read_customers))
+        readers = (
+            (args.interactions, ingest.read_interactions),
+            (args.catalog, ingest.read_catalog),
+            (args.customers, ingest.read_customers),
+        )
         if not any(path for path, _ in readers):
             raise CliError("give at least one of --interactions, --catalog, --customers")
         for path, reader in readers:
@@ -207,9 +271,19 @@ def cmd_train(args: argparse.Namespace) -> None:
     from training.train import TrainConfig, run
 
     cfg = TrainConfig()
-    als = replace(cfg.als, **{k: v for k, v in (
-        ("factors", args.factors), ("regularization", args.regularization),
-        ("alpha", args.alpha), ("iterations", args.iterations)) if v is not None})
+    als = replace(
+        cfg.als,
+        **{
+            k: v
+            for k, v in (
+                ("factors", args.factors),
+                ("regularization", args.regularization),
+                ("alpha", args.alpha),
+                ("iterations", args.iterations),
+            )
+            if v is not None
+        },
+    )
     weights = cfg.weights
     if args.confidence:
         weights = replace(weights, confidence=args.confidence)
@@ -217,14 +291,35 @@ def cmd_train(args: argparse.Namespace) -> None:
         weights = replace(weights, event_weights=args.event_weights)
     if args.half_life_days:
         weights = replace(weights, half_life_days=args.half_life_days)
-    index = replace(cfg.index, **{k: v for k, v in (
-        ("exact_max_items", args.exact_max_items), ("ef_search", args.ef_search),
-        ("recall_floor", args.recall_floor)) if v is not None})
+    index = replace(
+        cfg.index,
+        **{
+            k: v
+            for k, v in (
+                ("exact_max_items", args.exact_max_items),
+                ("ef_search", args.ef_search),
+                ("recall_floor", args.recall_floor),
+            )
+            if v is not None
+        },
+    )
     cfg = replace(
-        cfg, split=args.split, test_fraction=args.test_fraction, seed=args.seed, k=args.k,
-        target_events=args.target_events, eval_users=args.eval_users, baselines=args.baselines,
-        refit=not args.no_refit, tune=args.tune, tune_trials=args.tune_trials, als=als,
-        weights=weights, index=index, on_error=args.on_error, progress=not args.quiet,
+        cfg,
+        split=args.split,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        k=args.k,
+        target_events=args.target_events,
+        eval_users=args.eval_users,
+        baselines=args.baselines,
+        refit=not args.no_refit,
+        tune=args.tune,
+        tune_trials=args.tune_trials,
+        als=als,
+        weights=weights,
+        index=index,
+        on_error=args.on_error,
+        progress=not args.quiet,
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
 
@@ -234,14 +329,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.bundle_eval import evaluate_bundle
     from training.train import format_table
 
-    path = Path(args.bundle) if args.bundle and Path(args.bundle).is_dir() else b.resolve(
-        args.model_dir, args.bundle)
+    path = (
+        Path(args.bundle)
+        if args.bundle and Path(args.bundle).is_dir()
+        else b.resolve(args.model_dir, args.bundle)
+    )
     loaded = b.load_bundle(path)
-    results, counts = evaluate_bundle(loaded, args.interactions, args.k, args.target_events,
-                                      args.baselines, args.on_error)
-    print(f"bundle {loaded.version}: {counts['customers_evaluated']:,} customers evaluated; "
-          f"{counts['rows']:,} target rows, {counts['unknown_customer_or_product']:,} with an unknown "
-          f"customer or product, {counts['already_seen']:,} already seen in training")
+    results, counts = evaluate_bundle(
+        loaded, args.interactions, args.k, args.target_events, args.baselines, args.on_error
+    )
+    print(
+        f"bundle {loaded.version}: {counts['customers_evaluated']:,} customers evaluated; "
+        f"{counts['rows']:,} target rows, {counts['unknown_customer_or_product']:,} with an "
+        f"unknown customer or product, {counts['already_seen']:,} already seen in training"
+    )
     print(format_table(results))
 
 
@@ -262,9 +363,11 @@ def cmd_models(args: argparse.Namespace) -> None:
             ev = m["evaluation"]
             k = ev["k"]
             ndcg = ev["models"]["als"][f"ndcg@{k}"]
-            print(f"{mark} {m['version']}  created {m['created_at']}  customers "
-                  f"{m['counts']['customers']:,}  products {m['counts']['products']:,}  "
-                  f"ndcg@{k} {ndcg:.4f}")
+            print(
+                f"{mark} {m['version']}  created {m['created_at']}  customers "
+                f"{m['counts']['customers']:,}  products {m['counts']['products']:,}  "
+                f"ndcg@{k} {ndcg:.4f}"
+            )
     elif action == "show":
         path = b.resolve(args.model_dir, args.version)
         print(json.dumps(b.read_manifest(path), indent=2, sort_keys=True))
@@ -286,7 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.ingest import InputError, ValidationFailed
     from training.train import TrainError
 
-    handlers = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models}
+    handlers = {
+        "data": cmd_data,
+        "train": cmd_train,
+        "evaluate": cmd_evaluate,
+        "models": cmd_models,
+    }
     try:
         handlers[args.command](args)
     except (CliError, InputError, ValidationFailed, BundleError, TrainError) as exc:

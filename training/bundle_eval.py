@@ -28,7 +28,9 @@ def evaluate_bundle(
     frame = frame.filter(pl.col("event_type").is_in(list(target_events)))
     users = pl.DataFrame({"customer_id": bundle.customer_ids}).with_row_index("u")
     items = bundle.products.select("product_id").with_row_index("i")
-    joined = frame.join(users, on="customer_id", how="left").join(items, on="product_id", how="left")
+    joined = frame.join(users, on="customer_id", how="left").join(
+        items, on="product_id", how="left"
+    )
     known = joined.filter(pl.col("u").is_not_null() & pl.col("i").is_not_null())
     shape = bundle.user_items.shape
     seen = bundle.user_items.copy()
@@ -54,5 +56,3 @@ def evaluate_bundle(
         knn.fit(bundle.user_items)
         results["itemknn"] = evaluate(lambda u: knn.score(u, bundle.user_items), seen, fresh, k)
     return results, counts
-
-

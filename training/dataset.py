@@ -80,7 +80,9 @@ def catalog_from_interactions(interactions: pl.DataFrame) -> pl.DataFrame:
 
 def build_dataset(interactions: pl.DataFrame, catalog: pl.DataFrame) -> tuple[Dataset, int]:
     """Encode ids; returns the dataset and how many rows named a product not in the catalog."""
-    item_index = catalog.select(pl.col("product_id"), pl.int_range(pl.len(), dtype=pl.Int32).alias("i"))
+    item_index = catalog.select(
+        pl.col("product_id"), pl.int_range(pl.len(), dtype=pl.Int32).alias("i")
+    )
     customers = interactions["customer_id"].unique(maintain_order=True)
     user_index = pl.DataFrame({"customer_id": customers}).with_row_index("u")
     joined = interactions.select(
@@ -127,12 +129,12 @@ class WeightConfig:
 def raw_weights(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> np.ndarray:
     """Per-row weight: event weight x quantity x recency decay."""
     per_event = np.array([cfg.event_weights.get(e, 0.0) for e in EVENT_TYPES], dtype=np.float32)
-    w = per_event[ds.event] * np.maximum(ds.quantity, 1.0)
+    w: np.ndarray = per_event[ds.event] * np.maximum(ds.quantity, 1.0)
     if cfg.half_life_days and ds.n_rows:
         ref = int(ds.ts.max()) if now is None else now
         age_days = (ref - ds.ts).astype(np.float32) / 86400.0
         w *= np.exp2(-age_days / np.float32(cfg.half_life_days))
-    return w.astype(np.float32)
+    return np.asarray(w, dtype=np.float32)
 
 
 def user_item_matrix(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> csr_matrix:

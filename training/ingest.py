@@ -77,7 +77,9 @@ class ValidationFailed(Exception):
         if more > 0:
             lines.append(f"... and {more:,} more bad rows")
         lines.append("(use --on-error=skip to drop bad rows and continue)")
-        super().__init__(f"{report.rows_dropped:,} bad rows in {report.file}:\n  " + "\n  ".join(lines))
+        super().__init__(
+            f"{report.rows_dropped:,} bad rows in {report.file}:\n  " + "\n  ".join(lines)
+        )
 
 
 def read_frame(path: Path) -> tuple[pl.DataFrame, bool]:
@@ -106,11 +108,13 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
     raw = pl.col(name)
     text = _as_text(name)
     shown = pl.lit("'") + text.fill_null("") + pl.lit("'")
+    value: pl.Expr
+    reason: pl.Expr
 
     if column.kind == "id":
         value = text
-        reason = pl.when(text.is_null() | (text == "")).then(pl.lit(f"empty {name}"))
-        reason = reason.otherwise(_NO_REASON)
+        empty = text.is_null() | (text == "")
+        reason = pl.when(empty).then(pl.lit(f"empty {name}")).otherwise(_NO_REASON)
     elif column.kind == "timestamp":
         if isinstance(dtype, pl.Datetime):
             value = (
@@ -129,18 +133,26 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
             epoch = pl.from_epoch(text.cast(pl.Int64, strict=False), time_unit="s")
             candidates.append(epoch.dt.replace_time_zone("UTC"))
             value = pl.coalesce(candidates)
-        reason = pl.when(value.is_null()).then(pl.lit(f"unparseable {name} ") + shown)
-        reason = reason.otherwise(_NO_REASON)
+        bad = pl.lit(f"unparseable {name} ") + shown
+        reason = pl.when(value.is_null()).then(bad).otherwise(_NO_REASON)
     elif column.kind == "event":
         value = text.str.to_lowercase()
         if column.default is not None:
             value = value.fill_null(pl.lit(column.default))
-        reason = pl.when(~value.is_in(list(EVENT_TYPES))).then(
-            pl.lit(f"unknown {name} ") + shown + pl.lit(f" (expected one of {', '.join(EVENT_TYPES)})")
-        ).otherwise(_NO_REASON)
+        reason = (
+            pl.when(~value.is_in(list(EVENT_TYPES)))
+            .then(
+                pl.lit(f"unknown {name} ")
+                + shown
+                + pl.lit(f" (expected one of {', '.join(EVENT_TYPES)})")
+            )
+            .otherwise(_NO_REASON)
+        )
     elif column.kind == "nonneg_float":
-        parsed = raw.cast(pl.Float64, strict=False) if dtype.is_numeric() else text.cast(
-            pl.Float64, strict=False
+        parsed = (
+            raw.cast(pl.Float64, strict=False)
+            if dtype.is_numeric()
+            else text.cast(pl.Float64, strict=False)
         )
         unparseable = parsed.is_null() & text.is_not_null() & (text != "")
         value = parsed if column.default is None else parsed.fill_null(column.default)
@@ -158,13 +170,17 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
             value = raw
         else:
             low = text.str.to_lowercase()
-            value = pl.when(low.is_in(list(_TRUE))).then(True).when(low.is_in(list(_FALSE))).then(False)
+            value = (
+                pl.when(low.is_in(list(_TRUE))).then(True).when(low.is_in(list(_FALSE))).then(False)
+            )
         missing = text.is_null() | (text == "")
         if column.default is not None:
             value = pl.when(missing).then(pl.lit(column.default)).otherwise(value)
-        reason = pl.when(value.is_null() & ~missing).then(
-            pl.lit(f"not a boolean {name} ") + shown + pl.lit(" (expected true or false)")
-        ).otherwise(_NO_REASON)
+        reason = (
+            pl.when(value.is_null() & ~missing)
+            .then(pl.lit(f"not a boolean {name} ") + shown + pl.lit(" (expected true or false)"))
+            .otherwise(_NO_REASON)
+        )
     elif column.kind == "date":
         if isinstance(dtype, pl.Date):
             value = raw
@@ -173,9 +189,11 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
         else:
             value = text.str.to_date("%Y-%m-%d", strict=False)
         missing = text.is_null() | (text == "")
-        reason = pl.when(value.is_null() & ~missing).then(
-            pl.lit(f"unparseable {name} ") + shown + pl.lit(" (expected YYYY-MM-DD)")
-        ).otherwise(_NO_REASON)
+        reason = (
+            pl.when(value.is_null() & ~missing)
+            .then(pl.lit(f"unparseable {name} ") + shown + pl.lit(" (expected YYYY-MM-DD)"))
+            .otherwise(_NO_REASON)
+        )
     elif column.kind == "str":
         value = text if column.default is None else text.fill_null(pl.lit(column.default))
         reason = _NO_REASON
@@ -210,7 +228,10 @@ def validate(
     known = {c.name for c in columns}
     extras = [pl.col(n) for n in frame.columns if n not in known]
     typed = frame.select(
-        *parsed, *extras, pl.coalesce(reasons).alias("__reason"), pl.int_range(pl.len()).alias("__row")
+        *parsed,
+        *extras,
+        pl.coalesce(reasons).alias("__reason"),
+        pl.int_range(pl.len()).alias("__row"),
     )
     report = ValidationReport(file=file, rows_read=typed.height)
     bad = typed.filter(pl.col("__reason").is_not_null())
@@ -230,12 +251,16 @@ def validate(
     return good, report
 
 
-def _read(path: Path, columns: Sequence[Column], on_error: OnError) -> tuple[pl.DataFrame, ValidationReport]:
+def _read(
+    path: Path, columns: Sequence[Column], on_error: OnError
+) -> tuple[pl.DataFrame, ValidationReport]:
     frame, is_csv = read_frame(path)
     return validate(frame, columns, str(path), on_error, is_csv)
 
 
-def read_interactions(path: Path, on_error: OnError = "fail") -> tuple[pl.DataFrame, ValidationReport]:
+def read_interactions(
+    path: Path, on_error: OnError = "fail"
+) -> tuple[pl.DataFrame, ValidationReport]:
     return _read(path, INTERACTIONS, on_error)
 
 

@@ -26,9 +26,7 @@ def mask_seen(scores: np.ndarray, seen: csr_matrix, users: np.ndarray) -> None:
     scores[r, c] = -np.inf
 
 
-def recommend_batch(
-    scorer: Scorer, seen: csr_matrix, users: np.ndarray, k: int
-) -> np.ndarray:
+def recommend_batch(scorer: Scorer, seen: csr_matrix, users: np.ndarray, k: int) -> np.ndarray:
     scores = scorer(users).astype(np.float32, copy=False)
     mask_seen(scores, seen, users)
     return top_k(scores, k)

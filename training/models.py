@@ -45,7 +45,7 @@ class PopularityModel(Model):
         )
 
     def score(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
-        return np.broadcast_to(self.item_scores, (len(users), len(self.item_scores))).copy()
+        return np.tile(self.item_scores, (len(users), 1))
 
 
 def category_popularity(
@@ -55,7 +55,7 @@ def category_popularity(
     when a request asks for a category): scores normalised by the category's best product."""
     best = np.zeros(n_categories, dtype=np.float32)
     np.maximum.at(best, categories, item_scores)
-    return (item_scores / np.maximum(best[categories], 1e-9)).astype(np.float32)
+    return np.asarray(item_scores / np.maximum(best[categories], 1e-9), dtype=np.float32)
 
 
 class ItemKNNModel(Model):
@@ -76,10 +76,14 @@ class ItemKNNModel(Model):
             warnings.filterwarnings("ignore", message="Method expects CSR input")
             self._model.fit(binary, show_progress=progress)
 
+    @property
+    def similarity(self) -> csr_matrix:
+        return csr_matrix(self._model.similarity)
+
     def score(self, users: np.ndarray, user_items: csr_matrix) -> np.ndarray:
         rows = user_items[users].copy()
         rows.data[:] = 1.0
-        return np.asarray((rows @ self._model.similarity).todense(), dtype=np.float32)
+        return np.asarray((rows @ self.similarity).todense(), dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ def temporal_mask(ds: Dataset, test_fraction: float) -> np.ndarray:
     counts = np.bincount(users, minlength=ds.n_users)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.arange(len(users)) - starts[users]  # position within the customer's history
-    n_test = np.where(counts >= 2, np.maximum(1, np.rint(counts * test_fraction)), 0).astype(np.int64)
+    n_test = np.where(counts >= 2, np.maximum(1, np.rint(counts * test_fraction)), 0).astype(
+        np.int64
+    )
     is_test_sorted = rank >= counts[users] - n_test[users]
     train = np.ones(ds.n_rows, dtype=bool)
     train[order[is_test_sorted]] = False
@@ -34,7 +36,7 @@ def temporal_mask(ds: Dataset, test_fraction: float) -> np.ndarray:
 def random_mask(ds: Dataset, test_fraction: float, seed: int) -> np.ndarray:
     perm = np.random.default_rng(seed).permutation(ds.n_rows)
     train = np.zeros(ds.n_rows, dtype=bool)
-    train[perm[: int(round(ds.n_rows * (1.0 - test_fraction)))]] = True
+    train[perm[: round(ds.n_rows * (1.0 - test_fraction))]] = True
     return train
 
 
@@ -64,7 +66,11 @@ def make_split(
     """
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test fraction must be between 0 and 1, got {test_fraction}")
-    mask = temporal_mask(ds, test_fraction) if kind == "temporal" else random_mask(ds, test_fraction, seed)
+    mask = (
+        temporal_mask(ds, test_fraction)
+        if kind == "temporal"
+        else random_mask(ds, test_fraction, seed)
+    )
     train = ds.subset(mask)
     test = ds.subset(~mask)
     codes = [EVENT_TYPES.index(e) for e in target_events]
