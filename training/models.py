@@ -115,7 +115,15 @@ class ALSModel(Model):
         self.user_factors = np.zeros((0, params.factors), dtype=np.float32)
         self.item_factors = np.zeros((0, params.factors), dtype=np.float32)
 
-    def fit(self, user_items: csr_matrix, progress: bool = False) -> None:
+    def fit(
+        self,
+        user_items: csr_matrix,
+        progress: bool = False,
+        warm_start: ALSModel | None = None,
+        iterations: int | None = None,
+    ) -> None:
+        """Fit; with ``warm_start`` (a model over the same id spaces, e.g. fit on a training
+        split) start from its item vectors, so a refit on all data needs few iterations."""
         from implicit.als import AlternatingLeastSquares
 
         p = self.params
@@ -123,10 +131,16 @@ class ALSModel(Model):
             factors=p.factors,
             regularization=p.regularization,
             alpha=p.alpha,
-            iterations=p.iterations,
+            iterations=iterations or p.iterations,
             random_state=p.random_state,
             use_gpu=use_gpu(),
         )
+        if warm_start is not None:
+            if warm_start.item_factors.shape != (user_items.shape[1], p.factors):
+                raise ValueError("warm start needs a model over the same products and factors")
+            # Each iteration solves customers first, so only the item vectors matter here.
+            model.user_factors = np.zeros((user_items.shape[0], p.factors), dtype=np.float32)
+            model.item_factors = warm_start.item_factors.copy()
         # faiss ships an OpenMP OpenBLAS that ignores OPENBLAS_NUM_THREADS; limit every BLAS.
         with threadpool_limits(1, "blas"):
             model.fit(user_items, show_progress=progress)

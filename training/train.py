@@ -62,6 +62,7 @@ class TrainConfig:
     baselines: tuple[str, ...] = ("popularity", "itemknn")
     eval_users: int = 20_000  # evaluate on a sample of at most this many customers
     refit: bool = True
+    refit_iterations: int = 3  # warm-started from the evaluated model's item vectors
     index: IndexConfig = field(default_factory=IndexConfig)
     on_error: OnError = "fail"
     progress: bool = True
@@ -234,8 +235,9 @@ def run(
     with p.phase("refit"):
         if cfg.refit:
             matrix = user_item_matrix(ds, weights)
-            als = ALSModel(als_params)
-            als.fit(matrix, progress=cfg.progress)
+            refit = ALSModel(als_params)
+            refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
+            als = refit
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
         ).astype(np.float32)
