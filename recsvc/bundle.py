@@ -175,6 +175,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"{path}: bundle format version {manifest.get('format_version')} is not supported "
             f"(this recsvc reads version {FORMAT_VERSION}); retrain or upgrade recsvc"
         )
+    missing = [k for k in ("files", "shapes") if not isinstance(manifest.get(k), dict)]
+    if missing:
+        raise BundleError(f"{file}: damaged manifest: no {', '.join(missing)}")
     return manifest
 
 
@@ -210,9 +213,13 @@ def load_bundle(path: Path) -> Bundle:
     except Exception as exc:  # any decoder error means the same thing here
         raise BundleError(f"{path}: cannot read bundle files: {exc}") from exc
     problems = []
-    if list(user_factors.shape) != shapes["user_factors"] or len(customers) != shapes["customers"]:
+    if list(user_factors.shape) != shapes.get("user_factors") or len(customers) != shapes.get(
+        "customers"
+    ):
         problems.append("user factors do not match the customer id map")
-    if list(item_factors.shape) != shapes["item_factors"] or products.height != shapes["products"]:
+    if list(item_factors.shape) != shapes.get("item_factors") or products.height != shapes.get(
+        "products"
+    ):
         problems.append("item factors do not match the product table")
     if user_items.shape != (user_factors.shape[0], item_factors.shape[0]):
         problems.append("interaction matrix does not match the factors")
@@ -221,6 +228,8 @@ def load_bundle(path: Path) -> Bundle:
             f"{INDEX} holds {index.ntotal}x{index.d} vectors, expected "
             f"{item_factors.shape[0]}x{item_factors.shape[1]}"
         )
+    if len(customers) != user_factors.shape[0] or products.height != item_factors.shape[0]:
+        problems.append("id maps do not match the factor rows")
     if problems:
         raise BundleError(f"{path}: inconsistent bundle: {'; '.join(problems)}")
     return Bundle(

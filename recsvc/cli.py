@@ -24,6 +24,33 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _events(text: str) -> tuple[str, ...]:
+    from training.schema import EVENT_TYPES
+
+    events = _csv(text)
+    unknown = [e for e in events if e not in EVENT_TYPES]
+    if unknown or not events:
+        raise argparse.ArgumentTypeError(
+            f"unknown event type(s) {', '.join(unknown) or '(none given)'}; "
+            f"expected some of {', '.join(EVENT_TYPES)}"
+        )
+    return events
+
+
 def _event_weights(text: str) -> dict[str, float]:
     from training.dataset import DEFAULT_EVENT_WEIGHTS
     from training.schema import EVENT_TYPES
@@ -102,12 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="temporal",
         help="temporal: last part of each customer's history (default); random",
     )
-    g.add_argument("--test-fraction", type=float, default=0.2, help="default %(default)s")
+    g.add_argument("--test-fraction", type=_fraction, default=0.2, help="default %(default)s")
     g.add_argument("--seed", type=int, default=0, help="default %(default)s")
-    g.add_argument("-k", type=int, default=20, help="cut-off for the metrics (default %(default)s)")
+    g.add_argument(
+        "-k", type=_positive_int, default=20, help="cut-off for the metrics (default %(default)s)"
+    )
     g.add_argument(
         "--target-events",
-        type=_csv,
+        type=_events,
         default=("purchase",),
         help="event types to predict in the held-out part (default purchase)",
     )
@@ -178,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("bundle", nargs="?", default=None, help="bundle directory or version")
     ev.add_argument("--interactions", type=Path, required=True)
     _model_dir(ev)
-    ev.add_argument("-k", type=int, default=20)
-    ev.add_argument("--target-events", type=_csv, default=("purchase",))
+    ev.add_argument("-k", type=_positive_int, default=20)
+    ev.add_argument("--target-events", type=_events, default=("purchase",))
     ev.add_argument("--baselines", type=_csv, default=("popularity", "itemknn"))
     ev.add_argument("--on-error", choices=("fail", "skip"), default="fail")
 

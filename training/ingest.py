@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from training.schema import CATALOG, CUSTOMERS, EVENT_TYPES, INTERACTIONS, Column
@@ -202,6 +203,22 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
     return value.alias(name), reason.alias(f"__reason_{name}")
 
 
+def _first_lines(frame: pl.DataFrame) -> np.ndarray:
+    """The physical line on which each CSV record starts."""
+    text_cols = [c for c, t in frame.schema.items() if t == pl.Utf8]
+    if not text_cols:
+        return np.arange(frame.height) + 2
+    newlines = (
+        frame.select(
+            pl.sum_horizontal([pl.col(c).str.count_matches("\n").fill_null(0) for c in text_cols])
+        )
+        .to_series()
+        .to_numpy()
+        .astype(np.int64)
+    )
+    return np.arange(frame.height) + 2 + np.cumsum(newlines) - newlines
+
+
 def validate(
     frame: pl.DataFrame,
     columns: Sequence[Column],
@@ -239,11 +256,15 @@ def validate(
         # Count by reason without the offending value, so the summary groups like with like.
         kinds = bad.select(pl.col("__reason").str.replace(r" '.*$", "").alias("k"))["k"]
         report.dropped = dict(kinds.value_counts().iter_rows())
-        offset, label = (2, "line") if is_csv else (1, "row")
-        report.examples = [
-            RowError(file, f"{label} {row + offset}", reason)
-            for row, reason in bad.head(_MAX_EXAMPLES).select("__row", "__reason").iter_rows()
-        ]
+        shown = bad.head(_MAX_EXAMPLES).select("__row", "__reason")
+        if is_csv:
+            # Physical line: the header is line 1, and quoted fields may hold newlines.
+            lines = _first_lines(frame)
+            report.examples = [
+                RowError(file, f"line {int(lines[r])}", why) for r, why in shown.iter_rows()
+            ]
+        else:
+            report.examples = [RowError(file, f"row {r + 1}", why) for r, why in shown.iter_rows()]
     good = typed.filter(pl.col("__reason").is_null()).drop("__reason", "__row")
     report.rows_kept = good.height
     if bad.height and on_error == "fail":

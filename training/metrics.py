@@ -27,9 +27,13 @@ def mask_seen(scores: np.ndarray, seen: csr_matrix, users: np.ndarray) -> None:
 
 
 def recommend_batch(scorer: Scorer, seen: csr_matrix, users: np.ndarray, k: int) -> np.ndarray:
+    """Top-k unseen products per customer, best first; -1 pads a row when fewer than k
+    products are left unseen."""
     scores = scorer(users).astype(np.float32, copy=False)
     mask_seen(scores, seen, users)
-    return top_k(scores, k)
+    top = top_k(scores, k)
+    top[np.take_along_axis(scores, top, axis=1) == -np.inf] = -1
+    return top
 
 
 def evaluate(
@@ -52,7 +56,7 @@ def evaluate(
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         top = recommend_batch(scorer, seen, chunk, k)
-        recommended[top.ravel()] = True
+        recommended[top[top >= 0]] = True
         t = targets[chunk]
         hits = np.zeros(top.shape, dtype=bool)
         for row in range(len(chunk)):

@@ -127,22 +127,23 @@ class ALSModel(Model):
         from implicit.als import AlternatingLeastSquares
 
         p = self.params
-        model = AlternatingLeastSquares(
-            factors=p.factors,
-            regularization=p.regularization,
-            alpha=p.alpha,
-            iterations=iterations or p.iterations,
-            random_state=p.random_state,
-            use_gpu=use_gpu(),
-        )
-        if warm_start is not None:
-            if warm_start.item_factors.shape != (user_items.shape[1], p.factors):
-                raise ValueError("warm start needs a model over the same products and factors")
-            # Each iteration solves customers first, so only the item vectors matter here.
-            model.user_factors = np.zeros((user_items.shape[0], p.factors), dtype=np.float32)
-            model.item_factors = warm_start.item_factors.copy()
-        # faiss ships an OpenMP OpenBLAS that ignores OPENBLAS_NUM_THREADS; limit every BLAS.
+        # faiss ships an OpenMP OpenBLAS that ignores OPENBLAS_NUM_THREADS; limit every BLAS
+        # (implicit checks this when the model is built, so build it inside too).
         with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=p.factors,
+                regularization=p.regularization,
+                alpha=p.alpha,
+                iterations=iterations or p.iterations,
+                random_state=p.random_state,
+                use_gpu=use_gpu(),
+            )
+            if warm_start is not None:
+                if warm_start.item_factors.shape != (user_items.shape[1], p.factors):
+                    raise ValueError("warm start needs a model over the same products and factors")
+                # Each iteration solves customers first, so only the item vectors matter here.
+                model.user_factors = np.zeros((user_items.shape[0], p.factors), dtype=np.float32)
+                model.item_factors = warm_start.item_factors.copy()
             model.fit(user_items, show_progress=progress)
         if hasattr(model, "to_cpu"):
             model = model.to_cpu()

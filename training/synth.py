@@ -21,7 +21,7 @@ random stream derived from (seed, chunk index), so the output depends only on th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
@@ -41,39 +41,41 @@ B = npt.NDArray[np.bool_]
 
 INTERACTIONS_SCHEMA: Final = pl.Schema(
     {
-        "customer_id": pl.Utf8,
-        "product_id": pl.Utf8,
+        "customer_id": pl.String(),
+        "product_id": pl.String(),
         "timestamp": pl.Datetime("us", "UTC"),
-        "event_type": pl.Utf8,
-        "quantity": pl.Int32,
-        "amount": pl.Float64,
+        "event_type": pl.String(),
+        "quantity": pl.Int32(),
+        "amount": pl.Float64(),
     }
 )
 CATALOG_SCHEMA: Final = pl.Schema(
     {
-        "product_id": pl.Utf8,
-        "title": pl.Utf8,
-        "category": pl.Utf8,
-        "price": pl.Float64,
-        "in_stock": pl.Boolean,
-        "brand": pl.Utf8,
-        "consumable": pl.Boolean,
+        "product_id": pl.String(),
+        "title": pl.String(),
+        "category": pl.String(),
+        "price": pl.Float64(),
+        "in_stock": pl.Boolean(),
+        "brand": pl.String(),
+        "consumable": pl.Boolean(),
     }
 )
 CUSTOMERS_SCHEMA: Final = pl.Schema(
     {
-        "customer_id": pl.Utf8,
-        "signup_date": pl.Date,
-        "birthday": pl.Date,
-        "tier": pl.Utf8,
-        "points": pl.Int64,
-        "consent_personalization": pl.Boolean,
+        "customer_id": pl.String(),
+        "signup_date": pl.Date(),
+        "birthday": pl.Date(),
+        "tier": pl.String(),
+        "points": pl.Int64(),
+        "consent_personalization": pl.Boolean(),
     }
 )
 TIERS: Final = ("bronze", "silver", "gold", "platinum")
 
 # Event codes index EVENT_TYPES = (purchase, add_to_cart, click, view).
-_PURCHASE, _CART, _CLICK, _VIEW = (EVENT_TYPES.index(e) for e in EVENT_TYPES)
+_PURCHASE, _CART, _CLICK, _VIEW = (
+    EVENT_TYPES.index(e) for e in ("purchase", "add_to_cart", "click", "view")
+)
 
 # Part of the determinism contract: changing it changes every generated world.
 _CHUNK_CUSTOMERS: Final = 50_000
@@ -87,11 +89,18 @@ _US_PER_DAY: Final = 86_400_000_000
 # and ALS clearly beats popularity on a temporal hold-out of purchases.
 _TASTE_STRENGTH: Final = 2.0  # scale of taste . product inside the softmax
 _EXPLORE: Final = 0.10  # chains that ignore taste and follow popularity in any category
-_STORE: Final = 0.05  # chains that are a direct (in-store) purchase, no online funnel
+_STORE: Final = 0.04  # chains that are a direct (in-store) purchase, no online funnel
 _NO_EVENTS: Final = 0.02  # registered customers who never interacted
 _NEW_CUSTOMERS: Final = 0.35  # customers who sign up during the simulated period
 _CHURN: Final = 0.20  # customers who stop interacting before the end
-_REPEAT_P: Final = 0.45  # geometric "stop" probability for consumable re-purchases
+_REPEAT_P: Final = 0.6  # geometric "stop" probability for consumable re-purchases
+# Funnel conversion = sigmoid(bias + slope * (affinity - centre)); the centre sits near the
+# typical affinity of a chosen product, so conversions are ~50% on average.
+_FUNNEL_CENTRE: Final = 2.6
+_FUNNEL_SLOPE: Final = 0.8
+_CLICK_BIAS: Final = 0.0
+_CART_BIAS: Final = -0.8
+_BUY_BIAS: Final = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,8 +136,9 @@ class _Category:
 
 
 def _cat(name: str, price: float, cycle: float, adj: str, nouns: str, sizes: str) -> _Category:
-    return _Category(name, price, cycle, tuple(adj.split("|")), tuple(nouns.split("|")),
-                     tuple(sizes.split("|")))  # fmt: skip
+    return _Category(
+        name, price, cycle, tuple(adj.split("|")), tuple(nouns.split("|")), tuple(sizes.split("|"))
+    )
 
 
 # Consumables and durables interleaved so that small worlds (5 categories) get both.
@@ -249,7 +259,8 @@ _BRAND_TAILS: Final = (
 )  # fmt: skip
 _BRANDS_PER_CATEGORY: Final = 12
 
-# Relative traffic per weekday (Monday first) and per hour of day (UTC).
+# Relative traffic per weekday (Monday first) and per hour of day (UTC hours when `start` is
+# midnight UTC, the default; the day grid is anchored at `start`).
 _WEEKDAY: Final = np.array([0.90, 0.88, 0.92, 0.97, 1.08, 1.25, 1.12])
 _HOURS: Final = np.array(
     [0.15, 0.08, 0.05, 0.04, 0.05, 0.12, 0.35, 0.6, 0.8, 0.9, 1.0, 1.15,
@@ -275,9 +286,7 @@ def generate(config: SynthConfig, progress: bool = False) -> World:
     frames: list[pl.DataFrame] = []
     n_chunks = math.ceil(config.customers / _CHUNK_CUSTOMERS)
     chunk_seeds = s_chunks.spawn(n_chunks)
-    with tqdm(
-        total=config.customers, unit="customers", desc="synth", disable=not progress
-    ) as bar:
+    with tqdm(total=config.customers, unit="customers", desc="synth", disable=not progress) as bar:
         for index, chunk_seed in enumerate(chunk_seeds):
             lo = index * _CHUNK_CUSTOMERS
             hi = min(lo + _CHUNK_CUSTOMERS, config.customers)
@@ -345,7 +354,7 @@ def _validate(config: SynthConfig) -> None:
 
 
 def _ids(prefix: str, n: int, width: int) -> pl.Series:
-    """"C0000001"-style ids, numbered from 1; zero-padding grows only if n needs more digits."""
+    """Ids like C0000001, numbered from 1; the zero-padding widens only if n needs it."""
     width = max(width, len(str(n)))
     return pl.select(
         pl.concat_str(pl.lit(prefix), pl.int_range(1, n + 1).cast(pl.Utf8).str.zfill(width))
@@ -424,9 +433,7 @@ def _category_defs(k: int) -> list[tuple[_Category, str, float]]:
         name = f"{mod} {base.name}" if mod else base.name
         if i >= nb * nm:  # only for explicitly huge category counts
             name = f"{name} {i // (nb * nm) + 1}"
-        renamed = _Category(name, base.price, base.cycle_days, base.adjectives, base.nouns,
-                            base.sizes)  # fmt: skip
-        out.append((renamed, mod, mult))
+        out.append((replace(base, name=name), mod, mult))
     return out
 
 
@@ -450,8 +457,9 @@ def _make_catalog(config: SynthConfig, rng: np.random.Generator) -> _Catalog:
     cat_brands = brand_order[:, :_BRANDS_PER_CATEGORY]
     n_brands = np.clip(counts // 8, 2, _BRANDS_PER_CATEGORY)
     # Squared uniform skews products toward each category's first (leading) brands.
-    slot = np.minimum((rng.random(m) ** 2 * n_brands[category]).astype(np.int64),
-                      n_brands[category] - 1)  # fmt: skip
+    slot = np.minimum(
+        (rng.random(m) ** 2 * n_brands[category]).astype(np.int64), n_brands[category] - 1
+    )
     brand = cat_brands[category, slot].astype(np.int64)
     brand_premium = rng.lognormal(0.0, 0.25, len(brand_pool))
 
@@ -481,7 +489,7 @@ def _make_catalog(config: SynthConfig, rng: np.random.Generator) -> _Catalog:
     # Category traffic is Zipf-like too; consumables are bought more often.
     cat_rank = rng.permutation(k)
     consumable = np.array([c.consumable for c, _, _ in defs])
-    cat_pop = (1.0 + cat_rank) ** -0.8 * np.where(consumable, 1.5, 1.0)
+    cat_pop = np.asarray((1.0 + cat_rank) ** -0.8 * np.where(consumable, 1.5, 1.0), np.float64)
     cat_pop /= cat_pop.sum()
 
     # Title words: one flat vocabulary per part, offsets per category (modifier capitalised).
@@ -543,7 +551,7 @@ def _make_personas(cat: _Catalog, rng: np.random.Generator) -> _Personas:
     return _Personas(
         cdf=_cdf(share),
         centers=rng.standard_normal((n, _DIM), dtype=np.float32),
-        cat_cdf_flat=(cdf + np.arange(n)[:, None]).ravel(),
+        cat_cdf_flat=np.asarray(cdf + np.arange(n)[:, None], dtype=np.float64).ravel(),
     )
 
 
@@ -587,15 +595,6 @@ def _make_customers(config: SynthConfig, rng: np.random.Generator) -> _Customers
     n, days = config.customers, config.days
     total = round(n * config.events_per_customer)
 
-    # Heavy-tailed activity (log-normal weights), apportioned so the total is exact.
-    active = rng.random(n) >= _NO_EVENTS
-    if not active.any():
-        active[:] = True
-    weights = rng.lognormal(0.0, 1.25, n) * active
-    n_active = int(active.sum())
-    floor = 1 if total >= n_active else 0  # everyone active gets >= 1 event when possible
-    n_events = floor * active + _apportion(weights, total - floor * n_active)
-
     # New customers sign up during the period (leaving room for some activity); the rest
     # joined up to ~10 years before it. Activity starts the day after signup.
     new = (rng.random(n) < _NEW_CUSTOMERS) & (days > 14)
@@ -611,6 +610,16 @@ def _make_customers(config: SynthConfig, rng: np.random.Generator) -> _Customers
         churn, active_from + np.maximum(7, (rng.random(n) * span).astype(np.int64)), days
     )
     active_to = np.minimum(active_to, days)
+
+    # Heavy-tailed activity: a log-normal daily rate times the days active, apportioned so
+    # the total is exact.
+    active = rng.random(n) >= _NO_EVENTS
+    if not active.any():
+        active[:] = True
+    weights = rng.lognormal(0.0, 1.25, n) * (active_to - active_from) * active
+    n_active = int(active.sum())
+    floor = 1 if total >= n_active else 0  # everyone active gets >= 1 event when possible
+    n_events = floor * active + _apportion(weights, total - floor * n_active)
 
     # Ages 18-80 at the start date, centred on the early forties.
     age_years = np.clip(rng.normal(42.0, 14.0, n), 18.0, 80.99)
@@ -636,7 +645,7 @@ def _apportion(weights: F64, total: int) -> I64:
     if short > 0:
         # Stable sort on the negated remainder: ties resolve by index, deterministically.
         counts[np.argsort(-(quota - counts), kind="stable")[:short]] += 1
-    return counts
+    return np.asarray(counts, dtype=np.int64)
 
 
 def _loyalty(spend: F64, rng: np.random.Generator) -> tuple[I64, I64]:
@@ -759,7 +768,7 @@ def _chunk_events(
     # A chain is one product interest: a funnel (view, click, cart, purchase) or a store
     # purchase, plus re-purchases. Each yields >= 1 event, and we draw more chains than the
     # budget needs, then keep each customer's first `budget` events (in chain order).
-    n_chains = np.where(budget > 0, np.ceil(budget / 1.5).astype(np.int64) + 1, 0)
+    n_chains = np.where(budget > 0, np.ceil(budget / 1.3).astype(np.int64) + 1, 0)
     owner = np.repeat(np.arange(n, dtype=np.int64), n_chains)
     c = len(owner)
     explore = rng.random(c) < _EXPLORE
@@ -785,10 +794,10 @@ def _chunk_events(
 
     # Funnel: conversion rises with affinity (logistic), so purchases reveal taste best.
     store = rng.random(c) < _STORE
-    z = affinity - np.float32(0.8)
-    click = rng.random(c) < _sigmoid(0.0 + 0.8 * z)
-    cart = click & (rng.random(c) < _sigmoid(0.0 + 0.8 * z))
-    buy = cart & (rng.random(c) < _sigmoid(0.2 + 0.8 * z))
+    z = np.float32(_FUNNEL_SLOPE) * (affinity - np.float32(_FUNNEL_CENTRE))
+    click = rng.random(c) < _sigmoid(_CLICK_BIAS + z)
+    cart = click & (rng.random(c) < _sigmoid(_CART_BIAS + z))
+    buy = cart & (rng.random(c) < _sigmoid(_BUY_BIAS + z))
     stages = 1 + click.astype(np.int64) + cart + buy
     bought = store | buy
     consumable = cat.cat_consumable[chain_cat]
@@ -814,20 +823,19 @@ def _chunk_events(
 
     # Times: funnel steps seconds to minutes apart (some carts are bought a day or two later),
     # re-purchases a jittered replenishment cycle apart.
-    start = season.sample(
-        people.active_from[lo:hi][owner], people.active_to[lo:hi][owner], rng
-    )
+    start = season.sample(people.active_from[lo:hi][owner], people.active_to[lo:hi][owner], rng)
     e = len(ev_chain)
     gap_s = np.select(
         [step == 1, step == 2, step == 3],
         [
             rng.exponential(45.0, e),
             rng.exponential(150.0, e),
-            np.where(rng.random(e) < 0.85, rng.exponential(480.0, e),
-                     rng.exponential(129_600.0, e)),
+            np.where(
+                rng.random(e) < 0.85, rng.exponential(480.0, e), rng.exponential(129_600.0, e)
+            ),
         ],
         default=0.0,
-    )  # fmt: skip
+    )
     cycle_s = cat.cat_cycle_days[chain_cat[ev_chain]] * 86_400.0 * rng.lognormal(0.0, 0.3, e)
     gap = np.where(repeat_step, np.maximum(cycle_s, 3 * 86_400.0), gap_s)
     gap_us = (gap * 1e6).astype(np.int64)
@@ -850,10 +858,10 @@ def _chunk_events(
     chain = ev_chain[sel]
     prod = product[chain]
     ev_code = event[sel]
-    quantity = np.where(ev_code <= _CART, qty[chain], 1).astype(np.int32)
-    amount = np.where(
-        ev_code == _PURCHASE, np.round(cat.price[prod] * quantity, 2), np.nan
-    ).astype(np.float64)
+    quantity = np.where((ev_code == _PURCHASE) | (ev_code == _CART), qty[chain], 1).astype(np.int32)
+    amount = np.where(ev_code == _PURCHASE, np.round(cat.price[prod] * quantity, 2), np.nan).astype(
+        np.float64
+    )
     return _Events(
         customer=(cust[order] + lo).astype(np.int64),
         product=prod.astype(np.int64),

@@ -94,6 +94,7 @@ def tune(
     echo(
         f"tune: {len(trials)} candidates on a validation split of the training part; "
         f"best ndcg@{cfg.k} {best.score:.4f} with {best.confidence} confidence, "
-        f"factors={best.params.factors}, regularization={best.params.regularization}, alpha={best.params.alpha}"
+        f"factors={best.params.factors}, regularization={best.params.regularization}, "
+        f"alpha={best.params.alpha}"
     )
     return replace(cfg.weights, confidence=best.confidence), best.params, trials
