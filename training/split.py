@@ -24,9 +24,9 @@ def temporal_mask(ds: Dataset, test_fraction: float) -> np.ndarray:
     counts = np.bincount(users, minlength=ds.n_users)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.arange(len(users)) - starts[users]  # position within the customer's history
-    n_test = np.where(counts >= 2, np.maximum(1, np.rint(counts * test_fraction)), 0).astype(
-        np.int64
-    )
+    # At least one held out and at least one kept for every customer with two or more rows.
+    n_test = np.clip(np.rint(counts * test_fraction), 1, np.maximum(counts - 1, 1))
+    n_test = np.where(counts >= 2, n_test, 0).astype(np.int64)
     is_test_sorted = rank >= counts[users] - n_test[users]
     train = np.ones(ds.n_rows, dtype=bool)
     train[order[is_test_sorted]] = False
