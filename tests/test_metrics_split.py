@@ -301,6 +301,6 @@ def test_make_split_rejects_a_bad_fraction(fraction: float) -> None:
 
 def test_temporal_split_keeps_one_training_row_even_for_large_fractions() -> None:
     rows = [(0, 0, 1, "view"), (0, 1, 2, "view"), (1, 0, 1, "view"), (1, 1, 2, "view")]
-    ds = dataset(rows + [(1, 2, 3, "purchase")], n_users=2, n_items=3)
+    ds = dataset([*rows, (1, 2, 3, "purchase")], n_users=2, n_items=3)
     train = temporal_mask(ds, 0.9)
     assert train.tolist() == [True, False, True, False, False]
