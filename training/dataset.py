@@ -115,6 +115,12 @@ class WeightConfig:
     confidence: Confidence = "binary"
     bm25_k1: float = 100.0
     bm25_b: float = 0.8
+    # Confidence x (n_u / mean n_u)^-user_exponent x (n_i / mean n_i)^-item_exponent, where n
+    # counts distinct products per customer and customers per product. Damping heavy customers
+    # stands in for iALS's frequency-scaled regularization, which implicit cannot express; on
+    # MovieLens-100k it lifts ALS from 0.438 to 0.449 ndcg@20 (BENCHMARKS.md).
+    user_exponent: float = 0.5
+    item_exponent: float = 0.15
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -123,6 +129,8 @@ class WeightConfig:
             "confidence": self.confidence,
             "bm25_k1": self.bm25_k1,
             "bm25_b": self.bm25_b,
+            "user_exponent": self.user_exponent,
+            "item_exponent": self.item_exponent,
         }
 
 
@@ -158,7 +166,24 @@ def apply_confidence(m: csr_matrix, cfg: WeightConfig) -> csr_matrix:
         m = bm25_weight(m, K1=cfg.bm25_k1, B=cfg.bm25_b).tocsr().astype(np.float32)
     else:
         raise ValueError(f"unknown confidence transform {cfg.confidence!r}")
-    return csr_matrix(m)
+    m = csr_matrix(m)
+    if cfg.user_exponent or cfg.item_exponent:
+        m.data *= count_weights(np.diff(m.indptr), cfg.user_exponent)[row_of_entries(m)]
+        m.data *= count_weights(np.bincount(m.indices, minlength=m.shape[1]), cfg.item_exponent)[
+            m.indices
+        ]
+    return m
+
+
+def count_weights(counts: np.ndarray, exponent: float) -> np.ndarray:
+    """(count / mean count) ^ -exponent, over the rows or columns that have any entry."""
+    present = counts > 0
+    mean = counts[present].mean() if present.any() else 1.0
+    return np.asarray((np.maximum(counts, 1) / mean) ** -exponent, dtype=np.float32)
+
+
+def row_of_entries(m: csr_matrix) -> np.ndarray:
+    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
 
 
 def binary_matrix(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> csr_matrix:

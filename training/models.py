@@ -88,9 +88,10 @@ class ItemKNNModel(Model):
 
 @dataclass(frozen=True)
 class ALSParams:
+    # Defaults: the --tune choice on MovieLens-100k (BENCHMARKS.md); retune on your data.
     factors: int = 128
-    regularization: float = 10.0
-    alpha: float = 1.0
+    regularization: float = 40.0
+    alpha: float = 6.0
     iterations: int = 15
     random_state: int = 0
 
