@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--eval-users",
         type=int,
-        default=20_000,
+        default=10_000,
         help="evaluate on a sample of at most this many customers (default %(default)s)",
     )
     g.add_argument(

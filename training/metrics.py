@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -53,22 +55,22 @@ def evaluate(
     sums = dict.fromkeys(("ndcg", "recall", "map", "hitrate"), 0.0)
     recommended = np.zeros(n_items, dtype=bool)
     batch = max(1, _BATCH_CELLS // max(n_items, 1))
-    for start in range(0, len(users), batch):
-        chunk = users[start : start + batch]
-        top = recommend_batch(scorer, seen, chunk, k)
-        recommended[top[top >= 0]] = True
-        t = targets[chunk]
-        hits = np.zeros(top.shape, dtype=bool)
-        for row in range(len(chunk)):
-            relevant = t.indices[t.indptr[row] : t.indptr[row + 1]]
-            hits[row] = np.isin(top[row], relevant)
-        n_rel = np.minimum(np.diff(t.indptr), top.shape[1])
-        n_hits = hits.sum(axis=1)
-        sums["ndcg"] += float(((hits @ discounts[: top.shape[1]]) / ideal[n_rel - 1]).sum())
-        sums["recall"] += float((n_hits / n_rel).sum())
-        precision_at = np.cumsum(hits, axis=1) / np.arange(1, top.shape[1] + 1)
-        sums["map"] += float(((precision_at * hits).sum(axis=1) / n_rel).sum())
-        sums["hitrate"] += float((n_hits > 0).sum())
+    chunks = [users[start : start + batch] for start in range(0, len(users), batch)]
+    # Scoring and argpartition release the GIL: one batch per core.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        tops = pool.map(lambda chunk: recommend_batch(scorer, seen, chunk, k), chunks)
+        for chunk, top in zip(chunks, tops, strict=True):
+            recommended[top[top >= 0]] = True
+            rows = np.repeat(np.arange(len(chunk)), top.shape[1])
+            hits = np.asarray(targets[chunk][rows, np.maximum(top, 0).ravel()]).reshape(top.shape)
+            hits = (hits > 0) & (top >= 0)
+            n_rel = np.minimum(np.diff(targets.indptr)[chunk], top.shape[1])
+            n_hits = hits.sum(axis=1)
+            sums["ndcg"] += float(((hits @ discounts[: top.shape[1]]) / ideal[n_rel - 1]).sum())
+            sums["recall"] += float((n_hits / n_rel).sum())
+            precision_at = np.cumsum(hits, axis=1) / np.arange(1, top.shape[1] + 1)
+            sums["map"] += float(((precision_at * hits).sum(axis=1) / n_rel).sum())
+            sums["hitrate"] += float((n_hits > 0).sum())
     n = max(len(users), 1)
     result = {f"{name}@{k}": value / n for name, value in sums.items()}
     result[f"coverage@{k}"] = float(recommended.mean()) if n_items else 0.0

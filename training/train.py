@@ -38,7 +38,7 @@ from training.ingest import (
 from training.metrics import Scorer, evaluate
 from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
 from training.models import category_popularity as category_pop
-from training.split import Split, SplitKind, make_split
+from training.split import Split, SplitKind, by_customer_then_time, make_split
 from training.tune import Trial, tune
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class TrainConfig:
     tune: bool = False
     tune_trials: int = 0  # 0 = the full default search space
     baselines: tuple[str, ...] = ("popularity", "itemknn")
-    eval_users: int = 20_000  # evaluate on a sample of at most this many customers
+    eval_users: int = 10_000  # evaluate on a sample of at most this many customers
     refit: bool = True
     refit_iterations: int = 3  # warm-started from the evaluated model's item vectors
     index: IndexConfig = field(default_factory=IndexConfig)
@@ -124,7 +124,7 @@ def evaluate_models(
 
 def last_items(ds: Dataset) -> np.ndarray:
     """Each customer's most recent product (-1 for none): the query for similar-product eval."""
-    order = np.lexsort((ds.ts, ds.user))
+    order = by_customer_then_time(ds)
     last = np.full(ds.n_users, -1, dtype=np.int64)
     last[ds.user[order]] = ds.item[order]
     return last
