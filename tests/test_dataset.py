@@ -48,7 +48,10 @@ def test_event_weights_sum_per_pair_before_the_transform() -> None:
 def test_zero_weight_events_are_ignored() -> None:
     ds, _ = build_dataset(frame([("c0", "p0", 0, "view"), ("c0", "p1", 0, "purchase")]), CATALOG)
     weights = {e: 0.0 for e in EVENT_TYPES} | {"purchase": 1.0}
-    m = user_item_matrix(ds, WeightConfig(event_weights=weights, user_exponent=0, item_exponent=0))
+    m = user_item_matrix(
+        ds,
+        WeightConfig(event_weights=weights, confidence="binary", user_exponent=0, item_exponent=0),
+    )
     assert m.nnz == 1 and m[0, 1] == 1.0
 
 
@@ -65,9 +68,13 @@ def test_count_exponents_damp_heavy_customers_and_popular_products() -> None:
     # c0 has three products, c1 one; p0 has two customers, p1 and p2 one each.
     rows = [("c0", "p0", 0, "purchase"), ("c0", "p1", 0, "purchase"), ("c0", "p2", 0, "purchase")]
     ds, _ = build_dataset(frame([*rows, ("c1", "p0", 0, "purchase")]), CATALOG)
-    users = user_item_matrix(ds, WeightConfig(user_exponent=1.0, item_exponent=0.0))
+    users = user_item_matrix(
+        ds, WeightConfig(confidence="binary", user_exponent=1.0, item_exponent=0.0)
+    )
     # Mean products per customer is 2: c0 gets 2/3, c1 gets 2.
     assert users[0, 1] == pytest.approx(2 / 3) and users[1, 0] == pytest.approx(2.0)
-    items = user_item_matrix(ds, WeightConfig(user_exponent=0.0, item_exponent=1.0))
+    items = user_item_matrix(
+        ds, WeightConfig(confidence="binary", user_exponent=0.0, item_exponent=1.0)
+    )
     # Mean customers per product is 4/3: p0 gets (4/3)/2, p1 gets 4/3.
     assert items[1, 0] == pytest.approx(2 / 3) and items[0, 1] == pytest.approx(4 / 3)

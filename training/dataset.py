@@ -112,7 +112,7 @@ class WeightConfig:
 
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     half_life_days: float | None = None  # recency decay; None = no decay
-    confidence: Confidence = "binary"
+    confidence: Confidence = "log"
     bm25_k1: float = 100.0
     bm25_b: float = 0.8
     # Confidence x (n_u / mean n_u)^-user_exponent x (n_i / mean n_i)^-item_exponent, where n
@@ -120,7 +120,7 @@ class WeightConfig:
     # stands in for iALS's frequency-scaled regularization, which implicit cannot express; on
     # MovieLens-100k it lifts ALS from 0.438 to 0.449 ndcg@20 (BENCHMARKS.md).
     user_exponent: float = 0.5
-    item_exponent: float = 0.15
+    item_exponent: float = 0.3
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -43,36 +43,55 @@ class Trial:
 
 
 CONFIDENCES: tuple[Confidence, ...] = ("binary", "log", "bm25")
+Candidate = tuple[WeightConfig, ALSParams]
 
 
-def search_space(
-    weights: WeightConfig, base: ALSParams, trials: int = 0, seed: int = 0
-) -> list[tuple[WeightConfig, ALSParams]]:
-    """Random draws from the default space (36 unless ``trials`` says otherwise).
+@dataclass(frozen=True)
+class Space:
+    """Log-uniform ranges for regularization and alpha, uniform for the count exponents."""
 
-    The ranges come from a wide first search on MovieLens-100k (regularization 5-200, alpha
-    1-30, exponents -0.2-1): the best validation scores all lay inside these.
-    """
-    rng = np.random.default_rng(seed)
-    draws = []
-    for i in range(trials or 36):
-        confidence = CONFIDENCES[i % len(CONFIDENCES)]
-        draws.append(
+    regularization: tuple[float, float] = (0.5, 100.0)
+    alpha: tuple[float, float] = (1.0, 50.0)
+    user_exponent: tuple[float, float] = (0.0, 0.7)
+    item_exponent: tuple[float, float] = (-0.1, 0.5)
+
+    def around(self, best: Candidate) -> Space:
+        """A narrower space centred on ``best`` (factor 1.65 either way, exponents +-0.1)."""
+        w, p = best
+        return Space(
+            regularization=(p.regularization / 1.65, p.regularization * 1.65),
+            alpha=(p.alpha / 1.65, p.alpha * 1.65),
+            user_exponent=(w.user_exponent - 0.1, w.user_exponent + 0.1),
+            item_exponent=(w.item_exponent - 0.1, w.item_exponent + 0.1),
+        )
+
+    def draw(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        weights: WeightConfig,
+        base: ALSParams,
+        confidences: tuple[Confidence, ...] = CONFIDENCES,
+    ) -> list[Candidate]:
+        def log_uniform(lo: float, hi: float) -> float:
+            return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+        return [
             (
                 replace(
                     weights,
-                    confidence=confidence,
-                    user_exponent=float(rng.uniform(0.25, 0.6)),
-                    item_exponent=float(rng.uniform(-0.05, 0.45)),
+                    confidence=confidences[i % len(confidences)],
+                    user_exponent=float(rng.uniform(*self.user_exponent)),
+                    item_exponent=float(rng.uniform(*self.item_exponent)),
                 ),
                 replace(
                     base,
-                    regularization=float(np.exp(rng.uniform(np.log(20.0), np.log(60.0)))),
-                    alpha=float(np.exp(rng.uniform(np.log(2.0), np.log(10.0)))),
+                    regularization=log_uniform(*self.regularization),
+                    alpha=log_uniform(*self.alpha),
                 ),
             )
-        )
-    return draws
+            for i in range(n)
+        ]
 
 
 def tune(
@@ -89,14 +108,33 @@ def tune(
             np.random.default_rng(cfg.seed).choice(users, cfg.eval_users, replace=False)
         )
     seen = binary_matrix(val.train.user, val.train.item, val.targets.shape)
-    trials: list[Trial] = []
-    candidates = search_space(cfg.weights, cfg.als, cfg.tune_trials, cfg.seed)
-    for weights, params in tqdm(candidates, desc="tune", disable=not progress, leave=False):
+
+    def fit_and_score(candidate: Candidate) -> Trial:
+        weights, params = candidate
         start = time.perf_counter()
         model = ALSModel(params)
         model.fit(user_item_matrix(val.train, weights))
         result = evaluate(partial(model.score, user_items=seen), seen, val.targets, cfg.k, users)
-        trials.append(Trial(weights, params, result[f"ndcg@{cfg.k}"], time.perf_counter() - start))
+        return Trial(weights, params, result[f"ndcg@{cfg.k}"], time.perf_counter() - start)
+
+    # Coarse to fine: half the budget over a space wide enough for sparse retail data
+    # (wants little regularization) and MovieLens (wants it in the tens), half around the best.
+    rng = np.random.default_rng(cfg.seed)
+    budget = cfg.tune_trials or 36
+    wide = budget - budget // 2
+    bar = tqdm(total=budget, desc="tune", disable=not progress, leave=False)
+    trials: list[Trial] = []
+    for candidate in Space().draw(rng, wide, cfg.weights, cfg.als):
+        trials.append(fit_and_score(candidate))
+        bar.update(1)
+    first = max(trials, key=lambda t: t.score)
+    local = Space().around((first.weights, first.params))
+    for candidate in local.draw(
+        rng, budget - wide, cfg.weights, cfg.als, (first.weights.confidence,)
+    ):
+        trials.append(fit_and_score(candidate))
+        bar.update(1)
+    bar.close()
     best = max(trials, key=lambda t: t.score)
     echo(
         f"tune: {len(trials)} candidates on a validation split of the training part; "
