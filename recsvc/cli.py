@@ -212,6 +212,57 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--baselines", type=_csv, default=("popularity", "itemknn"))
     ev.add_argument("--on-error", choices=("fail", "skip"), default="fail")
 
+    srv = sub.add_parser(
+        "serve",
+        help="serve the published model over gRPC",
+        description="Serve recsvc.v1 (Recommender, Admin), grpc.health.v1 and reflection. Every "
+        "flag defaults to its environment variable (see docs/api.md and recsvc/config.py).",
+    )
+    _model_dir(srv)
+    srv.add_argument("--host", help="listen address (RECSVC_HOST, default 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="gRPC port (RECSVC_PORT, default 50051)")
+    srv.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus port (RECSVC_METRICS_PORT, default 9464, 0 = off)",
+    )
+    srv.add_argument("--workers", type=int, help="processes (RECSVC_WORKERS, default: CPU count)")
+    srv.add_argument("--threads", type=int, help="request threads per process (RECSVC_THREADS, 8)")
+    srv.add_argument("--tls-cert", type=Path, help="PEM certificate (RECSVC_TLS_CERT)")
+    srv.add_argument("--tls-key", type=Path, help="PEM private key (RECSVC_TLS_KEY)")
+    srv.add_argument(
+        "--reload-interval",
+        type=float,
+        help="seconds between checks of MODEL_DIR/CURRENT (RECSVC_RELOAD_INTERVAL, 2)",
+    )
+
+    cl = sub.add_parser("client", help="query a running server and print a table")
+    cl.add_argument(
+        "--target",
+        default=os.environ.get("RECSVC_TARGET", "localhost:50051"),
+        help="server address (RECSVC_TARGET, default %(default)s)",
+    )
+    cl.add_argument("--token", help="bearer token (default RECSVC_TOKEN, else the dev token file)")
+    cl.add_argument("--ca-cert", type=Path, help="PEM root certificate for TLS")
+    _model_dir(cl)
+    csub = cl.add_subparsers(dest="client_command", required=True, metavar="ACTION")
+    c = csub.add_parser("recommend", help="personalized products for a customer")
+    c.add_argument("--customer", required=True)
+    c.add_argument("--limit", type=int, default=10)
+    c.add_argument(
+        "--category", action="append", default=[], help="only this category (repeatable)"
+    )
+    c.add_argument("--in-stock", action="store_true", help="only products in stock")
+    c = csub.add_parser("similar", help="products similar to a product")
+    c.add_argument("--product", required=True)
+    c.add_argument("--limit", type=int, default=10)
+    c = csub.add_parser("rank", help="re-rank products for a customer")
+    c.add_argument("--customer", required=True)
+    c.add_argument("--products", type=_csv, required=True, help="comma-separated product ids")
+    csub.add_parser("info", help="the served model's version, counts and metrics")
+    c = csub.add_parser("reload", help="make the server load CURRENT (or --version)")
+    c.add_argument("--version", default="")
+
     models = sub.add_parser("models", help="list, show, promote and roll back model bundles")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     for name, text in (
@@ -375,6 +426,66 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_table(results))
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from recsvc.config import ServeConfig
+    from recsvc.logs import configure_json
+    from recsvc.server import serve
+
+    configure_json(logging.DEBUG if args.verbose else logging.INFO)
+    config = ServeConfig.from_env(
+        model_dir=args.model_dir,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        workers=args.workers,
+        threads=args.threads,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        reload_interval=args.reload_interval,
+    )
+    serve(config)
+
+
+def cmd_client(args: argparse.Namespace) -> None:
+    import grpc
+
+    from recsvc.client import Client, default_token
+    from recsvc.types import Filter, Recommendation
+
+    token = args.token or default_token(args.model_dir)
+    cert = args.ca_cert.read_bytes() if args.ca_cert else None
+    with Client(args.target, token=token, root_cert=cert) as client:
+        try:
+            action = args.client_command
+            rec: Recommendation | None = None
+            if action == "recommend":
+                f = Filter(include_categories=frozenset(args.category), in_stock_only=args.in_stock)
+                rec = client.recommend(args.customer, args.limit, f)
+            elif action == "similar":
+                rec = client.similar(args.product, args.limit)
+            elif action == "rank":
+                rec = client.rank(args.customer, list(args.products))
+            elif action == "info":
+                print(json.dumps(vars(client.model_info()), indent=2))
+            elif action == "reload":
+                changed, version = client.reload(args.version)
+                print(f"serving {version}" + (" (reloaded)" if changed else " (unchanged)"))
+        except grpc.RpcError as exc:
+            raise CliError(f"{exc.code().name}: {exc.details()}") from None
+    if rec is not None:
+        print(
+            f"model {rec.model_version}  recommendation {rec.recommendation_id}  "
+            f"personalized {rec.personalized}"
+        )
+        width = max([len(i.product_id) for i in rec.items] + [10])
+        print(f"{'#':>3}  {'product':<{width}}  {'score':>9}  {'category':<16}  reason")
+        for n, item in enumerate(rec.items, 1):
+            print(
+                f"{n:>3}  {item.product_id:<{width}}  {item.score:>9.4f}  "
+                f"{item.category[:16]:<16}  {item.reason}"
+            )
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from recsvc import bundle as b
 
@@ -415,6 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from recsvc.bundle import BundleError
+    from recsvc.config import ConfigError
     from training.ingest import InputError, ValidationFailed
     from training.train import TrainError
 
@@ -423,10 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": cmd_train,
         "evaluate": cmd_evaluate,
         "models": cmd_models,
+        "serve": cmd_serve,
+        "client": cmd_client,
     }
     try:
         handlers[args.command](args)
-    except (CliError, InputError, ValidationFailed, BundleError, TrainError) as exc:
+    except (CliError, InputError, ValidationFailed, BundleError, TrainError, ConfigError) as exc:
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,146 @@
+"""A small Python client for recsvc.v1, returning plain types.
+
+with Client("localhost:50051", token="...") as c:
+    rec = c.recommend("C0000001", limit=10)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from recsvc.servicer import SURFACES
+from recsvc.types import Context, Filter, Item, ModelInfo, Recommendation
+from recsvc.v1 import recommender_pb2 as pb
+from recsvc.v1 import recommender_pb2_grpc as pb_grpc
+
+_SURFACE_CODES = {name: code for code, name in SURFACES.items()}
+
+
+def default_token(model_dir: Path | None = None) -> str | None:
+    """RECSVC_TOKEN, else the development token `recsvc serve` wrote beside the model dir."""
+    if token := os.environ.get("RECSVC_TOKEN"):
+        return token
+    model_dir = model_dir or Path(os.environ.get("RECSVC_MODEL_DIR", "var/models"))
+    file = model_dir.parent / "dev-token"
+    return file.read_text().strip() if file.is_file() else None
+
+
+def to_pb_filter(f: Filter | None) -> pb.Filter:
+    f = f or Filter()
+    return pb.Filter(
+        include_categories=sorted(f.include_categories),
+        exclude_categories=sorted(f.exclude_categories),
+        exclude_product_ids=sorted(f.exclude_product_ids),
+        in_stock_only=f.in_stock_only,
+        min_price=f.min_price,
+        max_price=f.max_price,
+        include_purchased=f.include_purchased,
+        max_per_category=f.max_per_category,
+    )
+
+
+def _items(items: object) -> list[Item]:
+    return [Item(i.product_id, i.score, i.reason, i.category) for i in items]  # type: ignore[attr-defined]
+
+
+class Client:
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        token: str | None = None,
+        root_cert: bytes | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        if root_cert is not None:
+            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_cert))
+        else:
+            self.channel = grpc.insecure_channel(target)
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+        self.recommender = pb_grpc.RecommenderStub(self.channel)
+        self.admin = pb_grpc.AdminStub(self.channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def recommend(
+        self,
+        customer_id: str,
+        limit: int = 20,
+        filter: Filter | None = None,
+        context: Context | None = None,
+    ) -> Recommendation:
+        context = context or Context()
+        reply = self.recommender.RecommendProducts(
+            pb.RecommendProductsRequest(
+                customer_id=customer_id,
+                limit=limit,
+                filter=to_pb_filter(filter),
+                context=pb.Context(
+                    surface=_SURFACE_CODES.get(context.surface, pb.SURFACE_UNSPECIFIED),
+                    device=context.device,
+                    current_product_id=context.current_product_id,
+                ),
+            ),
+            metadata=self.metadata,
+            timeout=self.timeout,
+        )
+        return Recommendation(
+            _items(reply.items), reply.model_version, reply.recommendation_id, reply.personalized
+        )
+
+    def similar(
+        self, product_id: str, limit: int = 20, filter: Filter | None = None
+    ) -> Recommendation:
+        reply = self.recommender.SimilarProducts(
+            pb.SimilarProductsRequest(
+                product_id=product_id, limit=limit, filter=to_pb_filter(filter)
+            ),
+            metadata=self.metadata,
+            timeout=self.timeout,
+        )
+        return Recommendation(_items(reply.items), reply.model_version, reply.recommendation_id)
+
+    def rank(self, customer_id: str, product_ids: list[str]) -> Recommendation:
+        reply = self.recommender.RankProducts(
+            pb.RankProductsRequest(customer_id=customer_id, product_ids=product_ids),
+            metadata=self.metadata,
+            timeout=self.timeout,
+        )
+        return Recommendation(
+            _items(reply.items), reply.model_version, reply.recommendation_id, reply.personalized
+        )
+
+    def model_info(self) -> ModelInfo:
+        r = self.admin.GetModelInfo(
+            pb.GetModelInfoRequest(), metadata=self.metadata, timeout=self.timeout
+        )
+        return ModelInfo(
+            r.version,
+            r.created_at,
+            r.customers,
+            r.products,
+            r.interactions,
+            dict(r.metrics),
+            r.index_kind,
+            r.index_recall,
+            r.loaded_at,
+        )
+
+    def reload(self, version: str = "") -> tuple[bool, str]:
+        r = self.admin.ReloadModel(
+            pb.ReloadModelRequest(version=version), metadata=self.metadata, timeout=60
+        )
+        return r.changed, r.version

@@ -1,0 +1,141 @@
+"""Server configuration: typed, from environment variables, overridable by `recsvc serve` flags.
+
+| variable | default | meaning |
+|---|---|---|
+| RECSVC_MODEL_DIR | var/models | model bundles (CURRENT names the one to serve) |
+| RECSVC_HOST | 127.0.0.1 | address to listen on |
+| RECSVC_PORT | 50051 | gRPC port |
+| RECSVC_METRICS_PORT | 9464 | Prometheus metrics over HTTP (0 = off) |
+| RECSVC_WORKERS | CPU count | server processes sharing the port (SO_REUSEPORT) |
+| RECSVC_THREADS | 8 | request threads per process |
+| RECSVC_AUTH_TOKENS | (none) | "tok1=recommend+events,tok2=admin" |
+| RECSVC_AUTH_TOKENS_FILE | (none) | same format, one token per line |
+| RECSVC_TLS_CERT, RECSVC_TLS_KEY | (none) | PEM files; both set = TLS |
+| RECSVC_RELOAD_INTERVAL | 2 | seconds between checks of MODEL_DIR/CURRENT |
+| RECSVC_REPEAT_CATEGORIES | (none) | comma-separated categories never excluded as purchased |
+| RECSVC_MAX_PER_CATEGORY | 0 | default diversity cap per response (0 = none) |
+| REDIS_URL | (none) | feature store; unset = embedded Redis (feature-store issue) |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+SCOPES = ("recommend", "events", "admin", "privacy")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the variable or flag."""
+
+
+def parse_tokens(text: str, source: str) -> dict[str, frozenset[str]]:
+    """ "tok1=recommend+events,tok2=admin" (commas or newlines) -> {token: scopes}."""
+    tokens: dict[str, frozenset[str]] = {}
+    for raw in text.replace("\n", ",").split(","):
+        entry = raw.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        token, sep, scopes = entry.partition("=")
+        names = frozenset(s.strip() for s in scopes.split("+") if s.strip())
+        unknown = names - set(SCOPES)
+        if not sep or not token.strip() or not names or unknown:
+            shown = token.strip()[:4] + "..." if token.strip() else "(empty)"
+            raise ConfigError(
+                f"{source}: bad entry for token {shown}: expected TOKEN=SCOPE[+SCOPE...] "
+                f"with scopes from {', '.join(SCOPES)}"
+            )
+        tokens[token.strip()] = names
+    return tokens
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_dir: Path = Path("var/models")
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int = 9464
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: int = 8
+    auth_tokens: dict[str, frozenset[str]] = field(default_factory=dict)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    reload_interval: float = 2.0
+    repeat_categories: frozenset[str] = frozenset()
+    max_per_category: int = 0
+    redis_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> ServeConfig:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        def number(name: str, kind: type[int] | type[float]) -> Any:
+            value = get(name)
+            if value is None:
+                return None
+            try:
+                return kind(value)
+            except ValueError:
+                raise ConfigError(f"{name}={value!r} is not a number") from None
+
+        simple = {
+            "model_dir": ("RECSVC_MODEL_DIR", Path),
+            "host": ("RECSVC_HOST", str),
+            "tls_cert": ("RECSVC_TLS_CERT", Path),
+            "tls_key": ("RECSVC_TLS_KEY", Path),
+            "redis_url": ("REDIS_URL", str),
+        }
+        for key, (name, convert) in simple.items():
+            if (value := get(name)) is not None:
+                values[key] = convert(value)
+        numbers: tuple[tuple[str, str, type[int] | type[float]], ...] = (
+            ("port", "RECSVC_PORT", int),
+            ("metrics_port", "RECSVC_METRICS_PORT", int),
+            ("workers", "RECSVC_WORKERS", int),
+            ("threads", "RECSVC_THREADS", int),
+            ("reload_interval", "RECSVC_RELOAD_INTERVAL", float),
+            ("max_per_category", "RECSVC_MAX_PER_CATEGORY", int),
+        )
+        for key, name, kind in numbers:
+            if (value := number(name, kind)) is not None:
+                values[key] = value
+        if (value := get("RECSVC_REPEAT_CATEGORIES")) is not None:
+            values["repeat_categories"] = frozenset(
+                c.strip() for c in value.split(",") if c.strip()
+            )
+        tokens: dict[str, frozenset[str]] = {}
+        if (value := get("RECSVC_AUTH_TOKENS")) is not None:
+            tokens.update(parse_tokens(value, "RECSVC_AUTH_TOKENS"))
+        if (value := get("RECSVC_AUTH_TOKENS_FILE")) is not None:
+            try:
+                text = Path(value).read_text()
+            except OSError as exc:
+                raise ConfigError(f"RECSVC_AUTH_TOKENS_FILE: cannot read {value}: {exc}") from exc
+            tokens.update(parse_tokens(text, value))
+        if tokens:
+            values["auth_tokens"] = tokens
+        known = {f.name for f in fields(cls)}
+        values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+        return replace(cls(), **values).checked()
+
+    def checked(self) -> ServeConfig:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port} is out of range 1..65535")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"metrics port {self.metrics_port} is out of range 0..65535")
+        if self.workers < 1 or self.threads < 1:
+            raise ConfigError("workers and threads must be at least 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("TLS needs both RECSVC_TLS_CERT and RECSVC_TLS_KEY (or neither)")
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")

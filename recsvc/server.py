@@ -1,0 +1,191 @@
+"""`recsvc serve`: the gRPC server, one process per core sharing the port (SO_REUSEPORT).
+
+Worker processes are forked before any gRPC object exists (gRPC is not fork-safe), each builds
+its own server, model store and model watcher. Metrics of all workers are aggregated by the
+parent through prometheus_client's multi-process mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from recsvc.config import SCOPES, ConfigError, ServeConfig
+from recsvc.engine import EngineConfig
+from recsvc.model_store import ModelStore
+
+log = logging.getLogger(__name__)
+SERVICES = ("recsvc.v1.Recommender", "recsvc.v1.Admin")
+
+
+@dataclass
+class Running:
+    """A started server in this process (tests use it directly)."""
+
+    server: grpc.Server
+    port: int
+    store: ModelStore
+    health: health.HealthServicer
+
+    def stop(self, grace: float = 5.0) -> None:
+        for name in ("", *SERVICES):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace).wait()
+        self.store.close()
+
+
+def engine_config(config: ServeConfig) -> EngineConfig:
+    return EngineConfig(
+        repeat_categories=config.repeat_categories, max_per_category=config.max_per_category
+    )
+
+
+def start(config: ServeConfig, reuse_port: bool = False) -> Running:
+    """Load the model, build and start one gRPC server; returns once it is serving."""
+    import faiss
+
+    from recsvc import metrics
+    from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
+    from recsvc.servicer import AdminServicer, RecommenderServicer
+    from recsvc.v1 import recommender_pb2, recommender_pb2_grpc
+
+    faiss.omp_set_num_threads(
+        1
+    )  # one request per thread; OpenMP inside a query only adds contention
+    previous: dict[str, str | None] = {"version": None}
+
+    def on_reload(outcome: str, version: str) -> None:
+        metrics.record_reload(
+            outcome, version, previous["version"] if outcome == "loaded" else None
+        )
+        if outcome == "loaded":
+            previous["version"] = version
+
+    store = ModelStore(config.model_dir, engine_config(config), on_reload=on_reload)
+    store.reload()  # refuse to start without a loadable model: BundleError says why
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="rpc"),
+        interceptors=[MetricsInterceptor(), AuthInterceptor(config.auth_tokens)],
+        options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+    )
+    recommender_pb2_grpc.add_RecommenderServicer_to_server(
+        RecommenderServicer(store, lambda kind: metrics.FALLBACKS.labels(kind).inc()), server
+    )
+    recommender_pb2_grpc.add_AdminServicer_to_server(AdminServicer(store), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name,
+        recommender_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    ]
+    reflection.enable_server_reflection(names, server)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert is not None and config.tls_key is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise ConfigError(f"cannot listen on {address} (in use, or not an address of this host)")
+    server.start()
+    store.watch(config.reload_interval)
+    for name in ("", *SERVICES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving model %s on %s (pid %d)", store.engine.version, address, os.getpid())
+    return Running(server, port, store, health_servicer)
+
+
+def _worker(config: ServeConfig, reuse_port: bool) -> None:
+    running = start(config, reuse_port=reuse_port)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=running.stop, name="graceful-stop").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    running.server.wait_for_termination()
+
+
+def with_auth(config: ServeConfig, echo: object = print) -> ServeConfig:
+    """No tokens: refuse a non-loopback address; on loopback make a development token."""
+    if config.auth_tokens:
+        return config
+    if not config.is_loopback:
+        raise ConfigError(
+            f"refusing to serve on {config.host} without tokens: set RECSVC_AUTH_TOKENS "
+            "(e.g. 'secret=recommend+events') or RECSVC_AUTH_TOKENS_FILE"
+        )
+    token = secrets.token_urlsafe(24)
+    token_file = config.model_dir.parent / "dev-token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    print(
+        f"development token (all scopes, loopback only; also in {token_file}):\n  {token}",
+        flush=True,
+    )
+    return replace(config, auth_tokens={token: frozenset(SCOPES)})
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    config = with_auth(config)
+    if config.workers == 1:
+        if config.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(config.metrics_port, addr=config.host)
+        _worker(config, reuse_port=False)
+        return
+    # Multi-process metrics must be configured before prometheus_client is imported.
+    metrics_dir = tempfile.mkdtemp(prefix="recsvc-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    ctx = multiprocessing.get_context("fork")
+    workers = [
+        ctx.Process(target=_worker, args=(config, True), name=f"recsvc-worker-{i}")
+        for i in range(config.workers)
+    ]
+    for w in workers:
+        w.start()
+    if config.metrics_port:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        start_http_server(config.metrics_port, addr=config.host, registry=registry)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for w in workers:
+            if w.pid is not None and w.is_alive():
+                os.kill(w.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for w in workers:
+        w.join()
+    codes = [w.exitcode for w in workers]
+    if any(codes):
+        print(f"recsvc serve: worker exit codes {codes}", file=sys.stderr)
+        raise SystemExit(1)

@@ -1,0 +1,198 @@
+"""The gRPC servicers: protobuf in, plain types to the engine, protobuf out.
+
+All behaviour lives in ``recsvc.engine``; this module only translates, maps errors to status
+codes and logs one structured line per answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from recsvc import bundle as bundles
+from recsvc.model_store import ModelStore
+from recsvc.types import (
+    Context,
+    Filter,
+    InvalidRequest,
+    Item,
+    NotFound,
+    Recommendation,
+    Unavailable,
+)
+from recsvc.v1 import recommender_pb2 as pb
+from recsvc.v1 import recommender_pb2_grpc as pb_grpc
+
+log = logging.getLogger("recsvc.requests")
+T = TypeVar("T")
+SURFACES = {
+    pb.SURFACE_HOME: "home",
+    pb.SURFACE_PRODUCT_PAGE: "product_page",
+    pb.SURFACE_CART: "cart",
+    pb.SURFACE_CHECKOUT: "checkout",
+}
+
+
+def to_filter(f: pb.Filter) -> Filter:
+    return Filter(
+        include_categories=frozenset(f.include_categories),
+        exclude_categories=frozenset(f.exclude_categories),
+        exclude_product_ids=frozenset(f.exclude_product_ids),
+        in_stock_only=f.in_stock_only,
+        min_price=f.min_price if f.HasField("min_price") else None,
+        max_price=f.max_price if f.HasField("max_price") else None,
+        include_purchased=f.include_purchased,
+        max_per_category=f.max_per_category,
+    )
+
+
+def to_context(c: pb.Context) -> Context:
+    return Context(
+        surface=SURFACES.get(c.surface, ""),
+        device=c.device,
+        current_product_id=c.current_product_id,
+    )
+
+
+def to_items(items: list[Item]) -> list[pb.Item]:
+    return [
+        pb.Item(product_id=i.product_id, score=i.score, reason=i.reason, category=i.category)
+        for i in items
+    ]
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable")  # context.abort raises
+
+
+def call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+    """Run ``fn`` mapping core errors to gRPC status codes."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the call ran")
+    try:
+        return fn()
+    except InvalidRequest as exc:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except NotFound as exc:
+        _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
+    except Unavailable as exc:
+        _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+    except bundles.BundleError as exc:
+        _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+
+def _log(rpc: str, rec: Recommendation, **fields: Any) -> None:
+    log.info(
+        rpc,
+        extra={
+            "rpc": rpc,
+            "recommendation_id": rec.recommendation_id,
+            "model_version": rec.model_version,
+            "personalized": rec.personalized,
+            "items": len(rec.items),
+            **fields,
+        },
+    )
+
+
+class RecommenderServicer(pb_grpc.RecommenderServicer):
+    def __init__(self, store: ModelStore, on_fallback: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.on_fallback = on_fallback or (lambda kind: None)
+
+    def RecommendProducts(
+        self, request: pb.RecommendProductsRequest, context: grpc.ServicerContext
+    ) -> pb.RecommendProductsResponse:
+        rec = call(
+            context,
+            lambda: self.store.engine.recommend(
+                request.customer_id,
+                request.limit,
+                to_filter(request.filter),
+                to_context(request.context),
+            ),
+        )
+        if not rec.personalized:
+            self.on_fallback("cold_start")
+        elif rec.filled_from_popularity:
+            self.on_fallback("fill")
+        _log("RecommendProducts", rec, customer_id=request.customer_id)
+        return pb.RecommendProductsResponse(
+            items=to_items(rec.items),
+            recommendation_id=rec.recommendation_id,
+            model_version=rec.model_version,
+            personalized=rec.personalized,
+        )
+
+    def SimilarProducts(
+        self, request: pb.SimilarProductsRequest, context: grpc.ServicerContext
+    ) -> pb.SimilarProductsResponse:
+        rec = call(
+            context,
+            lambda: self.store.engine.similar(
+                request.product_id, request.limit, to_filter(request.filter)
+            ),
+        )
+        _log("SimilarProducts", rec, product_id=request.product_id)
+        return pb.SimilarProductsResponse(
+            items=to_items(rec.items),
+            recommendation_id=rec.recommendation_id,
+            model_version=rec.model_version,
+        )
+
+    def RankProducts(
+        self, request: pb.RankProductsRequest, context: grpc.ServicerContext
+    ) -> pb.RankProductsResponse:
+        rec = call(
+            context,
+            lambda: self.store.engine.rank(request.customer_id, list(request.product_ids)),
+        )
+        _log("RankProducts", rec, customer_id=request.customer_id)
+        return pb.RankProductsResponse(
+            items=to_items(rec.items),
+            recommendation_id=rec.recommendation_id,
+            model_version=rec.model_version,
+            personalized=rec.personalized,
+        )
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+
+    def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
+    ) -> pb.ModelInfo:
+        info = call(context, lambda: self.store.engine.info())
+        return pb.ModelInfo(
+            version=info.version,
+            created_at=info.created_at,
+            customers=info.customers,
+            products=info.products,
+            interactions=info.interactions,
+            metrics=info.metrics,
+            index_kind=info.index_kind,
+            index_recall=info.index_recall,
+            loaded_at=info.loaded_at,
+        )
+
+    def ReloadModel(
+        self, request: pb.ReloadModelRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadModelResponse:
+        def reload() -> tuple[bool, str]:
+            if request.version:
+                # Publish first so every worker process (and a restart) serves the same version.
+                bundles.publish(self.store.model_dir, request.version)
+            return self.store.reload(request.version or None)
+
+        changed, version = call(context, reload)
+        log.info(
+            "ReloadModel",
+            extra={"rpc": "ReloadModel", "model_version": version, "changed": changed},
+        )
+        return pb.ReloadModelResponse(changed=changed, version=version)

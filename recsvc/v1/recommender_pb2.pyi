@@ -1,0 +1,174 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Surface(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SURFACE_UNSPECIFIED: _ClassVar[Surface]
+    SURFACE_HOME: _ClassVar[Surface]
+    SURFACE_PRODUCT_PAGE: _ClassVar[Surface]
+    SURFACE_CART: _ClassVar[Surface]
+    SURFACE_CHECKOUT: _ClassVar[Surface]
+SURFACE_UNSPECIFIED: Surface
+SURFACE_HOME: Surface
+SURFACE_PRODUCT_PAGE: Surface
+SURFACE_CART: Surface
+SURFACE_CHECKOUT: Surface
+
+class Filter(_message.Message):
+    __slots__ = ("include_categories", "exclude_categories", "exclude_product_ids", "in_stock_only", "min_price", "max_price", "include_purchased", "max_per_category")
+    INCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    IN_STOCK_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MIN_PRICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PURCHASED_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    include_categories: _containers.RepeatedScalarFieldContainer[str]
+    exclude_categories: _containers.RepeatedScalarFieldContainer[str]
+    exclude_product_ids: _containers.RepeatedScalarFieldContainer[str]
+    in_stock_only: bool
+    min_price: float
+    max_price: float
+    include_purchased: bool
+    max_per_category: int
+    def __init__(self, include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., in_stock_only: _Optional[bool] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., include_purchased: _Optional[bool] = ..., max_per_category: _Optional[int] = ...) -> None: ...
+
+class Context(_message.Message):
+    __slots__ = ("surface", "device", "current_product_id")
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    surface: Surface
+    device: str
+    current_product_id: str
+    def __init__(self, surface: _Optional[_Union[Surface, str]] = ..., device: _Optional[str] = ..., current_product_id: _Optional[str] = ...) -> None: ...
+
+class Item(_message.Message):
+    __slots__ = ("product_id", "score", "reason", "category")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    score: float
+    reason: str
+    category: str
+    def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+
+class RecommendProductsRequest(_message.Message):
+    __slots__ = ("customer_id", "limit", "filter", "context")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    limit: int
+    filter: Filter
+    context: Context
+    def __init__(self, customer_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ...) -> None: ...
+
+class RecommendProductsResponse(_message.Message):
+    __slots__ = ("items", "recommendation_id", "model_version", "personalized")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    recommendation_id: str
+    model_version: str
+    personalized: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+
+class SimilarProductsRequest(_message.Message):
+    __slots__ = ("product_id", "limit", "filter")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    limit: int
+    filter: Filter
+    def __init__(self, product_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+
+class SimilarProductsResponse(_message.Message):
+    __slots__ = ("items", "recommendation_id", "model_version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    recommendation_id: str
+    model_version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class RankProductsRequest(_message.Message):
+    __slots__ = ("customer_id", "product_ids")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    product_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_id: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RankProductsResponse(_message.Message):
+    __slots__ = ("items", "recommendation_id", "model_version", "personalized")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    recommendation_id: str
+    model_version: str
+    personalized: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+
+class GetModelInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("version", "created_at", "customers", "products", "interactions", "metrics", "index_kind", "index_recall", "loaded_at")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMERS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    INTERACTIONS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
+    INDEX_RECALL_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    created_at: str
+    customers: int
+    products: int
+    interactions: int
+    metrics: _containers.ScalarMap[str, float]
+    index_kind: str
+    index_recall: float
+    loaded_at: str
+    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., customers: _Optional[int] = ..., products: _Optional[int] = ..., interactions: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., index_kind: _Optional[str] = ..., index_recall: _Optional[float] = ..., loaded_at: _Optional[str] = ...) -> None: ...
+
+class ReloadModelRequest(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class ReloadModelResponse(_message.Message):
+    __slots__ = ("changed", "version")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    version: str
+    def __init__(self, changed: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
