@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS := 1
 MODEL_DIR ?= var/models
 WORLD_DIR ?= var/world
 
-.PHONY: install run test lint pytest bench bench-train clean
+.PHONY: install run train-sample test lint pytest proto bench bench-train bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Generate the sample world, train, publish a bundle, print the evaluation table.
-run: $(STAMP)
+# Set up, generate the sample world and train if there is no model yet, then serve.
+run: train-sample
+	@echo
+	@echo "Serving on localhost:50051 (Ctrl-C stops). From another terminal:"
+	@echo "  .venv/bin/recsvc client recommend --customer C0000001 --limit 10"
+	@echo "  .venv/bin/recsvc client similar --product P000001"
+	@echo "  grpcurl -plaintext -H \"authorization: Bearer \$$(cat var/dev-token)\" \\"
+	@echo "    -d '{\"customer_id\":\"C0000001\",\"limit\":5}' localhost:50051 recsvc.v1.Recommender/RecommendProducts"
+	@echo
+	$(BIN)/recsvc serve --model-dir $(MODEL_DIR)
+
+train-sample: $(STAMP)
 	test -f $(WORLD_DIR)/interactions.parquet || \
 		$(BIN)/recsvc data synth --customers 20000 --products 2000 --seed 7 --out $(WORLD_DIR)
-	$(BIN)/recsvc train --interactions $(WORLD_DIR)/interactions.parquet \
-		--catalog $(WORLD_DIR)/catalog.parquet --model-dir $(MODEL_DIR)
+	test -f $(MODEL_DIR)/CURRENT || $(BIN)/recsvc train \
+		--interactions $(WORLD_DIR)/interactions.parquet --catalog $(WORLD_DIR)/catalog.parquet \
+		--customers $(WORLD_DIR)/customers.parquet --model-dir $(MODEL_DIR)
 	$(BIN)/recsvc models list --model-dir $(MODEL_DIR)
 
 lint: $(STAMP)
@@ -36,11 +47,19 @@ pytest: $(STAMP)
 
 test: lint pytest
 
-bench: bench-train
+# Regenerate recsvc/v1 from proto/ (tests/test_proto.py fails when they drift apart).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/recsvc/v1/recommender.proto
+
+bench: bench-train bench-serve
 
 bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_quality
 	$(BIN)/python -m bench.train_scale
+
+bench-serve: $(STAMP)
+	$(BIN)/python -m bench.serve
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -14,7 +14,8 @@
 | RECSVC_RELOAD_INTERVAL | 2 | seconds between checks of MODEL_DIR/CURRENT |
 | RECSVC_REPEAT_CATEGORIES | (none) | comma-separated categories never excluded as purchased |
 | RECSVC_MAX_PER_CATEGORY | 0 | default diversity cap per response (0 = none) |
-| REDIS_URL | (none) | feature store; unset = embedded Redis (feature-store issue) |
+| REDIS_URL | (none) | feature store; unset = start the embedded Redis |
+| RECSVC_REDIS_DIR | MODEL_DIR/../redis | data directory of the embedded Redis (AOF, everysec) |
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class ServeConfig:
     repeat_categories: frozenset[str] = frozenset()
     max_per_category: int = 0
     redis_url: str | None = None
+    redis_dir: Path | None = None  # None: beside the model directory
+
+    @property
+    def embedded_redis_dir(self) -> Path:
+        return self.redis_dir or self.model_dir.parent / "redis"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> ServeConfig:
@@ -91,6 +97,7 @@ class ServeConfig:
             "tls_cert": ("RECSVC_TLS_CERT", Path),
             "tls_key": ("RECSVC_TLS_KEY", Path),
             "redis_url": ("REDIS_URL", str),
+            "redis_dir": ("RECSVC_REDIS_DIR", Path),
         }
         for key, (name, convert) in simple.items():
             if (value := get(name)) is not None:

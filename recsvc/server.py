@@ -151,6 +151,21 @@ def with_auth(config: ServeConfig, echo: object = print) -> ServeConfig:
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     config = with_auth(config)
+    embedded = None
+    if config.redis_url is None:
+        from feature_store.embedded import start_embedded
+
+        embedded = start_embedded(config.embedded_redis_dir)
+        config = replace(config, redis_url=embedded.url)
+        print(f"embedded Redis: {embedded.url} (data in {embedded.data_dir})", flush=True)
+    try:
+        _serve(config)
+    finally:
+        if embedded is not None:
+            embedded.close()
+
+
+def _serve(config: ServeConfig) -> None:
     if config.workers == 1:
         if config.metrics_port:
             from prometheus_client import start_http_server
