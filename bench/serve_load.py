@@ -1,0 +1,132 @@
+"""The load generator of the serving benchmark: a process with one asyncio event loop
+(grpc.aio), ``channels`` TCP connections and ``concurrency`` closed-loop callers.
+
+Requests are sent pre-serialized and responses are not parsed (no serializers on the
+multi-callable), so the client spends its CPU on gRPC itself. Callers of all processes follow
+one schedule on the system-wide monotonic clock, so the parent can sample CPU time and server
+metrics at the window boundaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One RPC, measured from ``start + warmup`` to ``start + warmup + seconds`` (monotonic)."""
+
+    name: str
+    method: str  # "/package.Service/Method"
+    requests: list[bytes]
+    start: float
+    warmup: float
+    seconds: float
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self.start + self.warmup, self.start + self.warmup + self.seconds
+
+
+@dataclass(frozen=True)
+class Job:
+    target: str
+    token: str
+    concurrency: int
+    channels: int
+    phases: list[Phase]
+    offset: int = 0  # where this process starts in each request list
+    timeout: float = 10.0
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    latencies_ns: np.ndarray  # of the calls that completed inside the window
+    errors: dict[str, int] = field(default_factory=dict)
+    first_response: bytes = b""
+
+
+async def _run(job: Job) -> list[PhaseResult]:
+    import grpc
+
+    # A local subchannel pool gives every channel its own TCP connection, so the kernel can
+    # spread them over the server's SO_REUSEPORT workers.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(job.target, options=options) for _ in range(job.channels)]
+    metadata = (("authorization", f"Bearer {job.token}"),)
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(c.channel_ready() for c in channels)), timeout=job.timeout
+        )
+        results = []
+        for phase in job.phases:
+            calls = [c.unary_unary(phase.method) for c in channels]
+            results.append(await _phase(job, phase, calls, metadata))
+        return results
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+
+
+async def _phase(
+    job: Job, phase: Phase, calls: list[object], metadata: tuple[tuple[str, str], ...]
+) -> PhaseResult:
+    import grpc
+
+    begin, end = phase.window
+    requests = phase.requests
+    n = len(requests)
+    latencies: list[int] = []
+    errors: dict[str, int] = {}
+    first: list[bytes] = []
+    await asyncio.sleep(max(0.0, phase.start - time.monotonic()))
+
+    async def caller(i: int) -> None:
+        call = calls[i % len(calls)]
+        j = job.offset + i
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                return
+            t0 = time.perf_counter_ns()
+            try:
+                reply = await call(  # type: ignore[operator]
+                    requests[j % n], metadata=metadata, timeout=job.timeout
+                )
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+                await asyncio.sleep(0.001)
+                continue
+            t1 = time.perf_counter_ns()
+            if not first:
+                first.append(reply)
+            done = time.monotonic()
+            if begin <= done < end:
+                latencies.append(t1 - t0)
+            j += job.concurrency
+
+    await asyncio.gather(*(caller(i) for i in range(job.concurrency)))
+    return PhaseResult(
+        phase.name,
+        np.asarray(latencies, dtype=np.int64),
+        errors,
+        first[0] if first else b"",
+    )
+
+
+def serve_jobs(conn: Connection) -> None:
+    """Process entry point: run each Job received on ``conn``, send back its results;
+    None ends the process."""
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            conn.send(asyncio.run(_run(job)))
+        except Exception as exc:  # reported by the parent, which owns the run
+            conn.send(exc)

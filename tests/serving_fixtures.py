@@ -1,0 +1,77 @@
+"""Trained model bundles for the serving tests (engine, server, `recsvc serve`).
+
+Bundles are trained once per test session on one small synthetic world and cached here;
+tests that change a model directory (publish, damage, hot swap) copy bundles into their own
+directory with :func:`add_copy` so the cached ones stay untouched.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsvc import bundle as b
+from training import synth
+from training.index import IndexConfig
+from training.train import TrainConfig, run
+
+WORLD = synth.SynthConfig(customers=2000, products=200, seed=7)
+NO_PRICE_EVERY = 17  # every 17th catalog product has no price (fails every price bound)
+QUIET = TrainConfig(progress=False, baselines=("popularity",))
+TRAIN_CONFIGS = {
+    "exact": QUIET,
+    # More than 10 products: the trainer builds an HNSW index instead of an exact one.
+    "hnsw": replace(QUIET, index=IndexConfig(exact_max_items=10)),
+    # A different model over the same catalog (another seed, no refit).
+    "other": replace(QUIET, seed=1, refit=False),
+}
+
+_world: dict[str, Path] = {}
+_trained: dict[str, Path] = {}
+
+
+def world(factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """interactions / catalog / customers files of the shared world (written once)."""
+    if not _world:
+        files = synth.write_world(synth.generate(WORLD), factory.mktemp("serving-world"))
+        catalog = pl.read_parquet(files["catalog"])
+        row = pl.int_range(pl.len())
+        catalog.with_columns(
+            pl.when(row % NO_PRICE_EVERY == 0).then(None).otherwise(pl.col("price")).alias("price")
+        ).write_parquet(files["catalog"])
+        _world.update(files)
+    return dict(_world)
+
+
+def trained(factory: pytest.TempPathFactory, kind: str = "exact") -> Path:
+    """The directory of a bundle trained on :func:`world` ("exact", "hnsw" or "other")."""
+    if kind not in _trained:
+        files = world(factory)
+        result = run(
+            files["interactions"],
+            factory.mktemp(f"trained-{kind}"),
+            TRAIN_CONFIGS[kind],
+            catalog=files["catalog"],
+            echo=lambda _: None,
+        )
+        _trained[kind] = result.path
+    return _trained[kind]
+
+
+def add_copy(model_dir: Path, source: Path, version: str, publish: bool = False) -> str:
+    """Write the bundle at ``source`` into ``model_dir`` as ``version``; maybe publish it."""
+    b.write_bundle(model_dir, b.load_bundle(source), version)
+    if publish:
+        b.publish(model_dir, version)
+    return version
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
