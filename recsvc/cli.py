@@ -9,6 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Before numpy/implicit load: one BLAS thread per process (a fold-in solve is 20x slower otherwise).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -345,43 +348,37 @@ def cmd_data(args: argparse.Namespace) -> None:
                     print(f"  {example}")
 
 
+def _with(obj: T, **values: Any) -> T:
+    """``obj`` with the fields whose flag was given (not None) replaced."""
+    from dataclasses import replace
+
+    return replace(obj, **{k: v for k, v in values.items() if v is not None})  # type: ignore[type-var]
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from training.train import TrainConfig, run
 
     cfg = TrainConfig()
-    als = replace(
+    als = _with(
         cfg.als,
-        **{
-            k: v
-            for k, v in (
-                ("factors", args.factors),
-                ("regularization", args.regularization),
-                ("alpha", args.alpha),
-                ("iterations", args.iterations),
-            )
-            if v is not None
-        },
+        factors=args.factors,
+        regularization=args.regularization,
+        alpha=args.alpha,
+        iterations=args.iterations,
     )
-    weights = cfg.weights
-    if args.confidence:
-        weights = replace(weights, confidence=args.confidence)
-    if args.event_weights:
-        weights = replace(weights, event_weights=args.event_weights)
-    if args.half_life_days:
-        weights = replace(weights, half_life_days=args.half_life_days)
-    index = replace(
+    weights = _with(
+        cfg.weights,
+        confidence=args.confidence,
+        event_weights=args.event_weights,
+        half_life_days=args.half_life_days,
+    )
+    index = _with(
         cfg.index,
-        **{
-            k: v
-            for k, v in (
-                ("exact_max_items", args.exact_max_items),
-                ("ef_search", args.ef_search),
-                ("recall_floor", args.recall_floor),
-            )
-            if v is not None
-        },
+        exact_max_items=args.exact_max_items,
+        ef_search=args.ef_search,
+        recall_floor=args.recall_floor,
     )
     cfg = replace(
         cfg,

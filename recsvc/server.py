@@ -113,7 +113,13 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
 
 def _worker(config: ServeConfig, reuse_port: bool) -> None:
-    running = start(config, reuse_port=reuse_port)
+    from recsvc.bundle import BundleError
+
+    try:
+        running = start(config, reuse_port=reuse_port)
+    except (BundleError, ConfigError) as exc:
+        log.error("cannot serve: %s", exc)
+        raise SystemExit(2) from None
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -150,6 +156,9 @@ def with_auth(config: ServeConfig, echo: object = print) -> ServeConfig:
 
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
+    from recsvc.bundle import read_manifest, resolve
+
+    read_manifest(resolve(config.model_dir))  # fail here, clearly, before starting anything
     config = with_auth(config)
     embedded = None
     if config.redis_url is None:
