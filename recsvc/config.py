@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -39,7 +40,7 @@ def parse_tokens(text: str, source: str) -> dict[str, frozenset[str]]:
         entry = raw.strip()
         if not entry or entry.startswith("#"):
             continue
-        token, sep, scopes = entry.partition("=")
+        token, sep, scopes = entry.rpartition("=")  # tokens may end in base64 "=" padding
         names = frozenset(s.strip() for s in scopes.split("+") if s.strip())
         unknown = names - set(SCOPES)
         if not sep or not token.strip() or not names or unknown:
@@ -141,6 +142,13 @@ class ServeConfig:
             raise ConfigError("workers and threads must be at least 1")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("TLS needs both RECSVC_TLS_CERT and RECSVC_TLS_KEY (or neither)")
+        for name, path in (("RECSVC_TLS_CERT", self.tls_cert), ("RECSVC_TLS_KEY", self.tls_key)):
+            if path is not None and not os.access(path, os.R_OK):
+                raise ConfigError(f"{name}={path}: no such readable file")
+        if not (math.isfinite(self.reload_interval) and self.reload_interval > 0):
+            raise ConfigError(f"RECSVC_RELOAD_INTERVAL={self.reload_interval}: must be > 0 seconds")
+        if self.max_per_category < 0:
+            raise ConfigError(f"RECSVC_MAX_PER_CATEGORY={self.max_per_category}: must be >= 0")
         return self
 
     @property

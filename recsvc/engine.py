@@ -325,8 +325,11 @@ class Engine:
             part = pool[start : start + max(4 * limit, 1024)]
             picked = self._take(part, self.popularity[part], limit, filter, excluded, picked)
             start += len(part)
-        for i, s in picked[before:]:
-            chosen.append((i, s, f"popular in {self.category_names[self.category[i]]}"))
+        # Scores stay "higher is better" within a response: top-ups rank below what came first.
+        floor = chosen[-1][1] if chosen else None
+        for rank, (i, s) in enumerate(picked[before:], 1):
+            score = s if floor is None else floor - rank * 1e-6
+            chosen.append((i, score, f"popular in {self.category_names[self.category[i]]}"))
         return len(chosen) - before
 
     def _explain(self, chosen: list[tuple[int, float, str]], history: np.ndarray) -> None:

@@ -11,6 +11,7 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -132,7 +133,7 @@ def _worker(config: ServeConfig, reuse_port: bool) -> None:
     running.server.wait_for_termination()
 
 
-def with_auth(config: ServeConfig, echo: object = print) -> ServeConfig:
+def with_auth(config: ServeConfig) -> ServeConfig:
     """No tokens: refuse a non-loopback address; on loopback make a development token."""
     if config.auth_tokens:
         return config
@@ -145,6 +146,7 @@ def with_auth(config: ServeConfig, echo: object = print) -> ServeConfig:
     token_file = config.model_dir.parent / "dev-token"
     token_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # the mode above applies only when the file is created
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     print(
@@ -156,9 +158,11 @@ def with_auth(config: ServeConfig, echo: object = print) -> ServeConfig:
 
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    from recsvc.bundle import read_manifest, resolve
+    from recsvc.bundle import read_manifest, resolve, verify_files
 
-    read_manifest(resolve(config.model_dir))  # fail here, clearly, before starting anything
+    # Fail here, clearly, before starting anything: workers would each fail the same way.
+    path = resolve(config.model_dir)
+    verify_files(path, read_manifest(path))
     config = with_auth(config)
     embedded = None
     if config.redis_url is None:
@@ -207,8 +211,11 @@ def _serve(config: ServeConfig) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for w in workers:
-        w.join()
+    try:
+        for w in workers:
+            w.join()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     codes = [w.exitcode for w in workers]
     if any(codes):
         print(f"recsvc serve: worker exit codes {codes}", file=sys.stderr)
