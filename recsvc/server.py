@@ -63,6 +63,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     from recsvc.servicer import AdminServicer, RecommenderServicer
     from recsvc.v1 import recommender_pb2, recommender_pb2_grpc
 
+    config = config.checked()
     faiss.omp_set_num_threads(
         1
     )  # one request per thread; OpenMP inside a query only adds contention
