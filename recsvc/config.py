@@ -134,8 +134,8 @@ class ServeConfig:
         return replace(cls(), **values).checked()
 
     def checked(self) -> ServeConfig:
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"port {self.port} is out of range 1..65535")
+        if not 0 <= self.port < 65536:  # 0: any free port (tests)
+            raise ConfigError(f"port {self.port} is out of range 0..65535")
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics port {self.metrics_port} is out of range 0..65535")
         if self.workers < 1 or self.threads < 1:

@@ -64,9 +64,8 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     from recsvc.v1 import recommender_pb2, recommender_pb2_grpc
 
     config = config.checked()
-    faiss.omp_set_num_threads(
-        1
-    )  # one request per thread; OpenMP inside a query only adds contention
+    # One query per request thread: OpenMP inside a query only adds contention.
+    faiss.omp_set_num_threads(1)
     previous: dict[str, str | None] = {"version": None}
 
     def on_reload(outcome: str, version: str) -> None:

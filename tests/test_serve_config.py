@@ -163,7 +163,7 @@ def test_bad_numbers_name_the_variable(name: str, value: str) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("RECSVC_PORT", "0", "port 0 is out of range"),
+        ("RECSVC_PORT", "-1", "port -1 is out of range"),
         ("RECSVC_PORT", "70000", "port 70000 is out of range"),
         ("RECSVC_METRICS_PORT", "-1", "metrics port -1"),
         ("RECSVC_WORKERS", "0", "workers"),
