@@ -49,14 +49,24 @@ def index_kind(index: Any) -> str:
 
 
 def measure_recall(index: Any, vectors: np.ndarray, queries: np.ndarray, k: int) -> float:
-    """Share of the exact top-k that ``index`` returns (1.0 for an exact index)."""
+    """Share of the exact top-k that ``index`` returns (1.0 for an exact index).
+
+    Tie-aware: a returned product scoring at least the exact k-th score counts as a hit, since
+    among equal scores any choice is exact. Zero queries are skipped: every product ties for
+    them (products never interacted with have zero vectors), so they measure nothing.
+    """
     k = min(k, vectors.shape[0])
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    queries = queries[np.any(queries != 0, axis=1)]
     if index_kind(index) == "exact" or len(queries) == 0 or k == 0:
         return 1.0
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    _, truth = exact.search(queries, k)
+    exact.add(vectors)
+    truth_scores, _ = exact.search(queries, k)
     _, found = index.search(queries, k)
-    hits = sum(len(np.intersect1d(t, f)) for t, f in zip(truth, found, strict=True))
-    return hits / float(truth.size)
+    found_scores = np.einsum("qd,qkd->qk", queries, vectors[np.maximum(found, 0)])
+    kth = truth_scores[:, -1:]
+    tolerance = 1e-5 * np.maximum(np.abs(kth), 1e-12)
+    hits = (found >= 0) & (found_scores >= kth - tolerance)
+    return float(hits.sum() / hits.size)
