@@ -293,7 +293,8 @@ class Engine:
                 scores = self.item_factors[candidates] @ query
                 order = np.argsort(-scores, kind="stable")
                 return self._take(candidates[order], scores[order], limit, filter, excluded)
-        k = min(self.n_items, (limit + len(excluded)) * cfg.overfetch)
+        # Excluded products can each displace one result at most: add them, don't multiply.
+        k = min(self.n_items, limit * cfg.overfetch + len(excluded))
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         while True:
             scores, ids = self.index.search(q, k)

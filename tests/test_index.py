@@ -29,3 +29,24 @@ def test_a_starved_hnsw_search_measures_low_recall() -> None:
         vectors, IndexConfig(exact_max_items=10, hnsw_m=4, ef_construction=8, ef_search=1)
     )
     assert measure_recall(index, vectors, rng.standard_normal((100, 32)), 20) < 0.9
+
+
+def test_ef_search_is_the_cheapest_step_reaching_the_target() -> None:
+    from training.index import EF_SEARCH_STEPS, tune_ef_search
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((4000, 16)).astype(np.float32)
+    cfg = IndexConfig(exact_max_items=10, recall_target=0.97)
+    index = build_index(vectors, cfg)
+    queries = rng.standard_normal((200, 16)).astype(np.float32)
+    recall = tune_ef_search(index, vectors, queries, cfg)
+    chosen = index.hnsw.efSearch
+    assert recall >= 0.97
+    cheaper = [ef for ef in EF_SEARCH_STEPS if ef < chosen]
+    for ef in cheaper:
+        index.hnsw.efSearch = ef
+        assert measure_recall(index, vectors, queries, cfg.recall_k) < 0.97
+    fixed = IndexConfig(exact_max_items=10, ef_search=48)
+    index = build_index(vectors, fixed)
+    tune_ef_search(index, vectors, queries, fixed)
+    assert index.hnsw.efSearch == 48

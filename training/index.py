@@ -18,10 +18,16 @@ class IndexConfig:
     exact_max_items: int = 50_000  # above this, HNSW
     hnsw_m: int = 32
     ef_construction: int = 100  # 100k x 128: 7 s to build, recall@20 0.98 (vs 14 s at 200)
-    ef_search: int = 256
+    ef_search: int | None = None  # None: the smallest of EF_SEARCH_STEPS reaching recall_target
     recall_k: int = 20
     recall_sample: int = 1000
-    recall_floor: float = 0.95
+    recall_floor: float = 0.95  # refuse to publish below this
+    recall_target: float = 0.97  # what the efSearch choice aims for (a margin over the floor)
+
+
+# Search beam widths tried, cheapest first. Measured on 100k x 128: efSearch 64 searches 4x
+# faster than 256 (0.15 vs 0.60 ms for k=80) at recall@20 0.972 vs 0.989.
+EF_SEARCH_STEPS = (16, 32, 64, 128, 256, 512, 1024)
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
@@ -39,7 +45,7 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig) -> Any:
     else:
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
-        index.hnsw.efSearch = cfg.ef_search
+        index.hnsw.efSearch = cfg.ef_search or EF_SEARCH_STEPS[-1]
     index.add(vectors)
     return index
 
@@ -70,3 +76,23 @@ def measure_recall(index: Any, vectors: np.ndarray, queries: np.ndarray, k: int)
     tolerance = 1e-5 * np.maximum(np.abs(kth), 1e-12)
     hits = (found >= 0) & (found_scores >= kth - tolerance)
     return float(hits.sum() / hits.size)
+
+
+def tune_ef_search(index: Any, vectors: np.ndarray, queries: np.ndarray, cfg: IndexConfig) -> float:
+    """Set the HNSW search beam (saved with the index) and return the recall it gives.
+
+    With ``cfg.ef_search`` unset, the smallest step whose recall reaches ``recall_target``,
+    else the best step: a cheaper search for every request, at a measured recall.
+    """
+    if index_kind(index) == "exact":
+        return 1.0
+    steps = (cfg.ef_search,) if cfg.ef_search else EF_SEARCH_STEPS
+    best = (-1.0, steps[-1])
+    for ef in steps:
+        index.hnsw.efSearch = ef
+        recall = measure_recall(index, vectors, queries, cfg.recall_k)
+        if recall >= cfg.recall_target:
+            return recall
+        best = max(best, (recall, ef))
+    index.hnsw.efSearch = best[1]
+    return best[0]

@@ -27,7 +27,7 @@ from training.dataset import (
     catalog_from_interactions,
     user_item_matrix,
 )
-from training.index import IndexConfig, build_index, index_kind, measure_recall, normalized
+from training.index import IndexConfig, build_index, index_kind, normalized, tune_ef_search
 from training.ingest import (
     OnError,
     ValidationReport,
@@ -252,11 +252,12 @@ def run(
                 als.item_factors[rng.choice(ds.n_items, size=min(n_q, ds.n_items), replace=False)],
             ]
         )
-        recall = measure_recall(index, als.item_factors, queries, cfg.index.recall_k)
+        recall = tune_ef_search(index, als.item_factors, queries, cfg.index)
     index_info = {
         "kind": index_kind(index),
         "metric": "inner_product",
         "params": asdict(cfg.index),
+        "ef_search": int(index.hnsw.efSearch) if index_kind(index) == "hnsw" else None,
         "recall_k": cfg.index.recall_k,
         "recall": recall,
         "recall_queries": len(queries),
@@ -343,6 +344,7 @@ def run(
     echo(
         f"index: {index_info['kind']} inner product over {ds.n_items:,} products, "
         f"recall@{cfg.index.recall_k} vs exact {recall:.3f}"
+        + (f" (efSearch {index_info['ef_search']})" if index_info["ef_search"] else "")
     )
     echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
