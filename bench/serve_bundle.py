@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from bench.common import run_timed
-from recsvc.bundle import BundleError, CUSTOMERS, PRODUCTS, read_manifest, resolve
+from recsvc.bundle import CUSTOMERS, PRODUCTS, BundleError, read_manifest, resolve
 from recsvc.v1 import recommender_pb2 as pb
 
 SCALE_MODELS = Path("var/bench/scale/models")
@@ -40,7 +40,9 @@ class Catalog:
     @property
     def index(self) -> str:
         index = self.manifest["index"]
-        return f"{index['kind']}, recall@{index['recall_k']} {index['recall']:.3f}"
+        ef = index.get("ef_search") or index.get("params", {}).get("ef_search")
+        beam = f", efSearch {ef}" if index["kind"] == "hnsw" and ef else ""
+        return f"{index['kind']}{beam}, recall@{index['recall_k']} {index['recall']:.3f}"
 
 
 def published(label: str, model_dir: Path) -> Catalog | None:

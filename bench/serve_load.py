@@ -14,7 +14,10 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+import grpc
 import numpy as np
+
+Call = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,6 @@ class PhaseResult:
 
 
 async def _run(job: Job) -> list[PhaseResult]:
-    import grpc
-
     # A local subchannel pool gives every channel its own TCP connection, so the kernel can
     # spread them over the server's SO_REUSEPORT workers.
     options = [("grpc.use_local_subchannel_pool", 1)]
@@ -66,18 +67,20 @@ async def _run(job: Job) -> list[PhaseResult]:
         )
         results = []
         for phase in job.phases:
-            calls = [c.unary_unary(phase.method) for c in channels]
+            # No serializers: bytes go out as they are and come back unparsed.
+            calls: list[Call] = [
+                c.unary_unary(phase.method, request_serializer=None, response_deserializer=None)
+                for c in channels
+            ]
             results.append(await _phase(job, phase, calls, metadata))
         return results
     finally:
-        await asyncio.gather(*(c.close() for c in channels))
+        await asyncio.gather(*(c.close(None) for c in channels))
 
 
 async def _phase(
-    job: Job, phase: Phase, calls: list[object], metadata: tuple[tuple[str, str], ...]
+    job: Job, phase: Phase, calls: list[Call], metadata: tuple[tuple[str, str], ...]
 ) -> PhaseResult:
-    import grpc
-
     begin, end = phase.window
     requests = phase.requests
     n = len(requests)
@@ -95,9 +98,7 @@ async def _phase(
                 return
             t0 = time.perf_counter_ns()
             try:
-                reply = await call(  # type: ignore[operator]
-                    requests[j % n], metadata=metadata, timeout=job.timeout
-                )
+                reply = await call(requests[j % n], metadata=metadata, timeout=job.timeout)
             except grpc.aio.AioRpcError as exc:
                 errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
                 await asyncio.sleep(0.001)
