@@ -36,9 +36,10 @@ class ConfigError(ValueError):
 def parse_tokens(text: str, source: str) -> dict[str, frozenset[str]]:
     """ "tok1=recommend+events,tok2=admin" (commas or newlines) -> {token: scopes}."""
     tokens: dict[str, frozenset[str]] = {}
-    for raw in text.replace("\n", ",").split(","):
+    lines = (line.strip() for line in text.splitlines())
+    for raw in (e for line in lines if not line.startswith("#") for e in line.split(",")):
         entry = raw.strip()
-        if not entry or entry.startswith("#"):
+        if not entry:
             continue
         token, sep, scopes = entry.rpartition("=")  # tokens may end in base64 "=" padding
         names = frozenset(s.strip() for s in scopes.split("+") if s.strip())
@@ -136,6 +137,10 @@ class ServeConfig:
     def checked(self) -> ServeConfig:
         if not 0 <= self.port < 65536:  # 0: any free port (tests)
             raise ConfigError(f"port {self.port} is out of range 0..65535")
+        if self.port == 0 and self.workers > 1:
+            raise ConfigError(
+                "port 0 (any free port) needs --workers 1: workers must share one port"
+            )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics port {self.metrics_port} is out of range 0..65535")
         if self.workers < 1 or self.threads < 1:
@@ -153,4 +158,5 @@ class ServeConfig:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        host = self.host.strip("[]")
+        return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")

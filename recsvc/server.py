@@ -95,21 +95,26 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         reflection.SERVICE_NAME,
     ]
     reflection.enable_server_reflection(names, server)
-    address = f"{config.host}:{config.port}"
-    if config.tls_cert is not None and config.tls_key is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
-        )
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    host = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host  # IPv6
+    address = f"{host}:{config.port}"
+    try:
+        if config.tls_cert is not None and config.tls_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises when it cannot bind
+        port = 0
     if port == 0:
+        store.close()
         raise ConfigError(f"cannot listen on {address} (in use, or not an address of this host)")
     server.start()
     store.watch(config.reload_interval)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving model %s on %s (pid %d)", store.engine.version, address, os.getpid())
+    log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
     return Running(server, port, store, health_servicer)
 
 
@@ -183,12 +188,26 @@ def _serve(config: ServeConfig) -> None:
         if config.metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(config.metrics_port, addr=config.host)
+            try:
+                start_http_server(config.metrics_port, addr=config.host)
+            except OSError as exc:
+                raise ConfigError(f"metrics port {config.metrics_port}: {exc}") from exc
         _worker(config, reuse_port=False)
         return
     # Multi-process metrics must be configured before prometheus_client is imported.
     metrics_dir = tempfile.mkdtemp(prefix="recsvc-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if config.metrics_port:
+        # Bound before forking, so a busy port fails cleanly with no worker left running.
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        try:
+            start_http_server(config.metrics_port, addr=config.host, registry=registry)
+        except OSError as exc:
+            raise ConfigError(f"metrics port {config.metrics_port}: {exc}") from exc
     ctx = multiprocessing.get_context("fork")
     workers = [
         ctx.Process(target=_worker, args=(config, True), name=f"recsvc-worker-{i}")
@@ -196,13 +215,6 @@ def _serve(config: ServeConfig) -> None:
     ]
     for w in workers:
         w.start()
-    if config.metrics_port:
-        from prometheus_client import CollectorRegistry, start_http_server
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        start_http_server(config.metrics_port, addr=config.host, registry=registry)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for w in workers:

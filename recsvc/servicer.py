@@ -185,10 +185,13 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.ReloadModelRequest, context: grpc.ServicerContext
     ) -> pb.ReloadModelResponse:
         def reload() -> tuple[bool, str]:
+            before = self.store.engine.version
             if request.version:
                 # Publish first so every worker process (and a restart) serves the same version.
                 bundles.publish(self.store.model_dir, request.version)
-            return self.store.reload(request.version or None)
+            _, version = self.store.reload(request.version or None)
+            # The watcher may have swapped it in meanwhile: changed is relative to the call.
+            return version != before, version
 
         changed, version = call(context, reload)
         log.info(

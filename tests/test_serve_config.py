@@ -406,3 +406,35 @@ def test_serve_two_workers_share_one_port_and_stop_on_sigterm(
     assert alive == []
     assert "worker exit codes" not in (tmp_path / "serve.err").read_text()
     assert "development token" in (tmp_path / "serve.out").read_text()
+
+
+def test_token_file_comments_may_hold_commas() -> None:
+    from recsvc.config import parse_tokens
+
+    tokens = parse_tokens("# web, ops\nweb=recommend,ops=admin\n", "tokens.txt")
+    assert tokens == {"web": frozenset({"recommend"}), "ops": frozenset({"admin"})}
+
+
+def test_port_zero_needs_one_worker() -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        ServeConfig(port=0, workers=2).checked()
+
+
+def test_a_busy_port_is_a_config_error(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import socket
+
+    from recsvc.server import start
+
+    model_dir = tmp_path / "models"
+    add_copy(model_dir, trained(tmp_path_factory, "exact"), VERSION, publish=True)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = ServeConfig(
+            model_dir=model_dir, port=port, workers=1, auth_tokens={"t": frozenset({"admin"})}
+        )
+        with pytest.raises(ConfigError, match="cannot listen"):
+            start(config)
