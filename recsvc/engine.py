@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,7 +55,7 @@ class Engine:
 
     def __init__(self, bundle: Bundle, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
-        self.bundle = bundle
+        self.manifest = bundle.manifest
         self.version = bundle.version
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
         products = bundle.products
@@ -82,7 +82,16 @@ class Engine:
             [code_of[c] for c in self.config.repeat_categories if c in code_of],
         )
         self.user_factors = bundle.user_factors
-        self.item_factors = bundle.item_factors
+        # Item vectors grouped by category, so a category filter scores a contiguous slice
+        # (copying a 19k-row selection cost 2.4 ms of a 3.4 ms call at 1M products).
+        self.by_category = np.argsort(self.category, kind="stable")
+        self.position = np.empty_like(self.by_category)
+        self.position[self.by_category] = np.arange(len(self.by_category))
+        self.grouped_factors = np.ascontiguousarray(bundle.item_factors[self.by_category])
+        bounds = np.searchsorted(self.category[self.by_category], np.arange(len(code_of) + 1))
+        self.category_slice = {c: (int(bounds[c]), int(bounds[c + 1])) for c in range(len(code_of))}
+        # Keep the bundle's tables, not a second copy of its item vectors.
+        self.bundle = replace(bundle, item_factors=bundle.item_factors[:0])
         self.user_items = bundle.user_items
         self.index = bundle.index
         self.n_items = len(self.product_ids)
@@ -139,9 +148,7 @@ class Engine:
         filter = filter or Filter()
         excluded = self._indexes(filter.exclude_product_ids) | {idx}
         reason = f"similar to {self.titles[idx] or product_id}"
-        chosen = [
-            (i, s, reason) for i, s in self._best(self.item_factors[idx], limit, filter, excluded)
-        ]
+        chosen = [(i, s, reason) for i, s in self._best(self.vectors(idx), limit, filter, excluded)]
         self._fill_popular(chosen, limit, filter, excluded)
         return Recommendation(
             items=self._items(chosen),
@@ -168,7 +175,7 @@ class Engine:
         vector = self.user_factors[user] if user is not None else None
         personalized = vector is not None and bool(np.any(vector))
         if personalized and vector is not None:
-            scores = self.item_factors[idx] @ vector
+            scores = self.vectors(idx) @ vector
             reason = "picked for you"
         else:
             scores = self.popularity[idx]
@@ -187,7 +194,7 @@ class Engine:
         )
 
     def info(self) -> ModelInfo:
-        m = self.bundle.manifest
+        m = self.manifest
         models = m.get("evaluation", {}).get("models", {})
         return ModelInfo(
             version=self.version,
@@ -202,6 +209,16 @@ class Engine:
         )
 
     # -- internals ------------------------------------------------------------------------
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        """All item vectors in product order (a copy: for tools and tests, not requests)."""
+        return self.vectors(np.arange(self.n_items))
+
+    def vectors(self, idx: np.ndarray | int) -> np.ndarray:
+        """Item vectors by product index."""
+        result: np.ndarray = self.grouped_factors[self.position[idx]]
+        return result
 
     def _limit(self, limit: int) -> int:
         if limit == 0:
@@ -286,13 +303,24 @@ class Engine:
         if codes is not None:
             # A category filter can exclude almost everything the index would return first;
             # score that category's products exactly instead when there are few enough.
-            candidates = np.concatenate(
-                [self.popular_by_category[c] for c in codes] or [np.zeros(0, np.int64)]
-            )
-            if len(candidates) <= cfg.direct_score_max:
-                scores = self.item_factors[candidates] @ query
-                order = np.argsort(-scores, kind="stable")
-                return self._take(candidates[order], scores[order], limit, filter, excluded)
+            slices = [self.category_slice[c] for c in codes]
+            if sum(end - start for start, end in slices) <= cfg.direct_score_max:
+                scores = np.concatenate(
+                    [self.grouped_factors[s:e] @ query for s, e in slices] or [np.zeros(0)]
+                )
+                ids = np.concatenate(
+                    [self.by_category[s:e] for s, e in slices] or [np.zeros(0, np.int64)]
+                )
+                # Rank only the head unless filters or the category cap eat into it.
+                n = min(len(scores), limit * cfg.overfetch + len(excluded))
+                while True:
+                    head = np.argpartition(-scores, n - 1)[:n] if 0 < n < len(scores) else None
+                    top = np.arange(len(scores)) if head is None else head
+                    top = top[np.argsort(-scores[top], kind="stable")]
+                    picked = self._take(ids[top], scores[top], limit, filter, excluded)
+                    if len(picked) >= limit or head is None:
+                        return picked
+                    n = min(len(scores), n * 4)
         # Excluded products can each displace one result at most: add them, don't multiply.
         k = min(self.n_items, limit * cfg.overfetch + len(excluded))
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
@@ -342,7 +370,7 @@ class Engine:
             return
         recent = history[-self.config.reason_history :]
         items = np.array([i for i, _, _ in chosen], dtype=np.int64)
-        affinity = self.item_factors[items] @ self.item_factors[recent].T
+        affinity = self.vectors(items) @ self.vectors(recent).T
         best = recent[np.argmax(affinity, axis=1)]
         chosen[:] = [
             (i, s, f"because you liked {self.titles[b] or self.product_ids[b]}")
