@@ -91,7 +91,9 @@ class Engine:
         bounds = np.searchsorted(self.category[self.by_category], np.arange(len(code_of) + 1))
         self.category_slice = {c: (int(bounds[c]), int(bounds[c + 1])) for c in range(len(code_of))}
         # Keep the bundle's tables, not a second copy of its item vectors.
-        self.bundle = replace(bundle, item_factors=bundle.item_factors[:0])
+        # (A fresh empty array: a [:0] view would keep the original alive.)
+        empty = np.zeros((0, bundle.item_factors.shape[1]), dtype=bundle.item_factors.dtype)
+        self.bundle = replace(bundle, item_factors=empty)
         self.user_items = bundle.user_items
         self.index = bundle.index
         self.n_items = len(self.product_ids)
