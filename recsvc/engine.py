@@ -122,7 +122,7 @@ class Engine:
         history = self._history(user)
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
-            excluded.update(int(i) for i in history if not self.repeat_category[self.category[i]])
+            excluded.update(history[~self.repeat_category[self.category[history]]].tolist())
         vector = self.user_factors[user] if user is not None else None
         chosen: list[tuple[int, float, str]] = []
         personalized = vector is not None and bool(np.any(vector))
