@@ -11,7 +11,7 @@ from recsvc.bundle import Bundle
 from training.dataset import binary_matrix
 from training.ingest import OnError, read_interactions
 from training.metrics import evaluate
-from training.models import ItemKNNModel
+from training.models import ItemKNNModel, PopularityModel
 
 
 def evaluate_bundle(
@@ -47,10 +47,9 @@ def evaluate_bundle(
     uf, itf = bundle.user_factors, bundle.item_factors
     results = {"als": evaluate(lambda u: uf[u] @ itf.T, seen, fresh, k)}
     if "popularity" in baselines:
-        pop = bundle.products["popularity"].to_numpy().astype(np.float32)
-        results["popularity"] = evaluate(
-            lambda u: np.broadcast_to(pop, (len(u), len(pop))).copy(), seen, fresh, k
-        )
+        pop = PopularityModel()
+        pop.item_scores = bundle.products["popularity"].to_numpy().astype(np.float32)
+        results["popularity"] = evaluate(lambda u: pop.score(u, seen), seen, fresh, k)
     if "itemknn" in baselines:
         knn = ItemKNNModel()
         knn.fit(bundle.user_items)

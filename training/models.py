@@ -48,16 +48,6 @@ class PopularityModel(Model):
         return np.tile(self.item_scores, (len(users), 1))
 
 
-def category_popularity(
-    item_scores: np.ndarray, categories: np.ndarray, n_categories: int
-) -> np.ndarray:
-    """Per product, its rank-ready popularity within its own category (the cold-start fallback
-    when a request asks for a category): scores normalised by the category's best product."""
-    best = np.zeros(n_categories, dtype=np.float32)
-    np.maximum.at(best, categories, item_scores)
-    return np.asarray(item_scores / np.maximum(best[categories], 1e-9), dtype=np.float32)
-
-
 class ItemKNNModel(Model):
     """Item-item cosine similarity, top-K neighbours per product (implicit's CosineRecommender)."""
 

@@ -93,3 +93,10 @@ def make_split(
     targets = targets - targets.multiply(seen)  # drop already-seen products
     targets.eliminate_zeros()
     return Split(train=train, targets=csr_matrix(targets))
+
+
+def sample_users(users: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``users``, a deterministic sample for a seed, in index order."""
+    if len(users) <= limit:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))

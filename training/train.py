@@ -37,8 +37,7 @@ from training.ingest import (
 )
 from training.metrics import Scorer, evaluate
 from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
-from training.models import category_popularity as category_pop
-from training.split import Split, SplitKind, by_customer_then_time, make_split
+from training.split import Split, SplitKind, by_customer_then_time, make_split, sample_users
 from training.tune import Trial, tune
 
 log = logging.getLogger(__name__)
@@ -100,12 +99,6 @@ def fingerprint(paths: list[Path]) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
-
-
-def sample_users(users: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    if len(users) <= limit:
-        return users
-    return np.sort(np.random.default_rng(seed).choice(users, size=limit, replace=False))
 
 
 def evaluate_models(
@@ -271,17 +264,7 @@ def run(
     with p.phase("publish"):
         inputs = [x for x in (interactions, catalog, customers) if x is not None]
         fp = fingerprint(inputs)
-        categories = ds.catalog["category"].cast(pl.Utf8).fill_null("uncategorized")
-        cat_codes = categories.cast(pl.Categorical).to_physical().to_numpy()
-        products = ds.catalog.with_columns(
-            pl.Series("popularity", popularity),
-            pl.Series(
-                "category_popularity",
-                category_pop(
-                    popularity, cat_codes, int(cat_codes.max()) + 1 if len(cat_codes) else 0
-                ),
-            ),
-        )
+        products = ds.catalog.with_columns(pl.Series("popularity", popularity))
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "recsvc_version": __version__,

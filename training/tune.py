@@ -18,7 +18,7 @@ from tqdm import tqdm
 from training.dataset import Confidence, Dataset, WeightConfig, binary_matrix, user_item_matrix
 from training.metrics import evaluate
 from training.models import ALSModel, ALSParams
-from training.split import make_split
+from training.split import make_split, sample_users
 
 if TYPE_CHECKING:
     from training.train import TrainConfig
@@ -102,11 +102,7 @@ def tune(
 ) -> tuple[WeightConfig, ALSParams, list[Trial]]:
     """Try each candidate on a validation split of ``train``; return the best and the table."""
     val = make_split(train, cfg.split, cfg.test_fraction, cfg.seed + 1, cfg.target_events)
-    users = val.eval_users
-    if len(users) > cfg.eval_users:
-        users = np.sort(
-            np.random.default_rng(cfg.seed).choice(users, cfg.eval_users, replace=False)
-        )
+    users = sample_users(val.eval_users, cfg.eval_users, cfg.seed)
     seen = binary_matrix(val.train.user, val.train.item, val.targets.shape)
 
     def fit_and_score(candidate: Candidate) -> Trial:
