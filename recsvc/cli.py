@@ -530,6 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recsvc.bundle import BundleError
     from recsvc.config import ConfigError
     from training.ingest import InputError, ValidationFailed
+    from training.movielens import DownloadError
     from training.train import TrainError
 
     handlers = {
@@ -542,7 +543,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         handlers[args.command](args)
-    except (CliError, InputError, ValidationFailed, BundleError, TrainError, ConfigError) as exc:
+    except (
+        CliError,
+        InputError,
+        ValidationFailed,
+        BundleError,
+        TrainError,
+        ConfigError,
+        DownloadError,
+    ) as exc:
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -328,3 +328,17 @@ def test_data_validate_unknown_format_exits_2(
     assert code == 2
     assert err.startswith("recsvc data: error: ")
     assert "unknown format" in err
+
+
+def test_movielens_download_failure_exits_2_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import movielens
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    # A local wheel path that does not exist: pip fails at once, without the network.
+    monkeypatch.setattr(movielens, "WHEEL", str(tmp_path / "recbole-0.0.0-py3-none-any.whl"))
+    code = main(["data", "movielens100k", "--out", str(tmp_path / "ml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("recsvc data: error: could not download")

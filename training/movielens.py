@@ -22,6 +22,10 @@ MEMBERS = {
 }
 
 
+class DownloadError(Exception):
+    """The recbole wheel could not be downloaded or read."""
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "recsvc" / "ml-100k"
@@ -38,7 +42,10 @@ def fetch(cache: Path | None = None) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("recbole-*.whl"))
         if done.returncode != 0 or not wheels:
-            raise RuntimeError(f"could not download {WHEEL} with pip: {done.stderr.strip()[-500:]}")
+            raise DownloadError(
+                f"could not download {WHEEL} with pip (is PyPI reachable?): "
+                f"{done.stderr.strip()[-500:]}"
+            )
         with zipfile.ZipFile(wheels[0]) as wheel:
             for name, member in MEMBERS.items():
                 part = cache / f".{name}.part"
