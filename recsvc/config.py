@@ -14,8 +14,9 @@
 | RECSVC_RELOAD_INTERVAL | 2 | seconds between checks of MODEL_DIR/CURRENT |
 | RECSVC_REPEAT_CATEGORIES | (none) | comma-separated categories never excluded as purchased |
 | RECSVC_MAX_PER_CATEGORY | 0 | default diversity cap per response (0 = none) |
-| REDIS_URL | (none) | feature store; unset = start the embedded Redis |
-| RECSVC_REDIS_DIR | MODEL_DIR/../redis | data directory of the embedded Redis (AOF, everysec) |
+| RECSVC_FOLD_IN | 1 | 0 = ignore real-time activity when scoring (purchases still drop out) |
+
+Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from feature_store.connection import RedisSettings, SettingsError
 
 SCOPES = ("recommend", "events", "admin", "privacy")
 
@@ -68,12 +71,8 @@ class ServeConfig:
     reload_interval: float = 2.0
     repeat_categories: frozenset[str] = frozenset()
     max_per_category: int = 0
-    redis_url: str | None = None
-    redis_dir: Path | None = None  # None: beside the model directory
-
-    @property
-    def embedded_redis_dir(self) -> Path:
-        return self.redis_dir or self.model_dir.parent / "redis"
+    fold_in: bool = True
+    redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> ServeConfig:
@@ -98,8 +97,6 @@ class ServeConfig:
             "host": ("RECSVC_HOST", str),
             "tls_cert": ("RECSVC_TLS_CERT", Path),
             "tls_key": ("RECSVC_TLS_KEY", Path),
-            "redis_url": ("REDIS_URL", str),
-            "redis_dir": ("RECSVC_REDIS_DIR", Path),
         }
         for key, (name, convert) in simple.items():
             if (value := get(name)) is not None:
@@ -130,8 +127,16 @@ class ServeConfig:
             tokens.update(parse_tokens(text, value))
         if tokens:
             values["auth_tokens"] = tokens
+        if (value := get("RECSVC_FOLD_IN")) is not None:
+            if value not in ("0", "1"):
+                raise ConfigError(f"RECSVC_FOLD_IN={value!r}: use 1 or 0")
+            values["fold_in"] = value == "1"
         known = {f.name for f in fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+        try:  # after the overrides: the embedded Redis lives beside the model directory
+            values["redis"] = RedisSettings.from_env(values.get("model_dir", cls.model_dir), env)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
         return replace(cls(), **values).checked()
 
     def checked(self) -> ServeConfig:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from feature_store.store import Activity, ProductChange
 from recsvc.bundle import Bundle, load_bundle
+from recsvc.fold_in import FoldIn
 from recsvc.types import (
     Context,
     Filter,
@@ -40,6 +42,7 @@ class EngineConfig:
     max_fetch: int = 4096  # then fall back to popularity instead of searching deeper
     direct_score_max: int = 200_000  # score a category filter's products exactly up to this
     reason_history: int = 50  # history items considered for "because you liked X"
+    fold_in: bool = True  # recompute customer vectors from real-time activity
 
 
 def check_id(value: str, what: str, limit: int) -> str:
@@ -68,8 +71,9 @@ class Engine:
         code_of = {name: code for code, name in enumerate(self.category_names)}
         self.category_code = code_of
         self.category = np.array([code_of[c] for c in categories.to_list()], dtype=np.int32)
-        self.in_stock = products["in_stock"].fill_null(True).to_numpy().astype(bool)
-        self.price = products["price"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        # Writable copies: UpdateProducts changes them in place.
+        self.in_stock = products["in_stock"].fill_null(True).to_numpy().astype(bool, copy=True)
+        self.price = products["price"].cast(pl.Float64).fill_null(np.nan).to_numpy().copy()
         popularity = products["popularity"].to_numpy().astype(np.float32)
         self.popularity = popularity
         self.popular_order = np.argsort(-popularity, kind="stable").astype(np.int64)
@@ -97,6 +101,12 @@ class Engine:
         self.user_items = bundle.user_items
         self.index = bundle.index
         self.n_items = len(self.product_ids)
+        self.fold_in = (
+            FoldIn(self.manifest, self.grouped_factors, self.position, self.user_items)
+            if self.config.fold_in
+            else None
+        )
+        self.change_seq = 0  # catalog changes (stock, price) applied up to this sequence
 
     @classmethod
     def load(cls, path: Path, config: EngineConfig | None = None) -> Engine:
@@ -110,7 +120,10 @@ class Engine:
         limit: int = 0,
         filter: Filter | None = None,
         context: Context | None = None,
+        activity: Activity | None = None,
     ) -> Recommendation:
+        """Best products for the customer; ``activity`` (from the feature store, None when it
+        is unavailable) adds what they did since the model was trained."""
         check_id(customer_id, "customer_id", self.config.max_id_length)
         limit = self._limit(limit)
         filter = filter or Filter()
@@ -118,12 +131,10 @@ class Engine:
         excluded = self._indexes(filter.exclude_product_ids)
         if context.current_product_id in self.product_index:
             excluded.add(self.product_index[context.current_product_id])
-        user = self.customer_index.get(customer_id)
-        history = self._history(user)
+        vector, history, bought = self._customer(customer_id, activity)
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
-            excluded.update(history[~self.repeat_category[self.category[history]]].tolist())
-        vector = self.user_factors[user] if user is not None else None
+            excluded.update(bought[~self.repeat_category[self.category[bought]]].tolist())
         chosen: list[tuple[int, float, str]] = []
         personalized = vector is not None and bool(np.any(vector))
         if personalized and vector is not None:
@@ -159,7 +170,9 @@ class Engine:
             personalized=False,
         )
 
-    def rank(self, customer_id: str, product_ids: list[str]) -> Recommendation:
+    def rank(
+        self, customer_id: str, product_ids: list[str], activity: Activity | None = None
+    ) -> Recommendation:
         check_id(customer_id, "customer_id", self.config.max_id_length)
         if not product_ids:
             raise InvalidRequest("product_ids is empty; send the products to rank")
@@ -173,8 +186,7 @@ class Engine:
         known = [p for p in unique if p in self.product_index]
         unknown = [p for p in unique if p not in self.product_index]
         idx = np.array([self.product_index[p] for p in known], dtype=np.int64)
-        user = self.customer_index.get(customer_id)
-        vector = self.user_factors[user] if user is not None else None
+        vector, _, _ = self._customer(customer_id, activity)
         personalized = vector is not None and bool(np.any(vector))
         if personalized and vector is not None:
             scores = self.vectors(idx) @ vector
@@ -194,6 +206,26 @@ class Engine:
             recommendation_id=new_recommendation_id(),
             personalized=personalized,
         )
+
+    def categories_of(self, product_ids: Iterable[str]) -> dict[str, str]:
+        """Category names of the given products that are in the catalog."""
+        return {
+            p: self.category_names[self.category[self.product_index[p]]]
+            for p in product_ids
+            if p in self.product_index
+        }
+
+    def apply_product_changes(self, seq: int, changes: list[ProductChange]) -> None:
+        """Stock and price changes from the feature store, in place (the caller serializes)."""
+        for change in changes:
+            idx = self.product_index.get(change.product_id)
+            if idx is None:
+                continue
+            if change.stock is not None:
+                self.in_stock[idx] = change.stock > 0
+            if change.price is not None:
+                self.price[idx] = change.price
+        self.change_seq = max(self.change_seq, seq)
 
     def info(self) -> ModelInfo:
         m = self.manifest
@@ -221,6 +253,28 @@ class Engine:
         """Item vectors by product index."""
         result: np.ndarray = self.grouped_factors[self.position[idx]]
         return result
+
+    def _customer(
+        self, customer_id: str, activity: Activity | None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """The customer's vector (None: no signal), history (newest last) and purchases."""
+        user = self.customer_index.get(customer_id)
+        trained = self._history(user)
+        vector = self.user_factors[user] if user is not None else None
+        if activity is None:
+            return vector, trained, trained
+        recent = [
+            (self.product_index[e.product_id], e.type, e.quantity, e.ts_ms)
+            for e in activity.recent
+            if e.product_id in self.product_index
+        ]
+        history = np.concatenate([trained, [r[0] for r in reversed(recent)]]).astype(np.int64)
+        just_bought = np.fromiter(self._indexes(activity.purchased), dtype=np.int64)
+        bought = np.concatenate([trained, just_bought]).astype(np.int64)
+        new = self.fold_in.new_events(recent) if self.fold_in is not None else {}
+        if new and self.fold_in is not None:
+            vector = self.fold_in.vector(user, new)
+        return vector, history, bought
 
     def _limit(self, limit: int) -> int:
         if limit == 0:

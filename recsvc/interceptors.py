@@ -17,7 +17,11 @@ else:
     Interceptor = grpc.ServerInterceptor
 
 # Scope each service needs; services not listed (health, reflection) are open.
-SCOPE_BY_SERVICE = {"recsvc.v1.Recommender": "recommend", "recsvc.v1.Admin": "admin"}
+SCOPE_BY_SERVICE = {
+    "recsvc.v1.Recommender": "recommend",
+    "recsvc.v1.Events": "events",
+    "recsvc.v1.Admin": "admin",
+}
 
 
 def _service(method: str) -> str:

@@ -23,6 +23,12 @@ MODEL_VERSION = Gauge(
     ["version"],
     multiprocess_mode="max",
 )
+DEGRADED = Counter(
+    "recsvc_feature_store_degraded_total",
+    "Calls answered from the model alone because the feature store (Redis) was down or slow",
+)
+OUTAGES = Counter("recsvc_feature_store_outages_total", "Times the feature store stopped answering")
+EVENTS = Counter("recsvc_events_total", "Tracked events by outcome", ["status"])
 RELOADS = Counter("recsvc_model_reloads_total", "Model reload attempts by outcome", ["outcome"])
 
 

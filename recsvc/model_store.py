@@ -41,6 +41,11 @@ class ModelStore:
             raise Unavailable(f"no model loaded from {self.model_dir} yet; train one first")
         return engine
 
+    @property
+    def loaded(self) -> Engine | None:
+        """The serving engine, or None before the first load (for calls that need no model)."""
+        return self._engine
+
     def reload(self, version: str | None = None) -> tuple[bool, str]:
         """Load ``version`` (default: CURRENT) beside the serving engine and swap it in.
 

@@ -24,12 +24,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from feature_store.connection import redis_url
+from feature_store.store import FeatureStore
 from recsvc.config import SCOPES, ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
 from recsvc.model_store import ModelStore
+from recsvc.realtime import Realtime
 
 log = logging.getLogger(__name__)
-SERVICES = ("recsvc.v1.Recommender", "recsvc.v1.Admin")
+SERVICES = ("recsvc.v1.Recommender", "recsvc.v1.Events", "recsvc.v1.Admin")
 
 
 @dataclass
@@ -40,17 +43,32 @@ class Running:
     port: int
     store: ModelStore
     health: health.HealthServicer
+    realtime: Realtime
 
     def stop(self, grace: float = 5.0) -> None:
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
         self.store.close()
+        if self.realtime.store is not None:
+            self.realtime.store.close()
 
 
 def engine_config(config: ServeConfig) -> EngineConfig:
     return EngineConfig(
-        repeat_categories=config.repeat_categories, max_per_category=config.max_per_category
+        repeat_categories=config.repeat_categories,
+        max_per_category=config.max_per_category,
+        fold_in=config.fold_in,
+    )
+
+
+def feature_store(config: ServeConfig) -> FeatureStore | None:
+    """The feature store client, or None when no Redis is configured (bundle-only serving)."""
+    r = config.redis
+    if r.url is None:
+        return None
+    return FeatureStore(
+        r.url, r.cluster, r.namespace, r.read_timeout_ms / 1000, r.write_timeout_ms / 1000
     )
 
 
@@ -60,7 +78,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
     from recsvc import metrics
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
-    from recsvc.servicer import AdminServicer, RecommenderServicer
+    from recsvc.servicer import AdminServicer, EventsServicer, RecommenderServicer
     from recsvc.v1 import recommender_pb2, recommender_pb2_grpc
 
     config = config.checked()
@@ -82,14 +100,25 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         interceptors=[MetricsInterceptor(), AuthInterceptor(config.auth_tokens)],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
+    realtime = Realtime(feature_store(config), metrics.DEGRADED.inc, metrics.OUTAGES.inc)
+
+    def count_events(counts: dict[str, int]) -> None:
+        for status, n in counts.items():
+            metrics.EVENTS.labels(status).inc(n)
+
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(store, lambda kind: metrics.FALLBACKS.labels(kind).inc()), server
+        RecommenderServicer(store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc()),
+        server,
     )
-    recommender_pb2_grpc.add_AdminServicer_to_server(AdminServicer(store), server)
+    recommender_pb2_grpc.add_EventsServicer_to_server(
+        EventsServicer(store, realtime, count_events), server
+    )
+    recommender_pb2_grpc.add_AdminServicer_to_server(AdminServicer(store, realtime), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
         recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name,
+        recommender_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
         recommender_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
@@ -109,13 +138,15 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         port = 0
     if port == 0:
         store.close()
+        if realtime.store is not None:
+            realtime.store.close()
         raise ConfigError(f"cannot listen on {address} (in use, or not an address of this host)")
     server.start()
     store.watch(config.reload_interval)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
-    return Running(server, port, store, health_servicer)
+    return Running(server, port, store, health_servicer, realtime)
 
 
 def _worker(config: ServeConfig, reuse_port: bool) -> None:
@@ -169,18 +200,10 @@ def serve(config: ServeConfig) -> None:
     path = resolve(config.model_dir)
     verify_files(path, read_manifest(path))
     config = with_auth(config)
-    embedded = None
-    if config.redis_url is None:
-        from feature_store.embedded import start_embedded
-
-        embedded = start_embedded(config.embedded_redis_dir)
-        config = replace(config, redis_url=embedded.url)
-        print(f"embedded Redis: {embedded.url} (data in {embedded.data_dir})", flush=True)
-    try:
-        _serve(config)
-    finally:
-        if embedded is not None:
-            embedded.close()
+    with redis_url(config.redis) as url:
+        if config.redis.url is None:
+            print(f"embedded Redis: {url} (data in {config.redis.data_dir})", flush=True)
+        _serve(replace(config, redis=replace(config.redis, url=url)))
 
 
 def _serve(config: ServeConfig) -> None:

@@ -12,8 +12,11 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
+from feature_store.events import Event
+from feature_store.store import ProductChange
 from recsvc import bundle as bundles
 from recsvc.model_store import ModelStore
+from recsvc.realtime import EventResult, Realtime
 from recsvc.types import (
     Context,
     Filter,
@@ -54,6 +57,38 @@ def to_context(c: pb.Context) -> Context:
         surface=SURFACES.get(c.surface, ""),
         device=c.device,
         current_product_id=c.current_product_id,
+    )
+
+
+EVENT_TYPES = {
+    pb.EVENT_TYPE_VIEW: "view",
+    pb.EVENT_TYPE_CLICK: "click",
+    pb.EVENT_TYPE_ADD_TO_CART: "add_to_cart",
+    pb.EVENT_TYPE_PURCHASE: "purchase",
+    pb.EVENT_TYPE_REC_IMPRESSION: "rec_impression",
+    pb.EVENT_TYPE_REC_CLICK: "rec_click",
+    pb.EVENT_TYPE_OFFER_IMPRESSION: "offer_impression",
+    pb.EVENT_TYPE_OFFER_CLICK: "offer_click",
+    pb.EVENT_TYPE_OFFER_REDEEMED: "offer_redeemed",
+}
+EVENT_STATUS = {
+    "accepted": pb.EVENT_STATUS_ACCEPTED,
+    "duplicate": pb.EVENT_STATUS_DUPLICATE,
+    "rejected": pb.EVENT_STATUS_REJECTED,
+}
+
+
+def to_event(e: pb.Event) -> Event:
+    return Event(
+        event_id=e.event_id,
+        customer_id=e.customer_id,
+        type=EVENT_TYPES.get(e.type, ""),
+        product_id=e.product_id,
+        offer_id=e.offer_id,
+        ts_ms=e.timestamp.ToMilliseconds() if e.HasField("timestamp") else 0,
+        quantity=e.quantity,
+        amount=e.amount,
+        recommendation_id=e.recommendation_id,
     )
 
 
@@ -101,22 +136,31 @@ def _log(rpc: str, rec: Recommendation, **fields: Any) -> None:
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, store: ModelStore, on_fallback: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        realtime: Realtime | None = None,
+        on_fallback: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
+        self.realtime = realtime or Realtime(None)
         self.on_fallback = on_fallback or (lambda kind: None)
 
     def RecommendProducts(
         self, request: pb.RecommendProductsRequest, context: grpc.ServicerContext
     ) -> pb.RecommendProductsResponse:
-        rec = call(
-            context,
-            lambda: self.store.engine.recommend(
+        def recommend() -> Recommendation:
+            engine = self.store.engine
+            activity = self.realtime.activity(engine, request.customer_id)
+            return engine.recommend(
                 request.customer_id,
                 request.limit,
                 to_filter(request.filter),
                 to_context(request.context),
-            ),
-        )
+                activity,
+            )
+
+        rec = call(context, recommend)
         if not rec.personalized:
             self.on_fallback("cold_start")
         elif rec.filled_from_popularity:
@@ -132,12 +176,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def SimilarProducts(
         self, request: pb.SimilarProductsRequest, context: grpc.ServicerContext
     ) -> pb.SimilarProductsResponse:
-        rec = call(
-            context,
-            lambda: self.store.engine.similar(
-                request.product_id, request.limit, to_filter(request.filter)
-            ),
-        )
+        def similar() -> Recommendation:
+            engine = self.store.engine
+            self.realtime.sync_catalog(engine)
+            return engine.similar(request.product_id, request.limit, to_filter(request.filter))
+
+        rec = call(context, similar)
         _log("SimilarProducts", rec, product_id=request.product_id)
         return pb.SimilarProductsResponse(
             items=to_items(rec.items),
@@ -148,10 +192,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def RankProducts(
         self, request: pb.RankProductsRequest, context: grpc.ServicerContext
     ) -> pb.RankProductsResponse:
-        rec = call(
-            context,
-            lambda: self.store.engine.rank(request.customer_id, list(request.product_ids)),
-        )
+        def rank() -> Recommendation:
+            engine = self.store.engine
+            activity = self.realtime.activity(engine, request.customer_id)
+            return engine.rank(request.customer_id, list(request.product_ids), activity)
+
+        rec = call(context, rank)
         _log("RankProducts", rec, customer_id=request.customer_id)
         return pb.RankProductsResponse(
             items=to_items(rec.items),
@@ -161,9 +207,60 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         )
 
 
-class AdminServicer(pb_grpc.AdminServicer):
-    def __init__(self, store: ModelStore) -> None:
+class EventsServicer(pb_grpc.EventsServicer):
+    def __init__(
+        self,
+        store: ModelStore,
+        realtime: Realtime,
+        on_results: Callable[[dict[str, int]], None] | None = None,
+    ) -> None:
         self.store = store
+        self.realtime = realtime
+        self.on_results = on_results or (lambda counts: None)
+
+    def TrackEvents(
+        self, request: pb.TrackEventsRequest, context: grpc.ServicerContext
+    ) -> pb.TrackEventsResponse:
+        def track() -> list[EventResult]:
+            events = [to_event(e) for e in request.events]
+            return self.realtime.track(self.store.loaded, events)
+
+        results = call(context, track)
+        counts = {s: 0 for s in EVENT_STATUS}
+        for r in results:
+            counts[r.status] += 1
+        self.on_results(counts)
+        log.info("TrackEvents", extra={"rpc": "TrackEvents", **counts})
+        return pb.TrackEventsResponse(
+            results=[
+                pb.EventResult(event_id=r.event_id, status=EVENT_STATUS[r.status], reason=r.reason)
+                for r in results
+            ],
+            accepted=counts["accepted"],
+            duplicates=counts["duplicate"],
+            rejected=counts["rejected"],
+        )
+
+
+class AdminServicer(pb_grpc.AdminServicer):
+    def __init__(self, store: ModelStore, realtime: Realtime | None = None) -> None:
+        self.store = store
+        self.realtime = realtime or Realtime(None)
+
+    def UpdateProducts(
+        self, request: pb.UpdateProductsRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateProductsResponse:
+        changes = [
+            ProductChange(
+                u.product_id,
+                u.stock if u.HasField("stock") else None,
+                u.price if u.HasField("price") else None,
+            )
+            for u in request.updates
+        ]
+        updated = call(context, lambda: self.realtime.update_products(self.store.engine, changes))
+        log.info("UpdateProducts", extra={"rpc": "UpdateProducts", "updated": updated})
+        return pb.UpdateProductsResponse(updated=updated)
 
     def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext

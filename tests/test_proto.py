@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc_tools
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +16,7 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
         [
             "protoc",
             f"-I{ROOT / 'proto'}",
+            f"-I{Path(grpc_tools.__file__).parent / '_proto'}",  # google/protobuf/*.proto
             f"--python_out={tmp_path}",
             f"--pyi_out={tmp_path}",
             f"--grpc_python_out={tmp_path}",

@@ -21,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from serving_fixtures import add_copy, free_port, trained
 
+from feature_store.connection import RedisSettings
 from recsvc.client import default_token
 from recsvc.config import SCOPES, ConfigError, ServeConfig, parse_tokens
 from recsvc.server import with_auth
@@ -67,7 +68,7 @@ def test_from_env_reads_every_variable(tmp_path: Path) -> None:
         reload_interval=0.5,
         repeat_categories=frozenset({"coffee", "snacks"}),
         max_per_category=2,
-        redis_url="redis://cache:6379/0",
+        redis=RedisSettings(url="redis://cache:6379/0", data_dir=Path("/srv/recsvc/redis")),
     )
     assert not config.is_loopback
 

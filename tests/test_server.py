@@ -413,7 +413,7 @@ def test_auth_scopes(rec_stub: Any, admin_stub: Any, known_customer: str) -> Non
 
 def test_health_is_open_and_serving(channel: grpc.Channel) -> None:
     stub = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "recsvc.v1.Recommender", "recsvc.v1.Admin"):
+    for service in ("", "recsvc.v1.Recommender", "recsvc.v1.Events", "recsvc.v1.Admin"):
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
     code, _ = rpc_error(
@@ -425,7 +425,12 @@ def test_health_is_open_and_serving(channel: grpc.Channel) -> None:
 def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
     database = ProtoReflectionDescriptorDatabase(channel)
     services = set(database.get_services())
-    assert {"recsvc.v1.Recommender", "recsvc.v1.Admin", "grpc.health.v1.Health"} <= services
+    assert {
+        "recsvc.v1.Recommender",
+        "recsvc.v1.Events",
+        "recsvc.v1.Admin",
+        "grpc.health.v1.Health",
+    } <= services
     pool = DescriptorPool(database)
     recommender = pool.FindServiceByName("recsvc.v1.Recommender")
     assert {m.name for m in recommender.methods} == {
@@ -434,7 +439,9 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
         "RankProducts",
     }
     admin = pool.FindServiceByName("recsvc.v1.Admin")
-    assert {m.name for m in admin.methods} == {"GetModelInfo", "ReloadModel"}
+    assert {m.name for m in admin.methods} == {"GetModelInfo", "ReloadModel", "UpdateProducts"}
+    events = pool.FindServiceByName("recsvc.v1.Events")
+    assert {m.name for m in events.methods} == {"TrackEvents"}
 
 
 def test_client_deadline_is_honoured(

@@ -156,12 +156,20 @@ def user_item_matrix(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> 
     return apply_confidence(m, cfg)
 
 
+def confidence_values(summed: np.ndarray, confidence: Confidence) -> np.ndarray:
+    """The per-entry confidence transform of summed weights (bm25 needs the whole matrix)."""
+    if confidence == "binary":
+        return np.ones_like(summed, dtype=np.float32)
+    if confidence == "log":
+        logged: np.ndarray = np.log1p(summed).astype(np.float32)
+        return logged
+    raise ValueError(f"confidence {confidence!r} is not a per-entry transform")
+
+
 def apply_confidence(m: csr_matrix, cfg: WeightConfig) -> csr_matrix:
     m = m.copy()
-    if cfg.confidence == "binary":
-        m.data = np.ones_like(m.data)
-    elif cfg.confidence == "log":
-        m.data = np.log1p(m.data).astype(np.float32)
+    if cfg.confidence in ("binary", "log"):
+        m.data = confidence_values(m.data, cfg.confidence)
     elif cfg.confidence == "bm25":
         m = bm25_weight(m, K1=cfg.bm25_k1, B=cfg.bm25_b).tocsr().astype(np.float32)
     else:

@@ -284,6 +284,12 @@ def run(
                 "unknown_product_rows": unknown,
             },
             "counts": {"customers": ds.n_users, "products": ds.n_items, "interactions": ds.n_rows},
+            # Real-time fold-in counts only events after the last one trained on (seconds
+            # resolution here, so the whole last second counts as trained).
+            "data": {
+                "first_event_ms": int(ds.ts.min()) * 1000,
+                "last_event_ms": int(ds.ts.max()) * 1000 + 999,
+            },
             "params": {
                 "als": als_params.to_dict(),
                 "weights": weights.to_dict(),

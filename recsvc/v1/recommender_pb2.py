@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brecsvc/v1/recommender.proto\x12\trecsvc.v1\"\xf5\x01\n\x06\x46ilter\x12\x1a\n\x12include_categories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\x12\x1b\n\x13\x65xclude_product_ids\x18\x03 \x03(\t\x12\x15\n\rin_stock_only\x18\x04 \x01(\x08\x12\x16\n\tmin_price\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmax_price\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11include_purchased\x18\x07 \x01(\x08\x12\x18\n\x10max_per_category\x18\x08 \x01(\rB\x0c\n\n_min_priceB\x0c\n\n_max_price\"Z\n\x07\x43ontext\x12#\n\x07surface\x18\x01 \x01(\x0e\x32\x12.recsvc.v1.Surface\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x1a\n\x12\x63urrent_product_id\x18\x03 \x01(\t\"K\n\x04Item\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\x86\x01\n\x18RecommendProductsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12!\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x11.recsvc.v1.Filter\x12#\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x12.recsvc.v1.Context\"\x83\x01\n\x19RecommendProductsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.recsvc.v1.Item\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cpersonalized\x18\x04 \x01(\x08\"^\n\x16SimilarProductsRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12!\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x11.recsvc.v1.Filter\"k\n\x17SimilarProductsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.recsvc.v1.Item\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"?\n\x13RankProductsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x13\n\x0bproduct_ids\x18\x02 \x03(\t\"~\n\x14RankProductsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.recsvc.v1.Item\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cpersonalized\x18\x04 \x01(\x08\"\x15\n\x13GetModelInfoRequest\"\x8c\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x11\n\tcustomers\x18\x03 \x01(\x04\x12\x10\n\x08products\x18\x04 \x01(\x04\x12\x14\n\x0cinteractions\x18\x05 \x01(\x04\x12\x32\n\x07metrics\x18\x06 \x03(\x0b\x32!.recsvc.v1.ModelInfo.MetricsEntry\x12\x12\n\nindex_kind\x18\x07 \x01(\t\x12\x14\n\x0cindex_recall\x18\x08 \x01(\x01\x12\x11\n\tloaded_at\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"%\n\x12ReloadModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"7\n\x13ReloadModelResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t*v\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSURFACE_HOME\x10\x01\x12\x18\n\x14SURFACE_PRODUCT_PAGE\x10\x02\x12\x10\n\x0cSURFACE_CART\x10\x03\x12\x14\n\x10SURFACE_CHECKOUT\x10\x04\x32\x98\x02\n\x0bRecommender\x12^\n\x11RecommendProducts\x12#.recsvc.v1.RecommendProductsRequest\x1a$.recsvc.v1.RecommendProductsResponse\x12X\n\x0fSimilarProducts\x12!.recsvc.v1.SimilarProductsRequest\x1a\".recsvc.v1.SimilarProductsResponse\x12O\n\x0cRankProducts\x12\x1e.recsvc.v1.RankProductsRequest\x1a\x1f.recsvc.v1.RankProductsResponse2\x9b\x01\n\x05\x41\x64min\x12\x44\n\x0cGetModelInfo\x12\x1e.recsvc.v1.GetModelInfoRequest\x1a\x14.recsvc.v1.ModelInfo\x12L\n\x0bReloadModel\x12\x1d.recsvc.v1.ReloadModelRequest\x1a\x1e.recsvc.v1.ReloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1brecsvc/v1/recommender.proto\x12\trecsvc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\x06\x46ilter\x12\x1a\n\x12include_categories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\x12\x1b\n\x13\x65xclude_product_ids\x18\x03 \x03(\t\x12\x15\n\rin_stock_only\x18\x04 \x01(\x08\x12\x16\n\tmin_price\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tmax_price\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x11include_purchased\x18\x07 \x01(\x08\x12\x18\n\x10max_per_category\x18\x08 \x01(\rB\x0c\n\n_min_priceB\x0c\n\n_max_price\"Z\n\x07\x43ontext\x12#\n\x07surface\x18\x01 \x01(\x0e\x32\x12.recsvc.v1.Surface\x12\x0e\n\x06\x64\x65vice\x18\x02 \x01(\t\x12\x1a\n\x12\x63urrent_product_id\x18\x03 \x01(\t\"K\n\x04Item\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\"\x86\x01\n\x18RecommendProductsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12!\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x11.recsvc.v1.Filter\x12#\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x12.recsvc.v1.Context\"\x83\x01\n\x19RecommendProductsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.recsvc.v1.Item\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cpersonalized\x18\x04 \x01(\x08\"^\n\x16SimilarProductsRequest\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12!\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x11.recsvc.v1.Filter\"k\n\x17SimilarProductsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.recsvc.v1.Item\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"?\n\x13RankProductsRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x13\n\x0bproduct_ids\x18\x02 \x03(\t\"~\n\x14RankProductsResponse\x12\x1e\n\x05items\x18\x01 \x03(\x0b\x32\x0f.recsvc.v1.Item\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x14\n\x0cpersonalized\x18\x04 \x01(\x08\"\x15\n\x13GetModelInfoRequest\"\x8c\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x11\n\tcustomers\x18\x03 \x01(\x04\x12\x10\n\x08products\x18\x04 \x01(\x04\x12\x14\n\x0cinteractions\x18\x05 \x01(\x04\x12\x32\n\x07metrics\x18\x06 \x03(\x0b\x32!.recsvc.v1.ModelInfo.MetricsEntry\x12\x12\n\nindex_kind\x18\x07 \x01(\t\x12\x14\n\x0cindex_recall\x18\x08 \x01(\x01\x12\x11\n\tloaded_at\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"%\n\x12ReloadModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"7\n\x13ReloadModelResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\"_\n\rProductUpdate\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x12\n\x05stock\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05price\x18\x03 \x01(\x01H\x01\x88\x01\x01\x42\x08\n\x06_stockB\x08\n\x06_price\"B\n\x15UpdateProductsRequest\x12)\n\x07updates\x18\x01 \x03(\x0b\x32\x18.recsvc.v1.ProductUpdate\")\n\x16UpdateProductsResponse\x12\x0f\n\x07updated\x18\x01 \x01(\r\"\xe4\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\"\n\x04type\x18\x03 \x01(\x0e\x32\x14.recsvc.v1.EventType\x12\x12\n\nproduct_id\x18\x04 \x01(\t\x12\x10\n\x08offer_id\x18\x05 \x01(\t\x12-\n\ttimestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08quantity\x18\x07 \x01(\x01\x12\x0e\n\x06\x61mount\x18\x08 \x01(\x01\x12\x19\n\x11recommendation_id\x18\t \x01(\t\"6\n\x12TrackEventsRequest\x12 \n\x06\x65vents\x18\x01 \x03(\x0b\x32\x10.recsvc.v1.Event\"W\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.recsvc.v1.EventStatus\x12\x0e\n\x06reason\x18\x03 \x01(\t\"v\n\x13TrackEventsResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.recsvc.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r*v\n\x07Surface\x12\x17\n\x13SURFACE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSURFACE_HOME\x10\x01\x12\x18\n\x14SURFACE_PRODUCT_PAGE\x10\x02\x12\x10\n\x0cSURFACE_CART\x10\x03\x12\x14\n\x10SURFACE_CHECKOUT\x10\x04*\x9c\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x01\x12\x14\n\x10\x45VENT_TYPE_CLICK\x10\x02\x12\x1a\n\x16\x45VENT_TYPE_ADD_TO_CART\x10\x03\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x04\x12\x1d\n\x19\x45VENT_TYPE_REC_IMPRESSION\x10\x05\x12\x18\n\x14\x45VENT_TYPE_REC_CLICK\x10\x06\x12\x1f\n\x1b\x45VENT_TYPE_OFFER_IMPRESSION\x10\x07\x12\x1a\n\x16\x45VENT_TYPE_OFFER_CLICK\x10\x08\x12\x1d\n\x19\x45VENT_TYPE_OFFER_REDEEMED\x10\t*}\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n\x16\x45VENT_STATUS_DUPLICATE\x10\x02\x12\x19\n\x15\x45VENT_STATUS_REJECTED\x10\x03\x32\x98\x02\n\x0bRecommender\x12^\n\x11RecommendProducts\x12#.recsvc.v1.RecommendProductsRequest\x1a$.recsvc.v1.RecommendProductsResponse\x12X\n\x0fSimilarProducts\x12!.recsvc.v1.SimilarProductsRequest\x1a\".recsvc.v1.SimilarProductsResponse\x12O\n\x0cRankProducts\x12\x1e.recsvc.v1.RankProductsRequest\x1a\x1f.recsvc.v1.RankProductsResponse2\xf2\x01\n\x05\x41\x64min\x12\x44\n\x0cGetModelInfo\x12\x1e.recsvc.v1.GetModelInfoRequest\x1a\x14.recsvc.v1.ModelInfo\x12L\n\x0bReloadModel\x12\x1d.recsvc.v1.ReloadModelRequest\x1a\x1e.recsvc.v1.ReloadModelResponse\x12U\n\x0eUpdateProducts\x12 .recsvc.v1.UpdateProductsRequest\x1a!.recsvc.v1.UpdateProductsResponse2V\n\x06\x45vents\x12L\n\x0bTrackEvents\x12\x1d.recsvc.v1.TrackEventsRequest\x1a\x1e.recsvc.v1.TrackEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,38 +34,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._loaded_options = None
   _globals['_MODELINFO_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_SURFACE']._serialized_start=1518
-  _globals['_SURFACE']._serialized_end=1636
-  _globals['_FILTER']._serialized_start=43
-  _globals['_FILTER']._serialized_end=288
-  _globals['_CONTEXT']._serialized_start=290
-  _globals['_CONTEXT']._serialized_end=380
-  _globals['_ITEM']._serialized_start=382
-  _globals['_ITEM']._serialized_end=457
-  _globals['_RECOMMENDPRODUCTSREQUEST']._serialized_start=460
-  _globals['_RECOMMENDPRODUCTSREQUEST']._serialized_end=594
-  _globals['_RECOMMENDPRODUCTSRESPONSE']._serialized_start=597
-  _globals['_RECOMMENDPRODUCTSRESPONSE']._serialized_end=728
-  _globals['_SIMILARPRODUCTSREQUEST']._serialized_start=730
-  _globals['_SIMILARPRODUCTSREQUEST']._serialized_end=824
-  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_start=826
-  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_end=933
-  _globals['_RANKPRODUCTSREQUEST']._serialized_start=935
-  _globals['_RANKPRODUCTSREQUEST']._serialized_end=998
-  _globals['_RANKPRODUCTSRESPONSE']._serialized_start=1000
-  _globals['_RANKPRODUCTSRESPONSE']._serialized_end=1126
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1128
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1149
-  _globals['_MODELINFO']._serialized_start=1152
-  _globals['_MODELINFO']._serialized_end=1420
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1374
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1420
-  _globals['_RELOADMODELREQUEST']._serialized_start=1422
-  _globals['_RELOADMODELREQUEST']._serialized_end=1459
-  _globals['_RELOADMODELRESPONSE']._serialized_start=1461
-  _globals['_RELOADMODELRESPONSE']._serialized_end=1516
-  _globals['_RECOMMENDER']._serialized_start=1639
-  _globals['_RECOMMENDER']._serialized_end=1919
-  _globals['_ADMIN']._serialized_start=1922
-  _globals['_ADMIN']._serialized_end=2077
+  _globals['_SURFACE']._serialized_start=2255
+  _globals['_SURFACE']._serialized_end=2373
+  _globals['_EVENTTYPE']._serialized_start=2376
+  _globals['_EVENTTYPE']._serialized_end=2660
+  _globals['_EVENTSTATUS']._serialized_start=2662
+  _globals['_EVENTSTATUS']._serialized_end=2787
+  _globals['_FILTER']._serialized_start=76
+  _globals['_FILTER']._serialized_end=321
+  _globals['_CONTEXT']._serialized_start=323
+  _globals['_CONTEXT']._serialized_end=413
+  _globals['_ITEM']._serialized_start=415
+  _globals['_ITEM']._serialized_end=490
+  _globals['_RECOMMENDPRODUCTSREQUEST']._serialized_start=493
+  _globals['_RECOMMENDPRODUCTSREQUEST']._serialized_end=627
+  _globals['_RECOMMENDPRODUCTSRESPONSE']._serialized_start=630
+  _globals['_RECOMMENDPRODUCTSRESPONSE']._serialized_end=761
+  _globals['_SIMILARPRODUCTSREQUEST']._serialized_start=763
+  _globals['_SIMILARPRODUCTSREQUEST']._serialized_end=857
+  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_start=859
+  _globals['_SIMILARPRODUCTSRESPONSE']._serialized_end=966
+  _globals['_RANKPRODUCTSREQUEST']._serialized_start=968
+  _globals['_RANKPRODUCTSREQUEST']._serialized_end=1031
+  _globals['_RANKPRODUCTSRESPONSE']._serialized_start=1033
+  _globals['_RANKPRODUCTSRESPONSE']._serialized_end=1159
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1161
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1182
+  _globals['_MODELINFO']._serialized_start=1185
+  _globals['_MODELINFO']._serialized_end=1453
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=1407
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1453
+  _globals['_RELOADMODELREQUEST']._serialized_start=1455
+  _globals['_RELOADMODELREQUEST']._serialized_end=1492
+  _globals['_RELOADMODELRESPONSE']._serialized_start=1494
+  _globals['_RELOADMODELRESPONSE']._serialized_end=1549
+  _globals['_PRODUCTUPDATE']._serialized_start=1551
+  _globals['_PRODUCTUPDATE']._serialized_end=1646
+  _globals['_UPDATEPRODUCTSREQUEST']._serialized_start=1648
+  _globals['_UPDATEPRODUCTSREQUEST']._serialized_end=1714
+  _globals['_UPDATEPRODUCTSRESPONSE']._serialized_start=1716
+  _globals['_UPDATEPRODUCTSRESPONSE']._serialized_end=1757
+  _globals['_EVENT']._serialized_start=1760
+  _globals['_EVENT']._serialized_end=1988
+  _globals['_TRACKEVENTSREQUEST']._serialized_start=1990
+  _globals['_TRACKEVENTSREQUEST']._serialized_end=2044
+  _globals['_EVENTRESULT']._serialized_start=2046
+  _globals['_EVENTRESULT']._serialized_end=2133
+  _globals['_TRACKEVENTSRESPONSE']._serialized_start=2135
+  _globals['_TRACKEVENTSRESPONSE']._serialized_end=2253
+  _globals['_RECOMMENDER']._serialized_start=2790
+  _globals['_RECOMMENDER']._serialized_end=3070
+  _globals['_ADMIN']._serialized_start=3073
+  _globals['_ADMIN']._serialized_end=3315
+  _globals['_EVENTS']._serialized_start=3317
+  _globals['_EVENTS']._serialized_end=3403
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -14,11 +17,45 @@ class Surface(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SURFACE_PRODUCT_PAGE: _ClassVar[Surface]
     SURFACE_CART: _ClassVar[Surface]
     SURFACE_CHECKOUT: _ClassVar[Surface]
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_VIEW: _ClassVar[EventType]
+    EVENT_TYPE_CLICK: _ClassVar[EventType]
+    EVENT_TYPE_ADD_TO_CART: _ClassVar[EventType]
+    EVENT_TYPE_PURCHASE: _ClassVar[EventType]
+    EVENT_TYPE_REC_IMPRESSION: _ClassVar[EventType]
+    EVENT_TYPE_REC_CLICK: _ClassVar[EventType]
+    EVENT_TYPE_OFFER_IMPRESSION: _ClassVar[EventType]
+    EVENT_TYPE_OFFER_CLICK: _ClassVar[EventType]
+    EVENT_TYPE_OFFER_REDEEMED: _ClassVar[EventType]
+
+class EventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_STATUS_UNSPECIFIED: _ClassVar[EventStatus]
+    EVENT_STATUS_ACCEPTED: _ClassVar[EventStatus]
+    EVENT_STATUS_DUPLICATE: _ClassVar[EventStatus]
+    EVENT_STATUS_REJECTED: _ClassVar[EventStatus]
 SURFACE_UNSPECIFIED: Surface
 SURFACE_HOME: Surface
 SURFACE_PRODUCT_PAGE: Surface
 SURFACE_CART: Surface
 SURFACE_CHECKOUT: Surface
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_VIEW: EventType
+EVENT_TYPE_CLICK: EventType
+EVENT_TYPE_ADD_TO_CART: EventType
+EVENT_TYPE_PURCHASE: EventType
+EVENT_TYPE_REC_IMPRESSION: EventType
+EVENT_TYPE_REC_CLICK: EventType
+EVENT_TYPE_OFFER_IMPRESSION: EventType
+EVENT_TYPE_OFFER_CLICK: EventType
+EVENT_TYPE_OFFER_REDEEMED: EventType
+EVENT_STATUS_UNSPECIFIED: EventStatus
+EVENT_STATUS_ACCEPTED: EventStatus
+EVENT_STATUS_DUPLICATE: EventStatus
+EVENT_STATUS_REJECTED: EventStatus
 
 class Filter(_message.Message):
     __slots__ = ("include_categories", "exclude_categories", "exclude_product_ids", "in_stock_only", "min_price", "max_price", "include_purchased", "max_per_category")
@@ -172,3 +209,75 @@ class ReloadModelResponse(_message.Message):
     changed: bool
     version: str
     def __init__(self, changed: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ProductUpdate(_message.Message):
+    __slots__ = ("product_id", "stock", "price")
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    STOCK_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    product_id: str
+    stock: int
+    price: float
+    def __init__(self, product_id: _Optional[str] = ..., stock: _Optional[int] = ..., price: _Optional[float] = ...) -> None: ...
+
+class UpdateProductsRequest(_message.Message):
+    __slots__ = ("updates",)
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    updates: _containers.RepeatedCompositeFieldContainer[ProductUpdate]
+    def __init__(self, updates: _Optional[_Iterable[_Union[ProductUpdate, _Mapping]]] = ...) -> None: ...
+
+class UpdateProductsResponse(_message.Message):
+    __slots__ = ("updated",)
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    def __init__(self, updated: _Optional[int] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("event_id", "customer_id", "type", "product_id", "offer_id", "timestamp", "quantity", "amount", "recommendation_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    customer_id: str
+    type: EventType
+    product_id: str
+    offer_id: str
+    timestamp: _timestamp_pb2.Timestamp
+    quantity: float
+    amount: float
+    recommendation_id: str
+    def __init__(self, event_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., product_id: _Optional[str] = ..., offer_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quantity: _Optional[float] = ..., amount: _Optional[float] = ..., recommendation_id: _Optional[str] = ...) -> None: ...
+
+class TrackEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class EventResult(_message.Message):
+    __slots__ = ("event_id", "status", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    status: EventStatus
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., status: _Optional[_Union[EventStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TrackEventsResponse(_message.Message):
+    __slots__ = ("results", "accepted", "duplicates", "rejected")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[EventResult]
+    accepted: int
+    duplicates: int
+    rejected: int
+    def __init__(self, results: _Optional[_Iterable[_Union[EventResult, _Mapping]]] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...

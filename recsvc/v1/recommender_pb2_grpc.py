@@ -187,7 +187,7 @@ class Recommender:
 
 
 class AdminStub:
-    """Model administration. Scope: admin.
+    """Model and catalog administration. Scope: admin.
     """
 
     def __init__(self, channel):
@@ -206,10 +206,15 @@ class AdminStub:
                 request_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadModelRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadModelResponse.FromString,
                 _registered_method=True)
+        self.UpdateProducts = channel.unary_unary(
+                '/recsvc.v1.Admin/UpdateProducts',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
-    """Model administration. Scope: admin.
+    """Model and catalog administration. Scope: admin.
     """
 
     def GetModelInfo(self, request, context):
@@ -220,6 +225,13 @@ class AdminServicer:
 
     def ReloadModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProducts(self, request, context):
+        """Stock and price changes; they take effect on the next request of every worker.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -237,6 +249,11 @@ def add_AdminServicer_to_server(servicer, server):
                     request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadModelRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadModelResponse.SerializeToString,
             ),
+            'UpdateProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProducts,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'recsvc.v1.Admin', rpc_method_handlers)
@@ -246,7 +263,7 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Model administration. Scope: admin.
+    """Model and catalog administration. Scope: admin.
     """
 
     @staticmethod
@@ -293,6 +310,110 @@ class Admin:
             '/recsvc.v1.Admin/ReloadModel',
             recsvc_dot_v1_dot_recommender__pb2.ReloadModelRequest.SerializeToString,
             recsvc_dot_v1_dot_recommender__pb2.ReloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Admin/UpdateProducts',
+            recsvc_dot_v1_dot_recommender__pb2.UpdateProductsRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.UpdateProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class EventsStub:
+    """What customers do, for real-time personalization and the next training run. Scope: events.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.TrackEvents = channel.unary_unary(
+                '/recsvc.v1.Events/TrackEvents',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.TrackEventsRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.TrackEventsResponse.FromString,
+                _registered_method=True)
+
+
+class EventsServicer:
+    """What customers do, for real-time personalization and the next training run. Scope: events.
+    """
+
+    def TrackEvents(self, request, context):
+        """Stores each valid event durably before answering; UNAVAILABLE means nothing of the call
+        was acknowledged and the client should retry the whole batch (replays are deduplicated).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EventsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'TrackEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrackEvents,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.TrackEventsRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.TrackEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'recsvc.v1.Events', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('recsvc.v1.Events', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Events:
+    """What customers do, for real-time personalization and the next training run. Scope: events.
+    """
+
+    @staticmethod
+    def TrackEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Events/TrackEvents',
+            recsvc_dot_v1_dot_recommender__pb2.TrackEventsRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.TrackEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

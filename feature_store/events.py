@@ -1,0 +1,113 @@
+"""The event record: its types, its validation, and its encoding in the Redis stream.
+
+The stream entry has one field, ``e``: compact JSON with short keys (see ``encode``), read
+back by ``decode`` (the exporter) and documented in docs/feature-store.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+EVENT_TYPES: tuple[str, ...] = (
+    "view",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "rec_impression",
+    "rec_click",
+    "offer_impression",
+    "offer_click",
+    "offer_redeemed",
+)
+PRODUCT_EVENTS = frozenset(EVENT_TYPES[:6])
+OFFER_EVENTS = frozenset(EVENT_TYPES[6:])
+# Product events that show interest (and so enter the customer's recent products); a
+# recommended product merely shown (rec_impression) does not. rec_click counts as a click.
+INTEREST = {
+    "view": "view",
+    "click": "click",
+    "rec_click": "click",
+    "add_to_cart": "add_to_cart",
+    "purchase": "purchase",
+}
+
+MAX_ID_LENGTH = 128
+MAX_FUTURE_MS = 5 * 60 * 1000  # clock skew tolerated on client timestamps
+MIN_TS_MS = 946_684_800_000  # 2000-01-01: older timestamps are client bugs
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    customer_id: str
+    type: str
+    product_id: str = ""
+    offer_id: str = ""
+    ts_ms: int = 0  # Unix milliseconds; 0 = not given (the server fills in its clock)
+    quantity: float = 0.0  # 0 = 1
+    amount: float = 0.0
+    recommendation_id: str = ""
+
+
+def check(event: Event, now_ms: int) -> str | None:
+    """Why ``event`` cannot be accepted, or None when it can."""
+    for name in ("event_id", "customer_id"):
+        value = getattr(event, name)
+        if not value.strip():
+            return f"{name} is empty"
+        if len(value) > MAX_ID_LENGTH:
+            return f"{name} is longer than {MAX_ID_LENGTH} characters"
+    if event.type not in EVENT_TYPES:
+        return f"type is unspecified or unknown; use one of {', '.join(EVENT_TYPES)}"
+    if event.type in PRODUCT_EVENTS and not event.product_id.strip():
+        return f"a {event.type} event needs product_id"
+    if event.type in OFFER_EVENTS and not event.offer_id.strip():
+        return f"a {event.type} event needs offer_id"
+    for name in ("product_id", "offer_id", "recommendation_id"):
+        if len(getattr(event, name)) > MAX_ID_LENGTH:
+            return f"{name} is longer than {MAX_ID_LENGTH} characters"
+    for name in ("quantity", "amount"):
+        value = getattr(event, name)
+        if not math.isfinite(value) or value < 0:
+            return f"{name} {value} is not a finite number >= 0"
+    if event.ts_ms and event.ts_ms < MIN_TS_MS:
+        return "timestamp is before 2000-01-01"
+    if event.ts_ms > now_ms + MAX_FUTURE_MS:
+        return "timestamp is more than 5 minutes in the future"
+    return None
+
+
+def encode(event: Event) -> str:
+    record: dict[str, Any] = {
+        "id": event.event_id,
+        "c": event.customer_id,
+        "t": event.type,
+        "ts": event.ts_ms,
+    }
+    optional = (
+        ("p", event.product_id),
+        ("o", event.offer_id),
+        ("q", event.quantity),
+        ("a", event.amount),
+        ("r", event.recommendation_id),
+    )
+    record.update({k: v for k, v in optional if v})
+    return json.dumps(record, separators=(",", ":"))
+
+
+def decode(payload: str | bytes) -> Event:
+    r = json.loads(payload)
+    return Event(
+        event_id=r["id"],
+        customer_id=r["c"],
+        type=r["t"],
+        product_id=r.get("p", ""),
+        offer_id=r.get("o", ""),
+        ts_ms=int(r["ts"]),
+        quantity=float(r.get("q", 0.0)),
+        amount=float(r.get("a", 0.0)),
+        recommendation_id=r.get("r", ""),
+    )

@@ -1,0 +1,119 @@
+"""Every Redis key recsvc uses, in one place (documented in docs/feature-store.md).
+
+Keys are ``<namespace>:v<SCHEMA_VERSION>:...``. The part in braces is a Redis Cluster hash
+tag: all keys of one customer share ``{c:<id>}`` and so one shard; event keys share
+``{events}`` (one Lua script appends and deduplicates a batch atomically) and catalog-wide
+keys share ``{catalog}``. Bulk-loaded features live under a generation ``g<n>`` and
+``live`` names the generation readers use, so a load becomes visible all at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+# Bounds and TTLs (seconds). Real-time keys are bounded in size rather than expired: a
+# customer's activity stays until ForgetCustomer or a newer load makes it moot.
+RECENT_MAX = 50  # newest product events per customer
+PURCHASED_MAX = 500  # newest purchased products per customer
+DEDUPE_TTL = 24 * 3600  # an event_id is remembered this long
+TREND_HALF_LIFE_DAYS = 7.0  # decay of the real-time popularity counters
+TREND_EPOCH = 1_767_225_600  # 2026-01-01 UTC: the counters' time origin (see decay_factor)
+
+
+def decay_factor(ts: float) -> float:
+    """Weight of an event at ``ts`` in a decaying counter stored without rewrites.
+
+    Instead of shrinking every score over time, each increment grows by 2^(age/half-life):
+    ranking by the stored score equals ranking by exponentially decayed counts.
+    """
+    return float(2.0 ** ((ts - TREND_EPOCH) / (TREND_HALF_LIFE_DAYS * 86400.0)))
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = "recsvc"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}:v{SCHEMA_VERSION}"
+
+    # -- generations (bulk loads) -------------------------------------------------------
+    @property
+    def live(self) -> str:
+        """STRING: the generation readers use (an integer); absent = nothing loaded."""
+        return f"{self.prefix}:live"
+
+    @property
+    def generation_counter(self) -> str:
+        """STRING: INCR gives each load a new generation number."""
+        return f"{self.prefix}:generation"
+
+    def generation_pattern(self, gen: int) -> str:
+        """SCAN pattern matching every key of one generation."""
+        return f"{self.prefix}:g{gen}:*"
+
+    def profile(self, gen: int, customer_id: str) -> str:
+        """HASH: a customer's loaded features (see feature_store.bulk.PROFILE_FIELDS)."""
+        return f"{self.prefix}:g{gen}:{{c:{customer_id}}}:profile"
+
+    def product(self, gen: int, product_id: str) -> str:
+        """HASH: a product's loaded features: category, price, stock, popularity."""
+        return f"{self.prefix}:g{gen}:{{p:{product_id}}}:product"
+
+    def popular(self, gen: int, category: str | None = None) -> str:
+        """ZSET product -> customers who interacted, overall or in one category."""
+        tail = f":{category}" if category is not None else ""
+        return f"{self.prefix}:g{gen}:{{catalog}}:popular{tail}"
+
+    # -- real time (events) ----------------------------------------------------------------
+    def recent(self, customer_id: str) -> str:
+        """LIST, newest first: "type|product_id|ts_ms|quantity", at most RECENT_MAX."""
+        return f"{self.prefix}:{{c:{customer_id}}}:recent"
+
+    def purchased(self, customer_id: str) -> str:
+        """ZSET product_id -> ts_ms of the last purchase, at most PURCHASED_MAX."""
+        return f"{self.prefix}:{{c:{customer_id}}}:purchased"
+
+    def activity(self, customer_id: str) -> str:
+        """HASH: counters "n:<type>", "spend", "first_seen"/"last_seen"/"last_purchase" (ms)."""
+        return f"{self.prefix}:{{c:{customer_id}}}:activity"
+
+    def customer_keys(self, customer_id: str) -> tuple[str, str, str]:
+        return self.recent(customer_id), self.purchased(customer_id), self.activity(customer_id)
+
+    @property
+    def stream(self) -> str:
+        """STREAM of accepted events, field "e" = JSON (feature_store.events.encode)."""
+        return f"{self.prefix}:{{events}}:stream"
+
+    def dedupe(self, event_id: str) -> str:
+        """STRING with TTL DEDUPE_TTL: the stream id of an accepted event_id."""
+        return f"{self.prefix}:{{events}}:seen:{event_id}"
+
+    def trend(self, category: str | None = None) -> str:
+        """ZSET product_id -> decayed event weight (see decay_factor), overall or per category."""
+        tail = f":{category}" if category is not None else ""
+        return f"{self.prefix}:{{catalog}}:trend{tail}"
+
+    # -- catalog changes (UpdateProducts) ----------------------------------------------------
+    @property
+    def stock(self) -> str:
+        """HASH product_id -> units in stock, as last set by UpdateProducts."""
+        return f"{self.prefix}:{{catalog}}:stock"
+
+    @property
+    def price(self) -> str:
+        """HASH product_id -> price, as last set by UpdateProducts."""
+        return f"{self.prefix}:{{catalog}}:price"
+
+    @property
+    def changes(self) -> str:
+        """ZSET product_id -> sequence number of its last change."""
+        return f"{self.prefix}:{{catalog}}:changes"
+
+    @property
+    def change_seq(self) -> str:
+        """STRING: the latest change sequence number (servers compare it each request)."""
+        return f"{self.prefix}:{{catalog}}:seq"

@@ -1,0 +1,259 @@
+"""Reads and writes of the real-time features: events, customer activity, catalog changes.
+
+Every key comes from ``feature_store.keys``. Writes that must be atomic are Lua scripts over
+keys of one hash tag (so they run on one shard of a cluster); everything else is a
+non-transactional pipeline, one round trip per phase. Works with ``redis.Redis`` and
+``redis.cluster.RedisCluster`` alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from feature_store.connection import connect
+from feature_store.events import INTEREST, Event, encode
+from feature_store.keys import DEDUPE_TTL, PURCHASED_MAX, RECENT_MAX, Keys, decay_factor
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] stream, KEYS[2..] one dedupe key per event; ARGV[1] TTL, ARGV[2..] payloads.
+# Returns per event the new stream id, or "" when the event_id was seen within the TTL.
+_APPEND = """
+local out = {}
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    out[i - 1] = ''
+  else
+    local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+    redis.call('SET', KEYS[i], id, 'EX', ARGV[1])
+    out[i - 1] = id
+  end
+end
+return out
+"""
+
+# KEYS: stock, price, changes, seq. ARGV: (product_id, stock or "", price or "") triples.
+_UPDATE_PRODUCTS = """
+local seq = redis.call('INCR', KEYS[4])
+for i = 1, #ARGV, 3 do
+  if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
+  redis.call('ZADD', KEYS[3], seq, ARGV[i])
+end
+return seq
+"""
+
+# KEYS: stock, price, changes, seq. ARGV[1]: last sequence seen. Returns
+# {seq, product_id, stock, price, ...} for products changed since (false = never set).
+_CHANGES_SINCE = """
+local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
+local out = {seq}
+if seq <= tonumber(ARGV[1]) then return out end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[1], id)
+  out[#out + 1] = redis.call('HGET', KEYS[2], id)
+end
+return out
+"""
+
+# KEYS: trend keys; ARGV: (key index, product_id, increment) triples. One call per batch.
+_TREND = """
+for i = 1, #ARGV, 3 do
+  redis.call('ZINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 2], ARGV[i + 1])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class RecentEvent:
+    type: str  # an interest type: view, click, add_to_cart, purchase
+    product_id: str
+    ts_ms: int
+    quantity: float
+
+
+@dataclass(frozen=True)
+class Activity:
+    """A customer's real-time state, read in one round trip on the serving path."""
+
+    recent: tuple[RecentEvent, ...] = ()  # newest first
+    purchased: frozenset[str] = frozenset()
+    change_seq: int = 0  # the catalog's change sequence (see FeatureStore.changes_since)
+
+
+@dataclass(frozen=True)
+class ProductChange:
+    product_id: str
+    stock: int | None = None
+    price: float | None = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class FeatureStore:
+    """One Redis (or cluster), two clients: short timeouts for reads, longer for writes."""
+
+    def __init__(
+        self,
+        url: str,
+        cluster: bool = False,
+        namespace: str = "recsvc",
+        read_timeout_s: float = 0.05,
+        write_timeout_s: float = 2.0,
+    ) -> None:
+        self.keys = Keys(namespace)
+        self.cluster = cluster
+        self.reader = connect(url, cluster, read_timeout_s)
+        self.writer = connect(url, cluster, write_timeout_s)
+        for client in (self.reader, self.writer):
+            # Fail fast: the serving path degrades, and event clients retry the whole batch.
+            client.retry = Retry(NoBackoff(), 0)
+        self._append = self.writer.register_script(_APPEND)
+        self._update = self.writer.register_script(_UPDATE_PRODUCTS)
+        self._changes = self.reader.register_script(_CHANGES_SINCE)
+        self._trend = self.writer.register_script(_TREND)
+
+    def close(self) -> None:
+        for client in (self.reader, self.writer):
+            client.close()
+
+    def ping(self) -> bool:
+        return bool(self.writer.ping())
+
+    # -- events ----------------------------------------------------------------------------
+    def append_events(self, events: Sequence[Event]) -> list[str | None]:
+        """Append to the stream atomically, skipping event_ids seen within DEDUPE_TTL.
+
+        Returns per event its stream id, or None for a duplicate. Raises redis errors: then
+        nothing of the batch was acknowledged (a retry is deduplicated).
+        """
+        if not events:
+            return []
+        k = self.keys
+        keys = [k.stream, *(k.dedupe(e.event_id) for e in events)]
+        ids = self._append(keys=keys, args=[DEDUPE_TTL, *(encode(e) for e in events)])
+        return [_text(i) or None for i in ids]
+
+    def apply_activity(self, events: Iterable[Event], categories: dict[str, str]) -> None:
+        """Update recent products, purchases, counters and trend counters (one pipeline).
+
+        ``categories`` maps product ids to categories for the per-category trend counters.
+        """
+        by_customer: dict[str, list[Event]] = defaultdict(list)
+        for e in events:
+            by_customer[e.customer_id].append(e)
+        if not by_customer:
+            return
+        k = self.keys
+        pipe = self.writer.pipeline(transaction=False)
+        trend: dict[tuple[str, str], float] = defaultdict(float)
+        for customer, evs in by_customer.items():
+            evs.sort(key=lambda e: e.ts_ms)
+            recent, purchased, activity = k.customer_keys(customer)
+            interest = [e for e in evs if e.type in INTEREST]
+            if interest:
+                pipe.lpush(
+                    recent,
+                    *(
+                        f"{INTEREST[e.type]}|{e.product_id}|{e.ts_ms}|{e.quantity:g}"
+                        for e in interest
+                    ),
+                )
+                pipe.ltrim(recent, 0, RECENT_MAX - 1)
+            counts: dict[str, int] = defaultdict(int)
+            for e in evs:
+                counts[e.type] += 1
+            for kind, n in counts.items():
+                pipe.hincrby(activity, f"n:{kind}", n)
+            stamps: dict[str, int] = {"last_seen": evs[-1].ts_ms}
+            purchases = [e for e in evs if e.type == "purchase"]
+            if purchases:
+                pipe.zadd(purchased, {e.product_id: e.ts_ms for e in purchases})
+                pipe.zremrangebyrank(purchased, 0, -PURCHASED_MAX - 1)
+                spend = sum(e.amount for e in purchases)
+                if spend:
+                    pipe.hincrbyfloat(activity, "spend", spend)
+                stamps["last_purchase"] = purchases[-1].ts_ms
+            pipe.hset(activity, mapping=stamps)
+            for e in interest:
+                weight = decay_factor(e.ts_ms / 1000.0)
+                trend[("", e.product_id)] += weight
+                if (category := categories.get(e.product_id)) is not None:
+                    trend[(category, e.product_id)] += weight
+        pipe.execute()
+        if trend:
+            names = sorted({c for c, _ in trend})
+            slot = {c: i + 1 for i, c in enumerate(names)}
+            keys = [k.trend(c or None) for c in names]
+            args: list[str | int | float] = []
+            for (category, product), inc in trend.items():
+                args += [slot[category], product, inc]
+            self._trend(keys=keys, args=args)
+
+    # -- serving reads -----------------------------------------------------------------------
+    def activity(self, customer_id: str) -> Activity:
+        """Recent products, purchased products and the catalog change sequence, one trip."""
+        recent, purchased, _ = self.keys.customer_keys(customer_id)
+        pipe = self.reader.pipeline(transaction=False)
+        pipe.lrange(recent, 0, -1)
+        pipe.zrange(purchased, 0, -1)
+        pipe.get(self.keys.change_seq)
+        raw_recent, raw_purchased, seq = pipe.execute()
+        events = []
+        for entry in raw_recent:
+            kind, product, ts, qty = _text(entry).split("|")
+            events.append(RecentEvent(kind, product, int(ts), float(qty)))
+        return Activity(
+            recent=tuple(events),
+            purchased=frozenset(_text(p) for p in raw_purchased),
+            change_seq=int(seq or 0),
+        )
+
+    def change_seq(self) -> int:
+        """The catalog's change sequence: it grows with every UpdateProducts."""
+        return int(self.reader.get(self.keys.change_seq) or 0)
+
+    def trending(self, category: str | None = None, n: int = 20) -> list[tuple[str, float]]:
+        """The products with the highest decayed event weight (scores relative to each other)."""
+        rows = self.reader.zrevrange(self.keys.trend(category), 0, n - 1, withscores=True)
+        return [(_text(p), float(s)) for p, s in rows]
+
+    # -- catalog changes ---------------------------------------------------------------------
+    def _catalog_keys(self) -> list[str]:
+        k = self.keys
+        return [k.stock, k.price, k.changes, k.change_seq]
+
+    def update_products(self, changes: Sequence[ProductChange]) -> int:
+        """Record stock and price changes atomically; returns the new change sequence."""
+        args: list[str] = []
+        for c in changes:
+            args += [
+                c.product_id,
+                "" if c.stock is None else str(c.stock),
+                "" if c.price is None else repr(c.price),
+            ]
+        return int(self._update(keys=self._catalog_keys(), args=args))
+
+    def changes_since(self, seq: int) -> tuple[int, list[ProductChange]]:
+        """Products changed after sequence ``seq`` with their current stock and price."""
+        raw = self._changes(keys=self._catalog_keys(), args=[seq], client=self.reader)
+        changes = [
+            ProductChange(
+                _text(raw[i]),
+                None if raw[i + 1] is None else int(_text(raw[i + 1])),
+                None if raw[i + 2] is None else float(_text(raw[i + 2])),
+            )
+            for i in range(1, len(raw), 3)
+        ]
+        return int(raw[0]), changes

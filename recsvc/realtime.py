@@ -1,0 +1,214 @@
+"""The serving side of the feature store: real-time reads that never fail a request, event
+tracking that acknowledges only what is stored, and catalog changes.
+
+Reads (customer activity, catalog change sequence) take one round trip with a short timeout.
+When Redis is down or slow, requests are answered from the bundle alone: the outage is logged
+once when it starts and once when it ends, every call served without real-time features is
+counted, and Redis is retried at most once per ``retry_interval`` until it answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from redis.exceptions import RedisError
+
+from feature_store.events import Event, check
+from feature_store.store import Activity, FeatureStore, ProductChange
+from recsvc.engine import Engine, check_id
+from recsvc.types import InvalidRequest, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+MAX_EVENTS = 500
+MAX_PRODUCT_UPDATES = 1000
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    status: str  # "accepted" | "duplicate" | "rejected"
+    reason: str = ""
+
+
+class Realtime:
+    def __init__(
+        self,
+        store: FeatureStore | None,
+        on_degraded: Callable[[], None] | None = None,
+        on_outage: Callable[[], None] | None = None,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.retry_interval = retry_interval
+        self._on_degraded = on_degraded or (lambda: None)
+        self._on_outage = on_outage or (lambda: None)
+        self._state = threading.Lock()
+        self._down_since: float | None = None  # monotonic time the outage was noticed
+        self._next_try = 0.0
+        self._degraded_calls = 0
+        self._catalog = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.store is not None and self._down_since is None
+
+    # -- serving reads ---------------------------------------------------------------------
+    def activity(self, engine: Engine, customer_id: str) -> Activity | None:
+        """The customer's real-time activity, or None (answer from the bundle alone)."""
+        store = self.store
+        if store is None or not self._should_try():
+            self._degraded()
+            return None
+        try:
+            activity = store.activity(customer_id)
+            self._sync_catalog(engine, store, activity.change_seq)
+        except RedisError as exc:
+            self._failed(exc)
+            self._degraded()
+            return None
+        self._succeeded()
+        return activity
+
+    def sync_catalog(self, engine: Engine) -> None:
+        """Apply stock and price changes made since this engine last looked (one GET)."""
+        store = self.store
+        if store is None or not self._should_try():
+            self._degraded()
+            return
+        try:
+            self._sync_catalog(engine, store, store.change_seq())
+        except RedisError as exc:
+            self._failed(exc)
+            self._degraded()
+            return
+        self._succeeded()
+
+    def _sync_catalog(self, engine: Engine, store: FeatureStore, seq: int) -> None:
+        if seq <= engine.change_seq:
+            return
+        with self._catalog:  # one fetch per change, not one per concurrent request
+            if seq <= engine.change_seq:
+                return
+            latest, changes = store.changes_since(engine.change_seq)
+            engine.apply_product_changes(latest, changes)
+
+    # -- writes ----------------------------------------------------------------------------
+    def track(self, engine: Engine | None, events: list[Event]) -> list[EventResult]:
+        """Validate each event, store the valid ones durably, then update real-time state.
+
+        Raises Unavailable when Redis cannot store them: then nothing of the call was
+        acknowledged and the client retries (replays are deduplicated by event_id).
+        """
+        if not events:
+            raise InvalidRequest("events is empty; send 1..500 events")
+        if len(events) > MAX_EVENTS:
+            raise InvalidRequest(f"{len(events)} events; at most {MAX_EVENTS} per call")
+        now_ms = int(time.time() * 1000)
+        results: list[EventResult | None] = [None] * len(events)
+        valid: list[tuple[int, Event]] = []
+        for i, event in enumerate(events):
+            reason = check(event, now_ms)
+            if reason is not None:
+                results[i] = EventResult(event.event_id, "rejected", reason)
+            else:
+                valid.append((i, replace(event, ts_ms=event.ts_ms or now_ms)))
+        if valid:
+            store = self._writable()
+            try:
+                ids = store.append_events([e for _, e in valid])
+            except RedisError as exc:
+                self._failed(exc)
+                raise Unavailable(
+                    f"the feature store cannot store events ({exc}); nothing in this call "
+                    "was stored: retry it"
+                ) from None
+            fresh = []
+            for (i, event), stream_id in zip(valid, ids, strict=True):
+                results[i] = EventResult(event.event_id, "accepted" if stream_id else "duplicate")
+                if stream_id:
+                    fresh.append(event)
+            try:
+                categories = engine.categories_of(e.product_id for e in fresh) if engine else {}
+                store.apply_activity(fresh, categories)
+            except RedisError as exc:
+                # Stored, so acknowledged; only the real-time view misses them until retraining.
+                self._failed(exc)
+                log.warning(
+                    "stored %d events but could not update real-time state: %s", len(fresh), exc
+                )
+        return [r for r in results if r is not None]
+
+    def update_products(self, engine: Engine, changes: list[ProductChange]) -> int:
+        """Validate and record stock and price changes; returns how many products changed."""
+        if not changes:
+            raise InvalidRequest("updates is empty; send 1..1000 product updates")
+        if len(changes) > MAX_PRODUCT_UPDATES:
+            raise InvalidRequest(f"{len(changes)} updates; at most {MAX_PRODUCT_UPDATES} per call")
+        for c in changes:
+            check_id(c.product_id, "product_id", engine.config.max_id_length)
+            if c.product_id not in engine.product_index:
+                raise NotFound(
+                    f"product {c.product_id!r} is not in the catalog of model {engine.version}"
+                )
+            if c.stock is None and c.price is None:
+                raise InvalidRequest(f"update of {c.product_id!r} sets neither stock nor price")
+            if c.stock is not None and c.stock < 0:
+                raise InvalidRequest(f"stock {c.stock} of {c.product_id!r} is negative")
+            if c.price is not None and not (math.isfinite(c.price) and c.price >= 0):
+                raise InvalidRequest(f"price {c.price} of {c.product_id!r} is not a number >= 0")
+        store = self._writable()
+        try:
+            self._sync_catalog(engine, store, store.update_products(changes))
+        except RedisError as exc:
+            self._failed(exc)
+            raise Unavailable(
+                f"the feature store cannot record the changes ({exc}); retry"
+            ) from None
+        return len({c.product_id for c in changes})
+
+    def _writable(self) -> FeatureStore:
+        if self.store is None:
+            raise Unavailable("no feature store is configured (REDIS_URL); events cannot be stored")
+        return self.store
+
+    # -- outage bookkeeping ------------------------------------------------------------------
+    def _should_try(self) -> bool:
+        return self._down_since is None or time.monotonic() >= self._next_try
+
+    def _degraded(self) -> None:
+        self._degraded_calls += 1
+        self._on_degraded()
+
+    def _failed(self, exc: Exception) -> None:
+        with self._state:
+            now = time.monotonic()
+            self._next_try = now + self.retry_interval
+            if self._down_since is None:
+                self._down_since = now
+                self._degraded_calls = 0
+                self._on_outage()
+                log.warning(
+                    "feature store unavailable (%s): serving from the model alone, without "
+                    "real-time features; retrying every %.1f s",
+                    exc,
+                    self.retry_interval,
+                )
+
+    def _succeeded(self) -> None:
+        if self._down_since is None:
+            return
+        with self._state:
+            if self._down_since is None:
+                return
+            lasted = time.monotonic() - self._down_since
+            self._down_since = None
+            log.warning(
+                "feature store back after %.1f s; %d calls were answered without it",
+                lasted,
+                self._degraded_calls,
+            )
