@@ -54,12 +54,16 @@ class Keys:
         """SCAN pattern matching every key of one generation."""
         return f"{self.prefix}:g{gen}:*"
 
+    def meta(self, gen: int) -> str:
+        """STRING: JSON about one load (loaded_at, model_version, customers, products)."""
+        return f"{self.prefix}:g{gen}:meta"
+
     def profile(self, gen: int, customer_id: str) -> str:
-        """HASH: a customer's loaded features (see feature_store.bulk.PROFILE_FIELDS)."""
+        """STRING: JSON of a customer's loaded features (feature_store.bulk.PROFILE_FIELDS)."""
         return f"{self.prefix}:g{gen}:{{c:{customer_id}}}:profile"
 
     def product(self, gen: int, product_id: str) -> str:
-        """HASH: a product's loaded features: category, price, stock, popularity."""
+        """STRING: JSON of a product's loaded features: category, price, in_stock, popularity."""
         return f"{self.prefix}:g{gen}:{{p:{product_id}}}:product"
 
     def popular(self, gen: int, category: str | None = None) -> str:

@@ -8,10 +8,12 @@ non-transactional pipeline, one round trip per phase. Works with ``redis.Redis``
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -219,6 +221,22 @@ class FeatureStore:
             purchased=frozenset(_text(p) for p in raw_purchased),
             change_seq=int(seq or 0),
         )
+
+    def live_generation(self) -> int | None:
+        raw = self.reader.get(self.keys.live)
+        return None if raw is None else int(raw)
+
+    def profile(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's loaded features (live generation), or None when not loaded."""
+        gen = self.live_generation()
+        raw = None if gen is None else self.reader.get(self.keys.profile(gen, customer_id))
+        return None if raw is None else dict(json.loads(raw))
+
+    def product(self, product_id: str) -> dict[str, Any] | None:
+        """The product's loaded features (live generation), or None when not loaded."""
+        gen = self.live_generation()
+        raw = None if gen is None else self.reader.get(self.keys.product(gen, product_id))
+        return None if raw is None else dict(json.loads(raw))
 
     def change_seq(self) -> int:
         """The catalog's change sequence: it grows with every UpdateProducts."""

@@ -7,9 +7,17 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from feature_store.events import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from feature_store.store import FeatureStore
 
 T = TypeVar("T")
 
@@ -270,6 +278,53 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("info", help="the served model's version, counts and metrics")
     c = csub.add_parser("reload", help="make the server load CURRENT (or --version)")
     c.add_argument("--version", default="")
+    c = csub.add_parser("track", help="send one event (scope events)")
+    c.add_argument("--customer", required=True)
+    c.add_argument("--type", required=True, choices=EVENT_TYPES)
+    c.add_argument("--product", default="")
+    c.add_argument("--offer", default="")
+    c.add_argument("--quantity", type=float, default=0.0)
+    c.add_argument("--amount", type=float, default=0.0)
+    c.add_argument("--recommendation", default="", help="recommendation_id that showed it")
+    c.add_argument("--event-id", default="", help="default: a new random id")
+    c = csub.add_parser("update-product", help="set a product's stock and/or price (scope admin)")
+    c.add_argument("--product", required=True)
+    c.add_argument("--stock", type=int)
+    c.add_argument("--price", type=float)
+
+    feats = sub.add_parser("features", help="load and inspect features in Redis")
+    fsub = feats.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    f = fsub.add_parser(
+        "load",
+        help="bulk-load customer and product features from files",
+        description="Compute customer features (counters, spend, recent products, top "
+        "categories, tier, points) and product features (category, price, stock, popularity) "
+        "and write them to Redis as a new generation, switched live atomically. Redis: "
+        "REDIS_URL, else the embedded one in RECSVC_REDIS_DIR (default beside --model-dir).",
+    )
+    _inputs(f, interactions_required=True)
+    _model_dir(f)
+    f.add_argument("--chunk", type=_positive_int, default=100_000, help="rows per write")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f = fsub.add_parser("show", help="print the features held for a customer or product")
+    _model_dir(f)
+    who = f.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer")
+    who.add_argument("--product")
+
+    evs = sub.add_parser("events", help="export tracked events")
+    esub = evs.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    e = esub.add_parser(
+        "export",
+        help="drain the event stream into Parquet files by day",
+        description="Move events from the Redis stream to OUT/day=YYYY-MM-DD/*.parquet. Safe "
+        "to interrupt and re-run: each event lands in the files exactly once. The directory "
+        "can be given to `recsvc train --interactions`.",
+    )
+    e.add_argument("--out", type=Path, required=True)
+    _model_dir(e)
+    e.add_argument("--chunk", type=_positive_int, default=50_000, help="events per file round")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
 
     models = sub.add_parser("models", help="list, show, promote and roll back model bundles")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -451,6 +506,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_client(args: argparse.Namespace) -> None:
     import grpc
 
+    from feature_store.events import Event
+    from feature_store.store import ProductChange
     from recsvc.client import Client, default_token
     from recsvc.types import Filter, Recommendation
 
@@ -472,6 +529,22 @@ def cmd_client(args: argparse.Namespace) -> None:
             elif action == "reload":
                 changed, version = client.reload(args.version)
                 print(f"serving {version}" + (" (reloaded)" if changed else " (unchanged)"))
+            elif action == "track":
+                event = Event(
+                    event_id=args.event_id or uuid.uuid4().hex,
+                    customer_id=args.customer,
+                    type=args.type,
+                    product_id=args.product,
+                    offer_id=args.offer,
+                    quantity=args.quantity,
+                    amount=args.amount,
+                    recommendation_id=args.recommendation,
+                )
+                (result,) = client.track([event])
+                print(f"{result.event_id}: {result.status} {result.reason}".rstrip())
+            elif action == "update-product":
+                change = ProductChange(args.product, args.stock, args.price)
+                print(f"updated {client.update_products([change])} product(s)")
         except grpc.RpcError as exc:
             raise CliError(f"{exc.code().name}: {exc.details()}") from None
     if rec is not None:
@@ -486,6 +559,85 @@ def cmd_client(args: argparse.Namespace) -> None:
                 f"{n:>3}  {item.product_id:<{width}}  {item.score:>9.4f}  "
                 f"{item.category[:16]:<16}  {item.reason}"
             )
+
+
+@contextmanager
+def _feature_store(model_dir: Path) -> Iterator[tuple[FeatureStore, str]]:
+    """The feature store of these settings (REDIS_URL or the embedded Redis)."""
+    from feature_store.connection import RedisSettings, SettingsError, redis_url
+    from feature_store.store import FeatureStore
+
+    try:
+        settings = RedisSettings.from_env(model_dir)
+    except SettingsError as exc:
+        raise CliError(str(exc)) from None
+    with redis_url(settings) as url:
+        store = FeatureStore(
+            url,
+            settings.cluster,
+            settings.namespace,
+            settings.write_timeout_ms / 1000,
+            settings.write_timeout_ms / 1000,
+        )
+        try:
+            yield store, url
+        finally:
+            store.close()
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    if args.features_command == "show":
+        with _feature_store(args.model_dir) as (store, _):
+            if args.customer:
+                shown = {"profile": store.profile(args.customer)}
+                shown["activity"] = asdict(store.activity(args.customer))
+            else:
+                shown = {"product": store.product(args.product)}
+        print(json.dumps(shown, indent=2, default=str))
+        return
+    from feature_store import bulk
+    from recsvc import bundle as b
+    from training.dataset import catalog_from_interactions
+    from training.ingest import read_catalog, read_customers, read_interactions
+
+    interactions, report = read_interactions(args.interactions, args.on_error)
+    print(report.summary())
+    catalog = (
+        read_catalog(args.catalog, args.on_error)[0]
+        if args.catalog
+        else catalog_from_interactions(interactions)
+    )
+    customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
+    with _feature_store(args.model_dir) as (store, url):
+        result = bulk.load(
+            store,
+            interactions,
+            catalog,
+            customers,
+            url=url,
+            model_version=b.current_version(args.model_dir) or "",
+            chunk=args.chunk,
+            progress=not args.quiet,
+        )
+    print(
+        f"generation {result.generation} live: {result.customers:,} customers and "
+        f"{result.products:,} products in {result.seconds:.1f} s "
+        f"({result.rows_per_second:,.0f} rows/s, {result.method})"
+        + (f"; generation {result.previous} deleted" if result.previous else "")
+    )
+
+
+def cmd_events(args: argparse.Namespace) -> None:
+    from feature_store.export import export_events
+
+    with _feature_store(args.model_dir) as (store, _):
+        report = export_events(store, args.out, args.chunk, progress=not args.quiet)
+    removed = report.removed_orphans
+    print(
+        f"exported {report.events:,} events into {report.files} files under {args.out} "
+        f"(checkpoint {report.checkpoint})"
+        + (f"; removed {removed} uncommitted files of an interrupted run" if removed else "")
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -527,6 +679,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from redis.exceptions import RedisError
+
+    from feature_store.bulk import LoadError
     from recsvc.bundle import BundleError
     from recsvc.config import ConfigError
     from training.ingest import InputError, ValidationFailed
@@ -540,6 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": cmd_models,
         "serve": cmd_serve,
         "client": cmd_client,
+        "features": cmd_features,
+        "events": cmd_events,
     }
     try:
         handlers[args.command](args)
@@ -551,6 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         TrainError,
         ConfigError,
         DownloadError,
+        LoadError,
+        RedisError,
     ) as exc:
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return 2

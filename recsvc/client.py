@@ -12,12 +12,17 @@ from types import TracebackType
 
 import grpc
 
-from recsvc.servicer import SURFACES
+from feature_store.events import Event
+from feature_store.store import ProductChange
+from recsvc.realtime import EventResult
+from recsvc.servicer import EVENT_STATUS, EVENT_TYPES, SURFACES
 from recsvc.types import Context, Filter, Item, ModelInfo, Recommendation
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
 _SURFACE_CODES = {name: code for code, name in SURFACES.items()}
+_EVENT_CODES = {name: code for code, name in EVENT_TYPES.items()}
+_STATUS_NAMES = {code: name for name, code in EVENT_STATUS.items()}
 
 
 def default_token(model_dir: Path | None = None) -> str | None:
@@ -63,6 +68,7 @@ class Client:
         self.timeout = timeout
         self.recommender = pb_grpc.RecommenderStub(self.channel)
         self.admin = pb_grpc.AdminStub(self.channel)
+        self.events = pb_grpc.EventsStub(self.channel)
 
     def __enter__(self) -> Client:
         return self
@@ -144,3 +150,36 @@ class Client:
             pb.ReloadModelRequest(version=version), metadata=self.metadata, timeout=60
         )
         return r.changed, r.version
+
+    def track(self, events: list[Event]) -> list[EventResult]:
+        """Send events; one result per event, in order (UNAVAILABLE: retry the batch)."""
+        request = pb.TrackEventsRequest()
+        for e in events:
+            message = request.events.add(
+                event_id=e.event_id,
+                customer_id=e.customer_id,
+                type=_EVENT_CODES.get(e.type, pb.EVENT_TYPE_UNSPECIFIED),
+                product_id=e.product_id,
+                offer_id=e.offer_id,
+                quantity=e.quantity,
+                amount=e.amount,
+                recommendation_id=e.recommendation_id,
+            )
+            if e.ts_ms:
+                message.timestamp.FromMilliseconds(e.ts_ms)
+        reply = self.events.TrackEvents(request, metadata=self.metadata, timeout=self.timeout)
+        return [
+            EventResult(r.event_id, _STATUS_NAMES.get(r.status, "rejected"), r.reason)
+            for r in reply.results
+        ]
+
+    def update_products(self, changes: list[ProductChange]) -> int:
+        request = pb.UpdateProductsRequest()
+        for c in changes:
+            update = request.updates.add(product_id=c.product_id)
+            if c.stock is not None:
+                update.stock = c.stock
+            if c.price is not None:
+                update.price = c.price
+        reply = self.admin.UpdateProducts(request, metadata=self.metadata, timeout=self.timeout)
+        return int(reply.updated)

