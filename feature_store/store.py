@@ -40,6 +40,34 @@ end
 return out
 """
 
+# KEYS: (recent, purchased, activity) per customer. ARGV: RECENT_MAX, PURCHASED_MAX, then per
+# customer _CustomerUpdate.script_args(): n, recent entries..., n, (type, count)..., n,
+# (product, ts)..., spend, last_seen, last_purchase (0 = none).
+_ACTIVITY = """
+local rmax, pmax = tonumber(ARGV[1]), tonumber(ARGV[2])
+local a = 3
+for c = 1, #KEYS, 3 do
+  local recent, purchased, activity = KEYS[c], KEYS[c + 1], KEYS[c + 2]
+  local n = tonumber(ARGV[a]); a = a + 1
+  if n > 0 then
+    redis.call('LPUSH', recent, unpack(ARGV, a, a + n - 1)); a = a + n
+    redis.call('LTRIM', recent, 0, rmax - 1)
+  end
+  n = tonumber(ARGV[a]); a = a + 1
+  for _ = 1, n do redis.call('HINCRBY', activity, 'n:' .. ARGV[a], ARGV[a + 1]); a = a + 2 end
+  n = tonumber(ARGV[a]); a = a + 1
+  if n > 0 then
+    for _ = 1, n do redis.call('ZADD', purchased, ARGV[a + 1], ARGV[a]); a = a + 2 end
+    redis.call('ZREMRANGEBYRANK', purchased, 0, -pmax - 1)
+  end
+  if tonumber(ARGV[a]) > 0 then redis.call('HINCRBYFLOAT', activity, 'spend', ARGV[a]) end
+  redis.call('HSET', activity, 'last_seen', ARGV[a + 1])
+  if ARGV[a + 2] ~= '0' then redis.call('HSET', activity, 'last_purchase', ARGV[a + 2]) end
+  a = a + 3
+end
+return 1
+"""
+
 # KEYS: stock, price, changes, seq. ARGV: (product_id, stock or "", price or "") triples.
 _UPDATE_PRODUCTS = """
 local seq = redis.call('INCR', KEYS[4])
@@ -93,6 +121,49 @@ class Activity:
 
 
 @dataclass(frozen=True)
+class _CustomerUpdate:
+    """What one batch changes for one customer (applied by script or pipeline)."""
+
+    customer_id: str
+    recent: list[str]  # "type|product|ts|quantity", oldest first (LPUSH puts the last on top)
+    counts: dict[str, int]
+    purchased: dict[str, int]  # product -> ts_ms
+    spend: float
+    last_seen: int
+    last_purchase: int  # 0 = no purchase in the batch
+
+    def script_args(self) -> list[str | int | float]:
+        args: list[str | int | float] = [len(self.recent), *self.recent, len(self.counts)]
+        for kind, n in self.counts.items():
+            args += [kind, n]
+        args.append(len(self.purchased))
+        for product, ts in self.purchased.items():
+            args += [product, ts]
+        return [*args, repr(self.spend), self.last_seen, self.last_purchase]
+
+
+def _customer_update(customer_id: str, events: list[Event]) -> _CustomerUpdate:
+    events.sort(key=lambda e: e.ts_ms)
+    counts: dict[str, int] = defaultdict(int)
+    for e in events:
+        counts[e.type] += 1
+    purchases = [e for e in events if e.type == "purchase"]
+    return _CustomerUpdate(
+        customer_id=customer_id,
+        recent=[
+            f"{INTEREST[e.type]}|{e.product_id}|{e.ts_ms}|{e.quantity:g}"
+            for e in events
+            if e.type in INTEREST
+        ],
+        counts=dict(counts),
+        purchased={e.product_id: e.ts_ms for e in purchases},
+        spend=sum(e.amount for e in purchases),
+        last_seen=events[-1].ts_ms,
+        last_purchase=purchases[-1].ts_ms if purchases else 0,
+    )
+
+
+@dataclass(frozen=True)
 class ProductChange:
     product_id: str
     stock: int | None = None
@@ -125,6 +196,7 @@ class FeatureStore:
         self._update = self.writer.register_script(_UPDATE_PRODUCTS)
         self._changes = self.reader.register_script(_CHANGES_SINCE)
         self._trend = self.writer.register_script(_TREND)
+        self._apply = self.writer.register_script(_ACTIVITY)
 
     def close(self) -> None:
         for client in (self.reader, self.writer):
@@ -148,60 +220,64 @@ class FeatureStore:
         return [_text(i) or None for i in ids]
 
     def apply_activity(self, events: Iterable[Event], categories: dict[str, str]) -> None:
-        """Update recent products, purchases, counters and trend counters (one pipeline).
+        """Update recent products, purchases, counters and trend counters.
 
+        One script call on a single Redis; on a cluster, where a script must stay within one
+        hash tag, one pipeline of plain commands (same effect, more round trips for Redis).
         ``categories`` maps product ids to categories for the per-category trend counters.
         """
+        events = list(events)
         by_customer: dict[str, list[Event]] = defaultdict(list)
         for e in events:
             by_customer[e.customer_id].append(e)
         if not by_customer:
             return
-        k = self.keys
-        pipe = self.writer.pipeline(transaction=False)
+        updates = [_customer_update(customer, evs) for customer, evs in by_customer.items()]
+        if self.cluster:
+            self._apply_pipelined(updates)
+        else:
+            keys: list[str] = []
+            args: list[str | int | float] = [RECENT_MAX, PURCHASED_MAX]
+            for u in updates:
+                keys += self.keys.customer_keys(u.customer_id)
+                args += u.script_args()
+            self._apply(keys=keys, args=args)
         trend: dict[tuple[str, str], float] = defaultdict(float)
-        for customer, evs in by_customer.items():
-            evs.sort(key=lambda e: e.ts_ms)
-            recent, purchased, activity = k.customer_keys(customer)
-            interest = [e for e in evs if e.type in INTEREST]
-            if interest:
-                pipe.lpush(
-                    recent,
-                    *(
-                        f"{INTEREST[e.type]}|{e.product_id}|{e.ts_ms}|{e.quantity:g}"
-                        for e in interest
-                    ),
-                )
-                pipe.ltrim(recent, 0, RECENT_MAX - 1)
-            counts: dict[str, int] = defaultdict(int)
-            for e in evs:
-                counts[e.type] += 1
-            for kind, n in counts.items():
-                pipe.hincrby(activity, f"n:{kind}", n)
-            stamps: dict[str, int] = {"last_seen": evs[-1].ts_ms}
-            purchases = [e for e in evs if e.type == "purchase"]
-            if purchases:
-                pipe.zadd(purchased, {e.product_id: e.ts_ms for e in purchases})
-                pipe.zremrangebyrank(purchased, 0, -PURCHASED_MAX - 1)
-                spend = sum(e.amount for e in purchases)
-                if spend:
-                    pipe.hincrbyfloat(activity, "spend", spend)
-                stamps["last_purchase"] = purchases[-1].ts_ms
-            pipe.hset(activity, mapping=stamps)
-            for e in interest:
-                weight = decay_factor(e.ts_ms / 1000.0)
-                trend[("", e.product_id)] += weight
-                if (category := categories.get(e.product_id)) is not None:
-                    trend[(category, e.product_id)] += weight
-        pipe.execute()
+        for e in events:
+            if e.type not in INTEREST:
+                continue
+            weight = decay_factor(e.ts_ms / 1000.0)
+            trend[("", e.product_id)] += weight
+            if (category := categories.get(e.product_id)) is not None:
+                trend[(category, e.product_id)] += weight
         if trend:
             names = sorted({c for c, _ in trend})
             slot = {c: i + 1 for i, c in enumerate(names)}
-            keys = [k.trend(c or None) for c in names]
-            args: list[str | int | float] = []
+            trend_keys = [self.keys.trend(c or None) for c in names]
+            trend_args: list[str | int | float] = []
             for (category, product), inc in trend.items():
-                args += [slot[category], product, inc]
-            self._trend(keys=keys, args=args)
+                trend_args += [slot[category], product, inc]
+            self._trend(keys=trend_keys, args=trend_args)
+
+    def _apply_pipelined(self, updates: list[_CustomerUpdate]) -> None:
+        pipe = self.writer.pipeline(transaction=False)
+        for u in updates:
+            recent, purchased, activity = self.keys.customer_keys(u.customer_id)
+            if u.recent:
+                pipe.lpush(recent, *u.recent)
+                pipe.ltrim(recent, 0, RECENT_MAX - 1)
+            for kind, n in u.counts.items():
+                pipe.hincrby(activity, f"n:{kind}", n)
+            if u.purchased:
+                pipe.zadd(purchased, u.purchased)
+                pipe.zremrangebyrank(purchased, 0, -PURCHASED_MAX - 1)
+            if u.spend:
+                pipe.hincrbyfloat(activity, "spend", u.spend)
+            stamps = {"last_seen": u.last_seen}
+            if u.last_purchase:
+                stamps["last_purchase"] = u.last_purchase
+            pipe.hset(activity, mapping=stamps)
+        pipe.execute()
 
     # -- serving reads -----------------------------------------------------------------------
     def activity(self, customer_id: str) -> Activity:

@@ -61,7 +61,9 @@ class Realtime:
     def activity(self, engine: Engine, customer_id: str) -> Activity | None:
         """The customer's real-time activity, or None (answer from the bundle alone)."""
         store = self.store
-        if store is None or not self._should_try():
+        if store is None:  # no feature store configured: not an outage
+            return None
+        if not self._should_try():
             self._degraded()
             return None
         try:
@@ -77,7 +79,9 @@ class Realtime:
     def sync_catalog(self, engine: Engine) -> None:
         """Apply stock and price changes made since this engine last looked (one GET)."""
         store = self.store
-        if store is None or not self._should_try():
+        if store is None:
+            return
+        if not self._should_try():
             self._degraded()
             return
         try:
@@ -116,7 +120,7 @@ class Realtime:
             if reason is not None:
                 results[i] = EventResult(event.event_id, "rejected", reason)
             else:
-                valid.append((i, replace(event, ts_ms=event.ts_ms or now_ms)))
+                valid.append((i, event if event.ts_ms else replace(event, ts_ms=now_ms)))
         if valid:
             store = self._writable()
             try:
