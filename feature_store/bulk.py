@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import polars as pl
+from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from feature_store.store import FeatureStore
@@ -105,6 +106,12 @@ def customer_features(
     for column in extra:
         if column not in features.columns:
             features = features.with_columns(pl.lit(None).alias(column))
+    # Customers known only from the customers file have no history: zeros, not unknowns.
+    features = features.with_columns(
+        pl.col("interactions", "purchases").fill_null(0),
+        pl.col("spend").fill_null(0.0),
+        pl.col("recent").fill_null([]),
+    )
     return features.select("customer_id", *PROFILE_FIELDS)
 
 
@@ -183,14 +190,19 @@ class _Writer:
         pipe.execute()
 
     def finish(self) -> None:
-        if self.proc is None or self.proc.stdin is None:
+        if self.proc is None:
             return
-        self.proc.stdin.close()
-        out = (self.proc.stdout.read() if self.proc.stdout else b"").decode(errors="replace")
-        code = self.proc.wait()
+        raw, _ = self.proc.communicate()  # closes stdin: redis-cli then waits for the replies
+        out = raw.decode(errors="replace")
+        code = self.proc.returncode
         errors = [line for line in out.splitlines() if "errors:" in line]
         if code != 0 or not errors or "errors: 0," not in errors[-1]:
             raise LoadError(f"redis-cli --pipe failed (exit {code}): {out.strip()[-500:]}")
+
+    def abort(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def load(
@@ -209,6 +221,8 @@ def load(
     customer_rows = customer_features(interactions, catalog, customers)
     product_rows = product_features(interactions, catalog)
     generation = int(writer_client.incr(k.generation_counter))
+    # Registered before writing, so a load that dies half-way is cleaned up by the next one.
+    writer_client.sadd(k.generations, generation)
     previous_raw = writer_client.get(k.live)
     previous = int(previous_raw) if previous_raw is not None else None
     prefix = f"{k.prefix}:g{generation}:"
@@ -234,22 +248,25 @@ def load(
                     writer.write(part.select(key.alias("key"), body.alias("value")))
                     bar.update(part.height)
         writer.finish()
-    except (OSError, LoadError) as exc:
+        _write_popular(store, generation, product_rows)
+        meta = {
+            "generation": generation,
+            "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "model_version": model_version,
+            "customers": customer_rows.height,
+            "products": product_rows.height,
+        }
+        writer_client.set(k.meta(generation), json.dumps(meta))
+    except (OSError, LoadError, RedisError) as exc:
+        writer.abort()
         _delete_generation(store, generation)
         raise LoadError(f"loading generation {generation} failed: {exc}") from exc
-    _write_popular(store, generation, product_rows)
-    meta = {
-        "generation": generation,
-        "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model_version": model_version,
-        "customers": customer_rows.height,
-        "products": product_rows.height,
-    }
-    writer_client.set(k.meta(generation), json.dumps(meta))
     seconds = time.perf_counter() - start
     writer_client.set(k.live, generation)  # the switch: readers now see the new generation
-    if previous is not None and previous != generation:
-        _delete_generation(store, previous)
+    # The previous generation, and any left by a load that died half-way.
+    for stale in sorted(int(g) for g in writer_client.smembers(k.generations)):
+        if stale != generation:
+            _delete_generation(store, stale)
     log.info(
         "features generation %d live (%d customers, %d products)",
         generation,
@@ -275,6 +292,7 @@ def _write_popular(store: FeatureStore, generation: int, products: pl.DataFrame)
 
 def _delete_generation(store: FeatureStore, generation: int) -> int:
     """UNLINK every key of ``generation`` (SCAN over every node of a cluster)."""
+    store.writer.srem(store.keys.generations, generation)
     deleted = 0
     batch: list[str] = []
     for key in store.writer.scan_iter(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
 log = logging.getLogger(__name__)
 
 
@@ -36,8 +38,8 @@ class EmbeddedRedis:
             if others:
                 log.info("embedded Redis left running for %d other client(s)", len(others))
                 return
-            self._server.shutdown(save=True, now=True)
-        except Exception:  # already gone: nothing to flush
+            self._server.shutdown(save=True)  # Redis 6.2: SHUTDOWN SAVE (no NOW option)
+        except redis.ConnectionError:  # already gone: nothing to flush
             log.debug("embedded Redis already stopped", exc_info=True)
 
 

@@ -161,6 +161,8 @@ def export_events(
             exported += len(entries)
             bar.update(len(entries))
         _trim(store, checkpoint)
+    if not (out / CHECKPOINT).exists():  # marks the directory as an export, even an empty one
+        _write_durably(out / CHECKPOINT, json.dumps({"last_stream_id": checkpoint}).encode())
     return ExportReport(exported, files, removed, checkpoint)
 
 

@@ -50,6 +50,11 @@ class Keys:
         """STRING: INCR gives each load a new generation number."""
         return f"{self.prefix}:generation"
 
+    @property
+    def generations(self) -> str:
+        """SET: generations that may have keys (the live one, one being loaded, leftovers)."""
+        return f"{self.prefix}:loads"
+
     def generation_pattern(self, gen: int) -> str:
         """SCAN pattern matching every key of one generation."""
         return f"{self.prefix}:g{gen}:*"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -304,15 +304,26 @@ class FeatureStore:
 
     def profile(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's loaded features (live generation), or None when not loaded."""
-        gen = self.live_generation()
-        raw = None if gen is None else self.reader.get(self.keys.profile(gen, customer_id))
-        return None if raw is None else dict(json.loads(raw))
+        return self._loaded(lambda gen: self.keys.profile(gen, customer_id))
 
     def product(self, product_id: str) -> dict[str, Any] | None:
         """The product's loaded features (live generation), or None when not loaded."""
+        return self._loaded(lambda gen: self.keys.product(gen, product_id))
+
+    def _loaded(self, key_of: Callable[[int], str]) -> dict[str, Any] | None:
+        # A load may switch generations (and delete the old one) between reading "live" and
+        # the key: then read again. Generations only grow, so an unchanged "live" means the
+        # key is really absent.
         gen = self.live_generation()
-        raw = None if gen is None else self.reader.get(self.keys.product(gen, product_id))
-        return None if raw is None else dict(json.loads(raw))
+        while gen is not None:
+            raw = self.reader.get(key_of(gen))
+            if raw is not None:
+                return dict(json.loads(raw))
+            latest = self.live_generation()
+            if latest == gen:
+                return None
+            gen = latest
+        return None
 
     def change_seq(self) -> int:
         """The catalog's change sequence: it grows with every UpdateProducts."""

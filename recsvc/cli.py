@@ -590,7 +590,9 @@ def cmd_features(args: argparse.Namespace) -> None:
         with _feature_store(args.model_dir) as (store, _):
             if args.customer:
                 shown = {"profile": store.profile(args.customer)}
-                shown["activity"] = asdict(store.activity(args.customer))
+                activity = asdict(store.activity(args.customer))
+                activity["purchased"] = sorted(activity["purchased"])
+                shown["activity"] = activity
             else:
                 shown = {"product": store.product(args.product)}
         print(json.dumps(shown, indent=2, default=str))

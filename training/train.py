@@ -93,7 +93,12 @@ class Phases:
 
 def fingerprint(paths: list[Path]) -> str:
     digest = hashlib.sha256()
-    for path in paths:
+    files = [
+        f
+        for p in paths
+        for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])
+    ]
+    for path in files:
         digest.update(path.name.encode())
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
