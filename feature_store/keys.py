@@ -19,6 +19,7 @@ RECENT_MAX = 50  # newest product events per customer
 PURCHASED_MAX = 500  # newest purchased products per customer
 DEDUPE_TTL = 24 * 3600  # an event_id is remembered this long
 TREND_HALF_LIFE_DAYS = 7.0  # decay of the real-time popularity counters
+OFFER_DAY_TTL = 2 * 86400  # a day's offer impression counters outlive the day (time zones)
 TREND_EPOCH = 1_767_225_600  # 2026-01-01 UTC: the counters' time origin (see decay_factor)
 
 
@@ -86,11 +87,34 @@ class Keys:
         return f"{self.prefix}:{{c:{customer_id}}}:purchased"
 
     def activity(self, customer_id: str) -> str:
-        """HASH: counters "n:<type>", "spend", "first_seen"/"last_seen"/"last_purchase" (ms)."""
+        """HASH: counters "n:<type>", "spend", "last_seen"/"last_purchase" (ms)."""
         return f"{self.prefix}:{{c:{customer_id}}}:activity"
 
     def customer_keys(self, customer_id: str) -> tuple[str, str, str]:
         return self.recent(customer_id), self.purchased(customer_id), self.activity(customer_id)
+
+    def loyalty(self, customer_id: str) -> str:
+        """HASH: tier and points set since the last load (SetLoyalty); they win over the profile."""
+        return f"{self.prefix}:{{c:{customer_id}}}:loyalty"
+
+    def offer_impressions(self, customer_id: str, day: str) -> str:
+        """HASH offer_id -> impressions on ``day`` (YYYYMMDD, UTC); TTL OFFER_DAY_TTL."""
+        return f"{self.prefix}:{{c:{customer_id}}}:offers:{day}"
+
+    def offer_usage(self, offer_id: str) -> str:
+        """HASH: "spent" (total cost of redemptions) and "c:<customer_id>" (redemptions)."""
+        return f"{self.prefix}:{{o:{offer_id}}}:usage"
+
+    @property
+    def offer_stats(self) -> str:
+        """HASH "<offer_id>|<event>" and "<offer_id>|<event>|<segment>" -> count, event one of
+        impression, click, redemption (the bandit's observations)."""
+        return f"{self.prefix}:{{offers}}:stats"
+
+    @property
+    def tombstones(self) -> str:
+        """HASH customer_id -> Unix ms of ForgetCustomer; training and export leave them out."""
+        return f"{self.prefix}:{{privacy}}:tombstones"
 
     @property
     def stream(self) -> str:

@@ -12,7 +12,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.backoff import NoBackoff
@@ -61,7 +61,8 @@ for c = 1, #KEYS, 3 do
     redis.call('ZREMRANGEBYRANK', purchased, 0, -pmax - 1)
   end
   if tonumber(ARGV[a]) > 0 then redis.call('HINCRBYFLOAT', activity, 'spend', ARGV[a]) end
-  redis.call('HSET', activity, 'last_seen', ARGV[a + 1])
+  local seen = tonumber(redis.call('HGET', activity, 'last_seen') or '0')
+  if tonumber(ARGV[a + 1]) > seen then redis.call('HSET', activity, 'last_seen', ARGV[a + 1]) end
   if ARGV[a + 2] ~= '0' then redis.call('HSET', activity, 'last_purchase', ARGV[a + 2]) end
   a = a + 3
 end
@@ -118,6 +119,30 @@ class Activity:
     recent: tuple[RecentEvent, ...] = ()  # newest first
     purchased: frozenset[str] = frozenset()
     change_seq: int = 0  # the catalog's change sequence (see FeatureStore.changes_since)
+    profile: dict[str, Any] | None = None  # loaded features (feature_store.bulk), if any
+    loyalty: dict[str, str] = field(default_factory=dict)  # tier/points set since the load
+    counters: dict[str, str] = field(default_factory=dict)  # the activity hash
+
+    @property
+    def consent(self) -> bool:
+        """False only when the customers file said so: personalization is opt-out."""
+        return bool((self.profile or {}).get("consent_personalization", True) is not False)
+
+    @property
+    def tier(self) -> str | None:
+        return self.loyalty.get("tier") or (self.profile or {}).get("tier")
+
+    @property
+    def points(self) -> float:
+        if "points" in self.loyalty:
+            return float(self.loyalty["points"])
+        return float((self.profile or {}).get("points") or 0.0)
+
+    @property
+    def purchases(self) -> int:
+        """Purchases in the loaded history plus those tracked since."""
+        loaded = int((self.profile or {}).get("purchases") or 0)
+        return loaded + int(self.counters.get("n:purchase", 0))
 
 
 @dataclass(frozen=True)
@@ -170,7 +195,7 @@ class ProductChange:
     price: float | None = None
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -187,6 +212,7 @@ class FeatureStore:
     ) -> None:
         self.keys = Keys(namespace)
         self.cluster = cluster
+        self._generation: int | None = None
         self.reader = connect(url, cluster, read_timeout_s)
         self.writer = connect(url, cluster, write_timeout_s)
         for client in (self.reader, self.writer):
@@ -217,7 +243,7 @@ class FeatureStore:
         k = self.keys
         keys = [k.stream, *(k.dedupe(e.event_id) for e in events)]
         ids = self._append(keys=keys, args=[DEDUPE_TTL, *(encode(e) for e in events)])
-        return [_text(i) or None for i in ids]
+        return [as_text(i) or None for i in ids]
 
     def apply_activity(self, events: Iterable[Event], categories: dict[str, str]) -> None:
         """Update recent products, purchases, counters and trend counters.
@@ -282,20 +308,33 @@ class FeatureStore:
     # -- serving reads -----------------------------------------------------------------------
     def activity(self, customer_id: str) -> Activity:
         """Recent products, purchased products and the catalog change sequence, one trip."""
-        recent, purchased, _ = self.keys.customer_keys(customer_id)
+        k = self.keys
+        recent, purchased, counters = k.customer_keys(customer_id)
+        gen = self._generation  # the live generation last seen; checked in the same trip
         pipe = self.reader.pipeline(transaction=False)
         pipe.lrange(recent, 0, -1)
         pipe.zrange(purchased, 0, -1)
-        pipe.get(self.keys.change_seq)
-        raw_recent, raw_purchased, seq = pipe.execute()
+        pipe.get(k.change_seq)
+        pipe.get(k.live)
+        pipe.get(k.profile(gen or 0, customer_id))
+        pipe.hgetall(k.loyalty(customer_id))
+        pipe.hgetall(counters)
+        raw_recent, raw_purchased, seq, live, raw_profile, loyalty, raw_counters = pipe.execute()
+        if live is not None and int(live) != gen:  # a load switched generations: read again
+            self._generation = int(live)
+            raw_profile = self.reader.get(k.profile(self._generation, customer_id))
         events = []
         for entry in raw_recent:
-            kind, product, ts, qty = _text(entry).split("|")
+            kind, rest = as_text(entry).split("|", 1)  # product ids may contain "|"
+            product, ts, qty = rest.rsplit("|", 2)
             events.append(RecentEvent(kind, product, int(ts), float(qty)))
         return Activity(
             recent=tuple(events),
-            purchased=frozenset(_text(p) for p in raw_purchased),
+            purchased=frozenset(as_text(p) for p in raw_purchased),
             change_seq=int(seq or 0),
+            profile=None if raw_profile is None else dict(json.loads(raw_profile)),
+            loyalty={as_text(a): as_text(b) for a, b in loyalty.items()},
+            counters={as_text(a): as_text(b) for a, b in raw_counters.items()},
         )
 
     def live_generation(self) -> int | None:
@@ -332,7 +371,7 @@ class FeatureStore:
     def trending(self, category: str | None = None, n: int = 20) -> list[tuple[str, float]]:
         """The products with the highest decayed event weight (scores relative to each other)."""
         rows = self.reader.zrevrange(self.keys.trend(category), 0, n - 1, withscores=True)
-        return [(_text(p), float(s)) for p, s in rows]
+        return [(as_text(p), float(s)) for p, s in rows]
 
     # -- catalog changes ---------------------------------------------------------------------
     def _catalog_keys(self) -> list[str]:
@@ -355,9 +394,9 @@ class FeatureStore:
         raw = self._changes(keys=self._catalog_keys(), args=[seq], client=self.reader)
         changes = [
             ProductChange(
-                _text(raw[i]),
-                None if raw[i + 1] is None else int(_text(raw[i + 1])),
-                None if raw[i + 2] is None else float(_text(raw[i + 2])),
+                as_text(raw[i]),
+                None if raw[i + 1] is None else int(as_text(raw[i + 1])),
+                None if raw[i + 2] is None else float(as_text(raw[i + 2])),
             )
             for i in range(1, len(raw), 3)
         ]

@@ -457,8 +457,23 @@ def cmd_train(args: argparse.Namespace) -> None:
         index=index,
         on_error=args.on_error,
         progress=not args.quiet,
+        forget=_tombstones(args.model_dir),
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
+
+
+def _tombstones(model_dir: Path) -> frozenset[str]:
+    """Customers forgotten through ForgetCustomer, when a feature store is configured or the
+    embedded one has data; training leaves them out."""
+    from feature_store.connection import RedisSettings
+    from feature_store.customers import tombstones
+
+    settings = RedisSettings.from_env(model_dir)
+    data = settings.data_dir
+    if settings.url is None and not any(data.glob("appendonly.aof*")):
+        return frozenset()  # no feature store has ever run here: nobody was forgotten
+    with _feature_store(model_dir) as (store, _):
+        return frozenset(tombstones(store))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:

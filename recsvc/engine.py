@@ -123,7 +123,8 @@ class Engine:
         activity: Activity | None = None,
     ) -> Recommendation:
         """Best products for the customer; ``activity`` (from the feature store, None when it
-        is unavailable) adds what they did since the model was trained."""
+        is unavailable) adds what they did since the model was trained. A customer who
+        declined personalization (``activity.consent`` false) gets popular products."""
         check_id(customer_id, "customer_id", self.config.max_id_length)
         limit = self._limit(limit)
         filter = filter or Filter()
@@ -258,6 +259,9 @@ class Engine:
         self, customer_id: str, activity: Activity | None
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """The customer's vector (None: no signal), history (newest last) and purchases."""
+        if activity is not None and not activity.consent:
+            empty = np.zeros(0, dtype=np.int64)
+            return None, empty, empty
         user = self.customer_index.get(customer_id)
         trained = self._history(user)
         vector = self.user_factors[user] if user is not None else None

@@ -66,6 +66,7 @@ class Realtime:
         if not self._should_try():
             self._degraded()
             return None
+        started = time.monotonic()
         try:
             activity = store.activity(customer_id)
             self._sync_catalog(engine, store, activity.change_seq)
@@ -73,7 +74,7 @@ class Realtime:
             self._failed(exc)
             self._degraded()
             return None
-        self._succeeded()
+        self._succeeded(started)
         return activity
 
     def sync_catalog(self, engine: Engine) -> None:
@@ -84,15 +85,20 @@ class Realtime:
         if not self._should_try():
             self._degraded()
             return
+        started = time.monotonic()
         try:
             self._sync_catalog(engine, store, store.change_seq())
         except RedisError as exc:
             self._failed(exc)
             self._degraded()
             return
-        self._succeeded()
+        self._succeeded(started)
 
     def _sync_catalog(self, engine: Engine, store: FeatureStore, seq: int) -> None:
+        if seq < engine.change_seq:
+            # The sequence went back: Redis lost its data (no AOF, FLUSHALL, a failover to a
+            # replica behind). Start over, or changes would be ignored until it caught up.
+            engine.change_seq = 0
         if seq <= engine.change_seq:
             return
         with self._catalog:  # one fetch per change, not one per concurrent request
@@ -203,11 +209,12 @@ class Realtime:
                     self.retry_interval,
                 )
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, started: float) -> None:
+        """A call that ``started`` (monotonic) before the outage was noticed proves nothing."""
         if self._down_since is None:
             return
         with self._state:
-            if self._down_since is None:
+            if self._down_since is None or started < self._down_since:
                 return
             lasted = time.monotonic() - self._down_since
             self._down_since = None

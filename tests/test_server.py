@@ -437,9 +437,17 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
         "RecommendProducts",
         "SimilarProducts",
         "RankProducts",
+        "RecommendOffers",
+        "GetCustomerProfile",
     }
     admin = pool.FindServiceByName("recsvc.v1.Admin")
-    assert {m.name for m in admin.methods} == {"GetModelInfo", "ReloadModel", "UpdateProducts"}
+    assert {m.name for m in admin.methods} == {
+        "GetModelInfo",
+        "ReloadModel",
+        "UpdateProducts",
+        "SetLoyalty",
+        "ReloadOffers",
+    }
     events = pool.FindServiceByName("recsvc.v1.Events")
     assert {m.name for m in events.methods} == {"TrackEvents"}
 

@@ -65,6 +65,10 @@ class TrainConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     on_error: OnError = "fail"
     progress: bool = True
+    # Customers to leave out entirely: ForgetCustomer tombstones (the CLI reads them from the
+    # feature store). Customers whose customers-file row says consent_personalization=false
+    # are left out as well.
+    forget: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -184,9 +188,18 @@ def run(
             reports.append(report)
         else:
             cat = catalog_from_interactions(frame)
+        excluded = set(cfg.forget)
         if customers is not None:
-            _, report = read_customers(customers, cfg.on_error)  # validated now; used by #6
+            people, report = read_customers(customers, cfg.on_error)
             reports.append(report)
+            declined = people.filter(pl.col("consent_personalization").eq(False))
+            excluded.update(declined["customer_id"].to_list())
+        if excluded:
+            before = frame.height
+            frame = frame.filter(~pl.col("customer_id").is_in(list(excluded)))
+            left_out = before - frame.height
+        else:
+            left_out = 0
         ds, unknown = build_dataset(frame, cat)
         del frame
         if ds.n_rows == 0:
@@ -195,6 +208,11 @@ def run(
         echo(r.summary())
     if unknown:
         echo(f"{interactions}: dropped {unknown:,} rows naming a product not in the catalog")
+    if left_out:
+        echo(
+            f"left out {left_out:,} rows of {len(excluded):,} customers who were forgotten or "
+            "declined personalization"
+        )
 
     with p.phase("split"):
         split = make_split(ds, cfg.split, cfg.test_fraction, cfg.seed, cfg.target_events)
@@ -287,6 +305,7 @@ def run(
                     for r in reports
                 ],
                 "unknown_product_rows": unknown,
+                "excluded_customer_rows": left_out,
             },
             "counts": {"customers": ds.n_users, "products": ds.n_items, "interactions": ds.n_rows},
             # Real-time fold-in counts only events after the last one trained on (seconds

@@ -281,3 +281,153 @@ class TrackEventsResponse(_message.Message):
     duplicates: int
     rejected: int
     def __init__(self, results: _Optional[_Iterable[_Union[EventResult, _Mapping]]] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ...) -> None: ...
+
+class RecommendOffersRequest(_message.Message):
+    __slots__ = ("customer_id", "limit", "context")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    limit: int
+    context: Context
+    def __init__(self, customer_id: _Optional[str] = ..., limit: _Optional[int] = ..., context: _Optional[_Union[Context, _Mapping]] = ...) -> None: ...
+
+class Offer(_message.Message):
+    __slots__ = ("offer_id", "title", "kind", "value", "probability", "expected_value", "reason", "target_categories", "target_products")
+    OFFER_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    offer_id: str
+    title: str
+    kind: str
+    value: float
+    probability: float
+    expected_value: float
+    reason: str
+    target_categories: _containers.RepeatedScalarFieldContainer[str]
+    target_products: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, offer_id: _Optional[str] = ..., title: _Optional[str] = ..., kind: _Optional[str] = ..., value: _Optional[float] = ..., probability: _Optional[float] = ..., expected_value: _Optional[float] = ..., reason: _Optional[str] = ..., target_categories: _Optional[_Iterable[str]] = ..., target_products: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecommendOffersResponse(_message.Message):
+    __slots__ = ("offers", "recommendation_id", "catalog_version", "personalized")
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    offers: _containers.RepeatedCompositeFieldContainer[Offer]
+    recommendation_id: str
+    catalog_version: str
+    personalized: bool
+    def __init__(self, offers: _Optional[_Iterable[_Union[Offer, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., catalog_version: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+
+class GetCustomerProfileRequest(_message.Message):
+    __slots__ = ("customer_id",)
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    def __init__(self, customer_id: _Optional[str] = ...) -> None: ...
+
+class CustomerProfile(_message.Message):
+    __slots__ = ("customer_id", "known", "segment", "lifecycle_stage", "tier", "points", "r_score", "f_score", "m_score", "expected_purchases", "clv", "p_alive", "churn_risk", "top_categories", "purchases", "spend", "consent_personalization", "features_as_of")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_STAGE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    R_SCORE_FIELD_NUMBER: _ClassVar[int]
+    F_SCORE_FIELD_NUMBER: _ClassVar[int]
+    M_SCORE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    CLV_FIELD_NUMBER: _ClassVar[int]
+    P_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    CHURN_RISK_FIELD_NUMBER: _ClassVar[int]
+    TOP_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    PURCHASES_FIELD_NUMBER: _ClassVar[int]
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_AS_OF_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    known: bool
+    segment: str
+    lifecycle_stage: str
+    tier: str
+    points: float
+    r_score: int
+    f_score: int
+    m_score: int
+    expected_purchases: float
+    clv: float
+    p_alive: float
+    churn_risk: float
+    top_categories: _containers.RepeatedScalarFieldContainer[str]
+    purchases: int
+    spend: float
+    consent_personalization: bool
+    features_as_of: str
+    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., segment: _Optional[str] = ..., lifecycle_stage: _Optional[str] = ..., tier: _Optional[str] = ..., points: _Optional[float] = ..., r_score: _Optional[int] = ..., f_score: _Optional[int] = ..., m_score: _Optional[int] = ..., expected_purchases: _Optional[float] = ..., clv: _Optional[float] = ..., p_alive: _Optional[float] = ..., churn_risk: _Optional[float] = ..., top_categories: _Optional[_Iterable[str]] = ..., purchases: _Optional[int] = ..., spend: _Optional[float] = ..., consent_personalization: _Optional[bool] = ..., features_as_of: _Optional[str] = ...) -> None: ...
+
+class SetLoyaltyRequest(_message.Message):
+    __slots__ = ("customer_id", "tier", "points", "points_delta")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_DELTA_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    tier: str
+    points: float
+    points_delta: float
+    def __init__(self, customer_id: _Optional[str] = ..., tier: _Optional[str] = ..., points: _Optional[float] = ..., points_delta: _Optional[float] = ...) -> None: ...
+
+class SetLoyaltyResponse(_message.Message):
+    __slots__ = ("tier", "points")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    points: float
+    def __init__(self, tier: _Optional[str] = ..., points: _Optional[float] = ...) -> None: ...
+
+class ReloadOffersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadOffersResponse(_message.Message):
+    __slots__ = ("catalog_version", "offers")
+    CATALOG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OFFERS_FIELD_NUMBER: _ClassVar[int]
+    catalog_version: str
+    offers: int
+    def __init__(self, catalog_version: _Optional[str] = ..., offers: _Optional[int] = ...) -> None: ...
+
+class ForgetCustomerRequest(_message.Message):
+    __slots__ = ("customer_id",)
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    def __init__(self, customer_id: _Optional[str] = ...) -> None: ...
+
+class ForgetCustomerResponse(_message.Message):
+    __slots__ = ("keys_removed", "events_removed", "tombstoned")
+    KEYS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONED_FIELD_NUMBER: _ClassVar[int]
+    keys_removed: int
+    events_removed: int
+    tombstoned: bool
+    def __init__(self, keys_removed: _Optional[int] = ..., events_removed: _Optional[int] = ..., tombstoned: _Optional[bool] = ...) -> None: ...
+
+class ExportCustomerDataRequest(_message.Message):
+    __slots__ = ("customer_id",)
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    def __init__(self, customer_id: _Optional[str] = ...) -> None: ...
+
+class ExportCustomerDataResponse(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,16 @@ class RecommenderStub:
                 request_serializer=recsvc_dot_v1_dot_recommender__pb2.RankProductsRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recommender__pb2.RankProductsResponse.FromString,
                 _registered_method=True)
+        self.RecommendOffers = channel.unary_unary(
+                '/recsvc.v1.Recommender/RecommendOffers',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.RecommendOffersRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.RecommendOffersResponse.FromString,
+                _registered_method=True)
+        self.GetCustomerProfile = channel.unary_unary(
+                '/recsvc.v1.Recommender/GetCustomerProfile',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.GetCustomerProfileRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.CustomerProfile.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -74,6 +84,20 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecommendOffers(self, request, context):
+        """The offers most worth showing this customer now, best expected value first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCustomerProfile(self, request, context):
+        """What the engine knows of a customer's standing: segment, stage, tier, points, value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +115,16 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.RankProducts,
                     request_deserializer=recsvc_dot_v1_dot_recommender__pb2.RankProductsRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recommender__pb2.RankProductsResponse.SerializeToString,
+            ),
+            'RecommendOffers': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendOffers,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.RecommendOffersRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.RecommendOffersResponse.SerializeToString,
+            ),
+            'GetCustomerProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerProfile,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.GetCustomerProfileRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.CustomerProfile.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +219,60 @@ class Recommender:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def RecommendOffers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Recommender/RecommendOffers',
+            recsvc_dot_v1_dot_recommender__pb2.RecommendOffersRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.RecommendOffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Recommender/GetCustomerProfile',
+            recsvc_dot_v1_dot_recommender__pb2.GetCustomerProfileRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.CustomerProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminStub:
     """Model and catalog administration. Scope: admin.
@@ -211,6 +299,16 @@ class AdminStub:
                 request_serializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsResponse.FromString,
                 _registered_method=True)
+        self.SetLoyalty = channel.unary_unary(
+                '/recsvc.v1.Admin/SetLoyalty',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.SetLoyaltyRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.SetLoyaltyResponse.FromString,
+                _registered_method=True)
+        self.ReloadOffers = channel.unary_unary(
+                '/recsvc.v1.Admin/ReloadOffers',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -236,6 +334,20 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetLoyalty(self, request, context):
+        """Set a customer's loyalty tier and/or points balance (or add to it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadOffers(self, request, context):
+        """Reload the offer catalog file (RECSVC_OFFERS); a bad file is refused, the old one stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -253,6 +365,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.UpdateProducts,
                     request_deserializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recommender__pb2.UpdateProductsResponse.SerializeToString,
+            ),
+            'SetLoyalty': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLoyalty,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.SetLoyaltyRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.SetLoyaltyResponse.SerializeToString,
+            ),
+            'ReloadOffers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadOffers,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -337,6 +459,180 @@ class Admin:
             '/recsvc.v1.Admin/UpdateProducts',
             recsvc_dot_v1_dot_recommender__pb2.UpdateProductsRequest.SerializeToString,
             recsvc_dot_v1_dot_recommender__pb2.UpdateProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLoyalty(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Admin/SetLoyalty',
+            recsvc_dot_v1_dot_recommender__pb2.SetLoyaltyRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.SetLoyaltyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadOffers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Admin/ReloadOffers',
+            recsvc_dot_v1_dot_recommender__pb2.ReloadOffersRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.ReloadOffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class PrivacyStub:
+    """Data-protection requests. Scope: privacy.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ForgetCustomer = channel.unary_unary(
+                '/recsvc.v1.Privacy/ForgetCustomer',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.ForgetCustomerRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ForgetCustomerResponse.FromString,
+                _registered_method=True)
+        self.ExportCustomerData = channel.unary_unary(
+                '/recsvc.v1.Privacy/ExportCustomerData',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.ExportCustomerDataRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ExportCustomerDataResponse.FromString,
+                _registered_method=True)
+
+
+class PrivacyServicer:
+    """Data-protection requests. Scope: privacy.
+    """
+
+    def ForgetCustomer(self, request, context):
+        """Remove everything held on the customer and tombstone them for training and export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportCustomerData(self, request, context):
+        """Everything held on the customer (right of access), as one JSON document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PrivacyServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ForgetCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetCustomer,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ForgetCustomerRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.ForgetCustomerResponse.SerializeToString,
+            ),
+            'ExportCustomerData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCustomerData,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ExportCustomerDataRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.ExportCustomerDataResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'recsvc.v1.Privacy', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('recsvc.v1.Privacy', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Privacy:
+    """Data-protection requests. Scope: privacy.
+    """
+
+    @staticmethod
+    def ForgetCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Privacy/ForgetCustomer',
+            recsvc_dot_v1_dot_recommender__pb2.ForgetCustomerRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.ForgetCustomerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCustomerData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Privacy/ExportCustomerData',
+            recsvc_dot_v1_dot_recommender__pb2.ExportCustomerDataRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.ExportCustomerDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,244 @@
+"""Loyalty balances, offer usage and caps, and data-protection requests, in Redis.
+
+Caps are enforced by Lua scripts over the keys of one offer (``{o:<offer_id>}``), so
+concurrent redemptions against a cap of one let exactly one through, on one Redis or a
+cluster. Keys are described in docs/feature-store.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from feature_store.events import decode
+from feature_store.keys import OFFER_DAY_TTL
+from feature_store.store import FeatureStore, as_text
+
+# KEYS[1] loyalty hash, KEYS[2] loaded profile (same hash tag). ARGV: tier or "", points or "",
+# delta or "". Returns {tier, points} after the change; the balance never goes below zero.
+_SET_LOYALTY = """
+local tier, points = redis.call('HGET', KEYS[1], 'tier'), redis.call('HGET', KEYS[1], 'points')
+if not tier or not points then
+  local raw = redis.call('GET', KEYS[2])
+  local profile = raw and cjson.decode(raw) or {}
+  if not tier and type(profile['tier']) == 'string' then tier = profile['tier'] end
+  if not points and type(profile['points']) == 'number' then points = profile['points'] end
+end
+if ARGV[1] ~= '' then tier = ARGV[1] end
+points = tonumber(points or 0)
+if ARGV[2] ~= '' then points = tonumber(ARGV[2]) end
+if ARGV[3] ~= '' then points = math.max(0, points + tonumber(ARGV[3])) end
+if tier then redis.call('HSET', KEYS[1], 'tier', tier) end
+redis.call('HSET', KEYS[1], 'points', tostring(points))
+return {tier or '', tostring(points)}
+"""
+
+# KEYS[1] offer usage hash. ARGV: customer, event_id, cost, per-customer cap (0 = none),
+# budget (0 = none). Idempotent per event_id (a retried call is not counted twice).
+# Returns "" when granted, else the reason.
+_REDEEM = """
+if redis.call('HEXISTS', KEYS[1], 'e:' .. ARGV[2]) == 1 then return '' end
+local mine = tonumber(redis.call('HGET', KEYS[1], 'c:' .. ARGV[1]) or '0')
+local cap = tonumber(ARGV[4])
+if cap > 0 and mine >= cap then return 'redemption limit of this offer reached for the customer' end
+local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
+local budget, cost = tonumber(ARGV[5]), tonumber(ARGV[3])
+if budget > 0 and spent + cost > budget then return 'the budget of this offer is spent' end
+redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[1], 1)
+redis.call('HINCRBYFLOAT', KEYS[1], 'spent', cost)
+redis.call('HSET', KEYS[1], 'e:' .. ARGV[2], ARGV[1])
+return ''
+"""
+
+
+@dataclass(frozen=True)
+class OfferUsage:
+    redemptions: int = 0  # by this customer
+    impressions_today: int = 0  # shown to this customer today (UTC)
+    spent: float = 0.0  # total cost of all redemptions of the offer
+
+
+@dataclass(frozen=True)
+class OfferStats:
+    impressions: int = 0
+    clicks: int = 0
+    redemptions: int = 0
+
+
+def today(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%d")
+
+
+def set_loyalty(
+    store: FeatureStore,
+    customer_id: str,
+    tier: str | None = None,
+    points: float | None = None,
+    delta: float | None = None,
+) -> tuple[str, float]:
+    """Set tier and/or points (or add ``delta``); returns the tier and balance after."""
+    gen = store.live_generation() or 0
+    script = store.writer.register_script(_SET_LOYALTY)
+    keys = [store.keys.loyalty(customer_id), store.keys.profile(gen, customer_id)]
+    args = ["" if v is None else str(v) for v in (tier, points, delta)]
+    new_tier, new_points = script(keys=keys, args=args)
+    return as_text(new_tier), float(as_text(new_points))
+
+
+def redeem(
+    store: FeatureStore,
+    offer_id: str,
+    customer_id: str,
+    event_id: str,
+    cost: float,
+    max_per_customer: int = 0,
+    budget: float = 0.0,
+) -> str | None:
+    """Count a redemption if caps allow; None when granted, else why not."""
+    script = store.writer.register_script(_REDEEM)
+    reason = script(
+        keys=[store.keys.offer_usage(offer_id)],
+        args=[customer_id, event_id, cost, max_per_customer, budget],
+    )
+    return as_text(reason) or None
+
+
+def record_offer_events(store: FeatureStore, events: list[tuple[str, str, str, int]]) -> None:
+    """Impression counters per customer and day, and the bandit's per-offer counts.
+
+    ``events``: (customer_id, offer_id, kind, ts_ms), kind one of impression, click,
+    redemption.
+    """
+    if not events:
+        return
+    k = store.keys
+    pipe = store.writer.pipeline(transaction=False)
+    for customer, offer, kind, ts_ms in events:
+        if kind == "impression":
+            key = k.offer_impressions(customer, today(datetime.fromtimestamp(ts_ms / 1000, UTC)))
+            pipe.hincrby(key, offer, 1)
+            pipe.expire(key, OFFER_DAY_TTL)
+        pipe.hincrby(k.offer_stats, f"{offer}|{kind}", 1)
+    pipe.execute()
+
+
+def offer_state(
+    store: FeatureStore, customer_id: str, offer_ids: list[str], now: datetime | None = None
+) -> tuple[dict[str, OfferUsage], dict[str, OfferStats]]:
+    """Usage by this customer and observed counts, for every offer, in one round trip."""
+    k = store.keys
+    pipe = store.reader.pipeline(transaction=False)
+    pipe.hgetall(k.offer_impressions(customer_id, today(now)))
+    pipe.hgetall(k.offer_stats)
+    for offer in offer_ids:
+        pipe.hmget(k.offer_usage(offer), [f"c:{customer_id}", "spent"])
+    shown, raw_stats, *usage = pipe.execute()
+    shown = {as_text(a): int(b) for a, b in shown.items()}
+    stats_counts = {as_text(a): int(b) for a, b in raw_stats.items()}
+    usages = {
+        offer: OfferUsage(int(mine or 0), shown.get(offer, 0), float(spent or 0.0))
+        for offer, (mine, spent) in zip(offer_ids, usage, strict=True)
+    }
+    stats = {
+        offer: OfferStats(
+            stats_counts.get(f"{offer}|impression", 0),
+            stats_counts.get(f"{offer}|click", 0),
+            stats_counts.get(f"{offer}|redemption", 0),
+        )
+        for offer in offer_ids
+    }
+    return usages, stats
+
+
+# -- data protection ----------------------------------------------------------------------
+
+
+def tombstones(store: FeatureStore) -> dict[str, int]:
+    """Forgotten customers -> when (Unix ms)."""
+    raw = store.writer.hgetall(store.keys.tombstones)
+    return {as_text(a): int(b) for a, b in raw.items()}
+
+
+def _customer_events(store: FeatureStore, customer_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """(stream id, event) of the customer still in the stream: a full scan, in chunks."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    start = "-"
+    while True:
+        chunk = store.writer.xrange(store.keys.stream, min=start, count=10_000)
+        if not chunk:
+            return found
+        for sid, fields in chunk:
+            event = decode(fields[b"e"])
+            if event.customer_id == customer_id:
+                found.append((as_text(sid), event.__dict__))
+        start = "(" + as_text(chunk[-1][0])
+
+
+def _customer_keys(store: FeatureStore, customer_id: str) -> list[str]:
+    """Every key of the customer: real time, loyalty, loaded profile, offer impressions."""
+    k = store.keys
+    gen = store.live_generation()
+    keys = [*k.customer_keys(customer_id), k.loyalty(customer_id)]
+    if gen is not None:
+        keys.append(k.profile(gen, customer_id))
+    now = datetime.now(UTC)
+    # Impression counters live OFFER_DAY_TTL (two days): today's, yesterday's, tomorrow's (UTC).
+    for days in (-1, 0, 1):
+        keys.append(k.offer_impressions(customer_id, today(now + timedelta(days=days))))
+    return keys
+
+
+def export_customer(store: FeatureStore, customer_id: str, offer_ids: list[str]) -> dict[str, Any]:
+    """Everything held on the customer (right of access)."""
+    activity = store.activity(customer_id)
+    usages, _ = offer_state(store, customer_id, offer_ids)
+    return {
+        "customer_id": customer_id,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": activity.profile,
+        "loyalty": activity.loyalty,
+        "activity": {
+            "counters": activity.counters,
+            "recent": [e.__dict__ for e in activity.recent],
+            "purchased": sorted(activity.purchased),
+        },
+        "offers": {
+            o: u.__dict__ for o, u in usages.items() if u.redemptions or u.impressions_today
+        },
+        "events": [{"stream_id": sid, **e} for sid, e in _customer_events(store, customer_id)],
+        "forgotten_at": tombstones(store).get(customer_id),
+    }
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    keys_removed: int
+    events_removed: int
+
+
+def forget(store: FeatureStore, customer_id: str, offer_ids: list[str]) -> ForgetReport:
+    """Delete every key of the customer, their stream entries and dedupe keys, their offer
+    usage, and tombstone them (first, so an export running meanwhile already skips them)."""
+    k = store.keys
+    w = store.writer
+    w.hset(k.tombstones, customer_id, int(datetime.now(UTC).timestamp() * 1000))
+    events = _customer_events(store, customer_id)
+    keys = _customer_keys(store, customer_id)
+    pipe = w.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    for offer in offer_ids:
+        pipe.hdel(k.offer_usage(offer), f"c:{customer_id}")
+    for sid, event in events:
+        pipe.xdel(k.stream, sid)
+        pipe.unlink(k.dedupe(str(event["event_id"])))
+    results = pipe.execute()
+    removed_keys = sum(int(r) for r in results[: len(keys)])
+    removed_events = sum(int(r) for r in results[len(keys) + len(offer_ids) :: 2])
+    return ForgetReport(removed_keys, removed_events)
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str)
