@@ -287,6 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--amount", type=float, default=0.0)
     c.add_argument("--recommendation", default="", help="recommendation_id that showed it")
     c.add_argument("--event-id", default="", help="default: a new random id")
+    c = csub.add_parser("profile", help="a customer's segment, stage, tier, points and value")
+    c.add_argument("--customer", required=True)
+    c = csub.add_parser("loyalty", help="set a customer's tier and/or points (scope admin)")
+    c.add_argument("--customer", required=True)
+    c.add_argument("--tier")
+    points = c.add_mutually_exclusive_group()
+    points.add_argument("--points", type=float, help="new balance")
+    points.add_argument("--add-points", type=float, help="add to the balance (may be negative)")
+    c = csub.add_parser("forget", help="ForgetCustomer: erase a customer (scope privacy)")
+    c.add_argument("--customer", required=True)
+    c = csub.add_parser("export-data", help="everything held on a customer, as JSON (privacy)")
+    c.add_argument("--customer", required=True)
     c = csub.add_parser("update-product", help="set a product's stock and/or price (scope admin)")
     c.add_argument("--product", required=True)
     c.add_argument("--stock", type=int)
@@ -557,6 +569,21 @@ def cmd_client(args: argparse.Namespace) -> None:
                 )
                 (result,) = client.track([event])
                 print(f"{result.event_id}: {result.status} {result.reason}".rstrip())
+            elif action == "profile":
+                print(json.dumps(asdict(client.profile(args.customer)), indent=2))
+            elif action == "loyalty":
+                tier, balance = client.set_loyalty(
+                    args.customer, args.tier, args.points, args.add_points
+                )
+                print(f"{args.customer}: tier {tier or '-'}, {balance:g} points")
+            elif action == "forget":
+                keys, events = client.forget(args.customer)
+                print(
+                    f"forgot {args.customer}: {keys} keys and {events} stream events removed; "
+                    "tombstoned for training and export"
+                )
+            elif action == "export-data":
+                print(client.export_data(args.customer))
             elif action == "update-product":
                 change = ProductChange(args.product, args.stock, args.price)
                 print(f"updated {client.update_products([change])} product(s)")

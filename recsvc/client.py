@@ -14,6 +14,7 @@ import grpc
 
 from feature_store.events import Event
 from feature_store.store import ProductChange
+from recsvc.customers import CustomerProfile
 from recsvc.realtime import EventResult
 from recsvc.servicer import EVENT_STATUS, EVENT_TYPES, SURFACES
 from recsvc.types import Context, Filter, Item, ModelInfo, Recommendation
@@ -69,6 +70,7 @@ class Client:
         self.recommender = pb_grpc.RecommenderStub(self.channel)
         self.admin = pb_grpc.AdminStub(self.channel)
         self.events = pb_grpc.EventsStub(self.channel)
+        self.privacy = pb_grpc.PrivacyStub(self.channel)
 
     def __enter__(self) -> Client:
         return self
@@ -183,3 +185,47 @@ class Client:
                 update.price = c.price
         reply = self.admin.UpdateProducts(request, metadata=self.metadata, timeout=self.timeout)
         return int(reply.updated)
+
+    def profile(self, customer_id: str) -> CustomerProfile:
+        r = self.recommender.GetCustomerProfile(
+            pb.GetCustomerProfileRequest(customer_id=customer_id),
+            metadata=self.metadata,
+            timeout=self.timeout,
+        )
+        fields = {name: getattr(r, name) for name in CustomerProfile.__dataclass_fields__}
+        fields["top_categories"] = list(r.top_categories)
+        return CustomerProfile(**fields)
+
+    def set_loyalty(
+        self,
+        customer_id: str,
+        tier: str | None = None,
+        points: float | None = None,
+        delta: float | None = None,
+    ) -> tuple[str, float]:
+        request = pb.SetLoyaltyRequest(customer_id=customer_id)
+        if tier is not None:
+            request.tier = tier
+        if points is not None:
+            request.points = points
+        if delta is not None:
+            request.points_delta = delta
+        r = self.admin.SetLoyalty(request, metadata=self.metadata, timeout=self.timeout)
+        return r.tier, r.points
+
+    def forget(self, customer_id: str) -> tuple[int, int]:
+        """ForgetCustomer; returns (Redis keys removed, stream events removed)."""
+        r = self.privacy.ForgetCustomer(
+            pb.ForgetCustomerRequest(customer_id=customer_id),
+            metadata=self.metadata,
+            timeout=60,
+        )
+        return r.keys_removed, r.events_removed
+
+    def export_data(self, customer_id: str) -> str:
+        r = self.privacy.ExportCustomerData(
+            pb.ExportCustomerDataRequest(customer_id=customer_id),
+            metadata=self.metadata,
+            timeout=60,
+        )
+        return str(r.json)

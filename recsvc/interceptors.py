@@ -21,6 +21,7 @@ SCOPE_BY_SERVICE = {
     "recsvc.v1.Recommender": "recommend",
     "recsvc.v1.Events": "events",
     "recsvc.v1.Admin": "admin",
+    "recsvc.v1.Privacy": "privacy",
 }
 
 

@@ -32,7 +32,7 @@ from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
 
 log = logging.getLogger(__name__)
-SERVICES = ("recsvc.v1.Recommender", "recsvc.v1.Events", "recsvc.v1.Admin")
+SERVICES = ("recsvc.v1.Recommender", "recsvc.v1.Events", "recsvc.v1.Admin", "recsvc.v1.Privacy")
 
 
 @dataclass
@@ -77,8 +77,14 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     import faiss
 
     from recsvc import metrics
+    from recsvc.customers import Customers
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
-    from recsvc.servicer import AdminServicer, EventsServicer, RecommenderServicer
+    from recsvc.servicer import (
+        AdminServicer,
+        EventsServicer,
+        PrivacyServicer,
+        RecommenderServicer,
+    )
     from recsvc.v1 import recommender_pb2, recommender_pb2_grpc
 
     config = config.checked()
@@ -106,20 +112,27 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         for status, n in counts.items():
             metrics.EVENTS.labels(status).inc(n)
 
+    customers = Customers(realtime.store, list)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc()),
+        RecommenderServicer(
+            store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc(), customers
+        ),
         server,
     )
+    recommender_pb2_grpc.add_PrivacyServicer_to_server(PrivacyServicer(customers), server)
     recommender_pb2_grpc.add_EventsServicer_to_server(
         EventsServicer(store, realtime, count_events), server
     )
-    recommender_pb2_grpc.add_AdminServicer_to_server(AdminServicer(store, realtime), server)
+    recommender_pb2_grpc.add_AdminServicer_to_server(
+        AdminServicer(store, realtime, customers), server
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
         recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name,
         recommender_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
         recommender_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+        recommender_pb2.DESCRIPTOR.services_by_name["Privacy"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     ]

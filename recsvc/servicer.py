@@ -15,6 +15,7 @@ import grpc
 from feature_store.events import Event
 from feature_store.store import ProductChange
 from recsvc import bundle as bundles
+from recsvc.customers import Customers
 from recsvc.model_store import ModelStore
 from recsvc.realtime import EventResult, Realtime
 from recsvc.types import (
@@ -141,10 +142,18 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         store: ModelStore,
         realtime: Realtime | None = None,
         on_fallback: Callable[[str], None] | None = None,
+        customers: Customers | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.on_fallback = on_fallback or (lambda kind: None)
+        self.customers = customers or Customers(None, list)
+
+    def GetCustomerProfile(
+        self, request: pb.GetCustomerProfileRequest, context: grpc.ServicerContext
+    ) -> pb.CustomerProfile:
+        p = call(context, lambda: self.customers.profile(request.customer_id))
+        return pb.CustomerProfile(**vars(p))
 
     def RecommendProducts(
         self, request: pb.RecommendProductsRequest, context: grpc.ServicerContext
@@ -242,10 +251,57 @@ class EventsServicer(pb_grpc.EventsServicer):
         )
 
 
+class PrivacyServicer(pb_grpc.PrivacyServicer):
+    def __init__(self, customers: Customers) -> None:
+        self.customers = customers
+
+    def ForgetCustomer(
+        self, request: pb.ForgetCustomerRequest, context: grpc.ServicerContext
+    ) -> pb.ForgetCustomerResponse:
+        report = call(context, lambda: self.customers.forget(request.customer_id))
+        log.info(
+            "ForgetCustomer",
+            extra={
+                "rpc": "ForgetCustomer",
+                "keys_removed": report.keys_removed,
+                "events_removed": report.events_removed,
+            },
+        )
+        return pb.ForgetCustomerResponse(
+            keys_removed=report.keys_removed, events_removed=report.events_removed, tombstoned=True
+        )
+
+    def ExportCustomerData(
+        self, request: pb.ExportCustomerDataRequest, context: grpc.ServicerContext
+    ) -> pb.ExportCustomerDataResponse:
+        data = call(context, lambda: self.customers.export(request.customer_id))
+        return pb.ExportCustomerDataResponse(json=data)
+
+
 class AdminServicer(pb_grpc.AdminServicer):
-    def __init__(self, store: ModelStore, realtime: Realtime | None = None) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        realtime: Realtime | None = None,
+        customers: Customers | None = None,
+    ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
+        self.customers = customers or Customers(None, list)
+
+    def SetLoyalty(
+        self, request: pb.SetLoyaltyRequest, context: grpc.ServicerContext
+    ) -> pb.SetLoyaltyResponse:
+        tier, points = call(
+            context,
+            lambda: self.customers.set_loyalty(
+                request.customer_id,
+                request.tier if request.HasField("tier") else None,
+                request.points if request.HasField("points") else None,
+                request.points_delta if request.HasField("points_delta") else None,
+            ),
+        )
+        return pb.SetLoyaltyResponse(tier=tier, points=points)
 
     def UpdateProducts(
         self, request: pb.UpdateProductsRequest, context: grpc.ServicerContext
