@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,6 +77,14 @@ def _event_weights(text: str) -> dict[str, float]:
             )
         weights[name] = float(value)
     return weights
+
+
+def _datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _model_dir(parser: argparse.ArgumentParser) -> None:
@@ -337,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
     _model_dir(e)
     e.add_argument("--chunk", type=_positive_int, default=50_000, help="events per file round")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rp = sub.add_parser(
+        "report",
+        help="campaign funnels per offer and per recommendation source",
+        description="Impressions, clicks, conversions, CTR, conversion and redemption rates and "
+        "revenue per offer and per recommendation source (RecommendProducts, SimilarProducts, "
+        "RankProducts, RecommendOffers: purchases attributed through recommendation_id), over "
+        "the events exported by `recsvc events export`.",
+    )
+    rp.add_argument("--events", type=Path, required=True, help="the export directory")
+    rp.add_argument("--from", dest="start", type=_datetime, help="start (ISO date or time, UTC)")
+    rp.add_argument("--to", dest="end", type=_datetime, help="end, exclusive (ISO, UTC)")
+    rp.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    rp.add_argument("--plot", type=Path, help="also draw the funnels to this PNG file")
 
     models = sub.add_parser("models", help="list, show, promote and roll back model bundles")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -684,6 +707,31 @@ def cmd_events(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from training.report import campaign_report, format_table, plot_funnel, read_events
+
+    report = campaign_report(read_events(args.events), args.start, args.end)
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"offers": report.offers.to_dicts(), "sources": report.sources.to_dicts()},
+                indent=2,
+            )
+        )
+    elif args.format == "csv":
+        print("# offers")
+        print(report.offers.write_csv(), end="")
+        print("# sources")
+        print(report.sources.write_csv(), end="")
+    else:
+        print(f"{report.events:,} events")
+        print(format_table(report.offers, "per offer"))
+        print(format_table(report.sources, "per recommendation source"))
+    if args.plot:
+        plot_funnel(report, args.plot)
+        print(f"funnel drawn to {args.plot}", file=sys.stderr)
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from recsvc import bundle as b
 
@@ -730,6 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from recsvc.config import ConfigError
     from training.ingest import InputError, ValidationFailed
     from training.movielens import DownloadError
+    from training.report import ReportError
     from training.train import TrainError
 
     handlers = {
@@ -741,6 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "client": cmd_client,
         "features": cmd_features,
         "events": cmd_events,
+        "report": cmd_report,
     }
     try:
         handlers[args.command](args)
@@ -754,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DownloadError,
         LoadError,
         RedisError,
+        ReportError,
     ) as exc:
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return 2

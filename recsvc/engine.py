@@ -146,7 +146,7 @@ class Engine:
         return Recommendation(
             items=self._items(chosen),
             model_version=self.version,
-            recommendation_id=new_recommendation_id(),
+            recommendation_id=new_recommendation_id("rp"),
             personalized=personalized,
             filled_from_popularity=filled if personalized else 0,
         )
@@ -167,7 +167,7 @@ class Engine:
         return Recommendation(
             items=self._items(chosen),
             model_version=self.version,
-            recommendation_id=new_recommendation_id(),
+            recommendation_id=new_recommendation_id("sp"),
             personalized=False,
         )
 
@@ -204,7 +204,7 @@ class Engine:
         return Recommendation(
             items=items,
             model_version=self.version,
-            recommendation_id=new_recommendation_id(),
+            recommendation_id=new_recommendation_id("rk"),
             personalized=personalized,
         )
 
@@ -444,5 +444,6 @@ class Engine:
         ]
 
 
-def new_recommendation_id() -> str:
-    return uuid.uuid4().hex
+def new_recommendation_id(source: str) -> str:
+    """``<source>-<32 hex>``, source a key of recsvc.types.SOURCES."""
+    return f"{source}-{uuid.uuid4().hex}"

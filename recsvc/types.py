@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The prefix of a recommendation_id names the RPC that produced it, so campaign reports can
+# attribute events to their source without a lookup table.
+SOURCES = {
+    "rp": "RecommendProducts",
+    "sp": "SimilarProducts",
+    "rk": "RankProducts",
+    "of": "RecommendOffers",
+}
+
 
 class InvalidRequest(ValueError):
     """The caller sent something the service cannot answer; the message says what to fix."""
