@@ -8,7 +8,8 @@ cluster. Keys are described in docs/feature-store.md.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,12 +18,16 @@ from feature_store.keys import OFFER_DAY_TTL
 from feature_store.store import FeatureStore, as_text
 
 # KEYS[1] loyalty hash, KEYS[2] loaded profile (same hash tag). ARGV: tier or "", points or "",
-# delta or "". Returns {tier, points} after the change; the balance never goes below zero.
+# delta or "", the live generation. Values set under an older generation give way to the
+# loaded profile (a load with a customers file brings newer tiers and balances).
+# Returns {tier, points} after the change; the balance never goes below zero.
 _SET_LOYALTY = """
 local tier, points = redis.call('HGET', KEYS[1], 'tier'), redis.call('HGET', KEYS[1], 'points')
+local raw = redis.call('GET', KEYS[2])
+local profile = raw and cjson.decode(raw) or {}
+local set_gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if set_gen < tonumber(ARGV[4]) then tier, points = false, false end
 if not tier or not points then
-  local raw = redis.call('GET', KEYS[2])
-  local profile = raw and cjson.decode(raw) or {}
   if not tier and type(profile['tier']) == 'string' then tier = profile['tier'] end
   if not points and type(profile['points']) == 'number' then points = profile['points'] end
 end
@@ -31,7 +36,7 @@ points = tonumber(points or 0)
 if ARGV[2] ~= '' then points = tonumber(ARGV[2]) end
 if ARGV[3] ~= '' then points = math.max(0, points + tonumber(ARGV[3])) end
 if tier then redis.call('HSET', KEYS[1], 'tier', tier) end
-redis.call('HSET', KEYS[1], 'points', tostring(points))
+redis.call('HSET', KEYS[1], 'points', tostring(points), 'generation', ARGV[4])
 return {tier or '', tostring(points)}
 """
 
@@ -48,23 +53,28 @@ local budget, cost = tonumber(ARGV[5]), tonumber(ARGV[3])
 if budget > 0 and spent + cost > budget then return 'the budget of this offer is spent' end
 redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[1], 1)
 redis.call('HINCRBYFLOAT', KEYS[1], 'spent', cost)
-redis.call('HSET', KEYS[1], 'e:' .. ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'e:' .. ARGV[2], '1')
 return ''
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords: three counts in a row are easy to swap
 class OfferUsage:
-    redemptions: int = 0  # by this customer
+    """This customer's use of one offer, and the offer's spend."""
+
+    redemptions: int = 0  # by this customer, ever
     impressions_today: int = 0  # shown to this customer today (UTC)
-    spent: float = 0.0  # total cost of all redemptions of the offer
+    spent: float = 0.0  # total cost of all customers' redemptions so far
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OfferStats:
+    """What has been observed of one offer (offer_impression/click/redeemed events)."""
+
     impressions: int = 0
-    clicks: int = 0
+    clicks: int = 0  # carried for reports; the bandit models redemption per impression
     redemptions: int = 0
+    by_segment: Mapping[str, OfferStats] = field(default_factory=dict)  # not recorded yet
 
 
 def today(now: datetime | None = None) -> str:
@@ -83,6 +93,7 @@ def set_loyalty(
     script = store.writer.register_script(_SET_LOYALTY)
     keys = [store.keys.loyalty(customer_id), store.keys.profile(gen, customer_id)]
     args = ["" if v is None else str(v) for v in (tier, points, delta)]
+    args.append(str(gen))
     new_tier, new_points = script(keys=keys, args=args)
     return as_text(new_tier), float(as_text(new_points))
 
@@ -102,6 +113,8 @@ def redeem(
         keys=[store.keys.offer_usage(offer_id)],
         args=[customer_id, event_id, cost, max_per_customer, budget],
     )
+    if not reason:  # remembered for forget/export, whatever the catalog holds by then
+        store.writer.sadd(store.keys.offers_used, offer_id)
     return as_text(reason) or None
 
 
@@ -115,9 +128,10 @@ def record_offer_events(store: FeatureStore, events: list[tuple[str, str, str, i
         return
     k = store.keys
     pipe = store.writer.pipeline(transaction=False)
-    for customer, offer, kind, ts_ms in events:
+    day = today()  # the frequency cap counts impressions by the day they are received
+    for customer, offer, kind, _ in events:
         if kind == "impression":
-            key = k.offer_impressions(customer, today(datetime.fromtimestamp(ts_ms / 1000, UTC)))
+            key = k.offer_impressions(customer, day)
             pipe.hincrby(key, offer, 1)
             pipe.expire(key, OFFER_DAY_TTL)
         pipe.hincrby(k.offer_stats, f"{offer}|{kind}", 1)
@@ -138,14 +152,18 @@ def offer_state(
     shown = {as_text(a): int(b) for a, b in shown.items()}
     stats_counts = {as_text(a): int(b) for a, b in raw_stats.items()}
     usages = {
-        offer: OfferUsage(int(mine or 0), shown.get(offer, 0), float(spent or 0.0))
+        offer: OfferUsage(
+            redemptions=int(mine or 0),
+            impressions_today=shown.get(offer, 0),
+            spent=float(spent or 0.0),
+        )
         for offer, (mine, spent) in zip(offer_ids, usage, strict=True)
     }
     stats = {
         offer: OfferStats(
-            stats_counts.get(f"{offer}|impression", 0),
-            stats_counts.get(f"{offer}|click", 0),
-            stats_counts.get(f"{offer}|redemption", 0),
+            impressions=stats_counts.get(f"{offer}|impression", 0),
+            clicks=stats_counts.get(f"{offer}|click", 0),
+            redemptions=stats_counts.get(f"{offer}|redemption", 0),
         )
         for offer in offer_ids
     }
@@ -193,7 +211,7 @@ def _customer_keys(store: FeatureStore, customer_id: str) -> list[str]:
 def export_customer(store: FeatureStore, customer_id: str, offer_ids: list[str]) -> dict[str, Any]:
     """Everything held on the customer (right of access)."""
     activity = store.activity(customer_id)
-    usages, _ = offer_state(store, customer_id, offer_ids)
+    usages, _ = offer_state(store, customer_id, _offers_with_usage(store, offer_ids))
     return {
         "customer_id": customer_id,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -218,6 +236,12 @@ class ForgetReport:
     events_removed: int
 
 
+def _offers_with_usage(store: FeatureStore, offer_ids: list[str]) -> list[str]:
+    """The catalog's offers and every offer ever redeemed (retired ones included)."""
+    used = {as_text(o) for o in store.writer.smembers(store.keys.offers_used)}
+    return sorted(used | set(offer_ids))
+
+
 def forget(store: FeatureStore, customer_id: str, offer_ids: list[str]) -> ForgetReport:
     """Delete every key of the customer, their stream entries and dedupe keys, their offer
     usage, and tombstone them (first, so an export running meanwhile already skips them)."""
@@ -229,6 +253,7 @@ def forget(store: FeatureStore, customer_id: str, offer_ids: list[str]) -> Forge
     pipe = w.pipeline(transaction=False)
     for key in keys:
         pipe.unlink(key)
+    offer_ids = _offers_with_usage(store, offer_ids)
     for offer in offer_ids:
         pipe.hdel(k.offer_usage(offer), f"c:{customer_id}")
     for sid, event in events:

@@ -94,7 +94,8 @@ class Keys:
         return self.recent(customer_id), self.purchased(customer_id), self.activity(customer_id)
 
     def loyalty(self, customer_id: str) -> str:
-        """HASH: tier and points set since the last load (SetLoyalty); they win over the profile."""
+        """HASH: tier, points and the live generation when SetLoyalty set them; they win over
+        the loaded profile until a newer generation is loaded."""
         return f"{self.prefix}:{{c:{customer_id}}}:loyalty"
 
     def offer_impressions(self, customer_id: str, day: str) -> str:
@@ -102,8 +103,14 @@ class Keys:
         return f"{self.prefix}:{{c:{customer_id}}}:offers:{day}"
 
     def offer_usage(self, offer_id: str) -> str:
-        """HASH: "spent" (total cost of redemptions) and "c:<customer_id>" (redemptions)."""
+        """HASH: "spent" (total cost of redemptions), "c:<customer_id>" (redemptions) and
+        "e:<event_id>" (redemption events counted, for idempotent retries)."""
         return f"{self.prefix}:{{o:{offer_id}}}:usage"
+
+    @property
+    def offers_used(self) -> str:
+        """SET of offer ids that have usage hashes (so forget finds retired offers too)."""
+        return f"{self.prefix}:{{offers}}:used"
 
     @property
     def offer_stats(self) -> str:

@@ -122,6 +122,7 @@ class Activity:
     profile: dict[str, Any] | None = None  # loaded features (feature_store.bulk), if any
     loyalty: dict[str, str] = field(default_factory=dict)  # tier/points set since the load
     counters: dict[str, str] = field(default_factory=dict)  # the activity hash
+    generation: int | None = None  # the live generation of loaded features
 
     @property
     def consent(self) -> bool:
@@ -129,12 +130,20 @@ class Activity:
         return bool((self.profile or {}).get("consent_personalization", True) is not False)
 
     @property
+    def _loyalty_current(self) -> bool:
+        """SetLoyalty values win unless a load (with newer customer data) came after them."""
+        return int(self.loyalty.get("generation", 0)) >= (self.generation or 0)
+
+    @property
     def tier(self) -> str | None:
-        return self.loyalty.get("tier") or (self.profile or {}).get("tier")
+        if self._loyalty_current and self.loyalty.get("tier"):
+            return self.loyalty["tier"]
+        tier = (self.profile or {}).get("tier")
+        return str(tier) if tier else None
 
     @property
     def points(self) -> float:
-        if "points" in self.loyalty:
+        if self._loyalty_current and "points" in self.loyalty:
             return float(self.loyalty["points"])
         return float((self.profile or {}).get("points") or 0.0)
 
@@ -335,6 +344,7 @@ class FeatureStore:
             profile=None if raw_profile is None else dict(json.loads(raw_profile)),
             loyalty={as_text(a): as_text(b) for a, b in loyalty.items()},
             counters={as_text(a): as_text(b) for a, b in raw_counters.items()},
+            generation=None if live is None else int(live),
         )
 
     def live_generation(self) -> int | None:

@@ -296,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--amount", type=float, default=0.0)
     c.add_argument("--recommendation", default="", help="recommendation_id that showed it")
     c.add_argument("--event-id", default="", help="default: a new random id")
+    c = csub.add_parser("offers", help="the offers most worth showing a customer")
+    c.add_argument("--customer", required=True)
+    c.add_argument("--limit", type=int, default=3)
+    c.add_argument("--surface", choices=("home", "product_page", "cart", "checkout"))
+    c.add_argument("--device", default="", help="channel, e.g. ios, web")
     c = csub.add_parser("profile", help="a customer's segment, stage, tier, points and value")
     c.add_argument("--customer", required=True)
     c = csub.add_parser("loyalty", help="set a customer's tier and/or points (scope admin)")
@@ -559,7 +564,7 @@ def cmd_client(args: argparse.Namespace) -> None:
     from feature_store.events import Event
     from feature_store.store import ProductChange
     from recsvc.client import Client, default_token
-    from recsvc.types import Filter, Recommendation
+    from recsvc.types import Context, Filter, Recommendation
 
     token = args.token or default_token(args.model_dir)
     cert = args.ca_cert.read_bytes() if args.ca_cert else None
@@ -592,6 +597,16 @@ def cmd_client(args: argparse.Namespace) -> None:
                 )
                 (result,) = client.track([event])
                 print(f"{result.event_id}: {result.status} {result.reason}".rstrip())
+            elif action == "offers":
+                ctx = Context(surface=args.surface or "", device=args.device)
+                offers, rec_id, personal = client.offers(args.customer, args.limit, ctx)
+                print(f"recommendation {rec_id}  personalized {personal}")
+                print(f"{'#':>3}  {'offer':<20}  {'p':>6}  {'EV':>7}  reason / title")
+                for n, o in enumerate(offers, 1):
+                    print(
+                        f"{n:>3}  {o.offer_id[:20]:<20}  {o.probability:>6.3f}  "
+                        f"{o.expected_value:>7.3f}  {o.reason} / {o.title}"
+                    )
             elif action == "profile":
                 print(json.dumps(asdict(client.profile(args.customer)), indent=2))
             elif action == "loyalty":

@@ -229,3 +229,22 @@ class Client:
             timeout=60,
         )
         return str(r.json)
+
+    def offers(
+        self, customer_id: str, limit: int = 3, context: Context | None = None
+    ) -> tuple[list[pb.Offer], str, bool]:
+        """RecommendOffers: (offers, recommendation_id, personalized)."""
+        context = context or Context()
+        r = self.recommender.RecommendOffers(
+            pb.RecommendOffersRequest(
+                customer_id=customer_id,
+                limit=limit,
+                context=pb.Context(
+                    surface=_SURFACE_CODES.get(context.surface, pb.SURFACE_UNSPECIFIED),
+                    device=context.device,
+                ),
+            ),
+            metadata=self.metadata,
+            timeout=self.timeout,
+        )
+        return list(r.offers), r.recommendation_id, r.personalized

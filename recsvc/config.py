@@ -15,6 +15,7 @@
 | RECSVC_REPEAT_CATEGORIES | (none) | comma-separated categories never excluded as purchased |
 | RECSVC_MAX_PER_CATEGORY | 0 | default diversity cap per response (0 = none) |
 | RECSVC_FOLD_IN | 1 | 0 = ignore real-time activity when scoring (purchases still drop out) |
+| RECSVC_OFFERS | (none) | the offer catalog file (YAML or JSON) for RecommendOffers |
 
 Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
 """
@@ -72,6 +73,7 @@ class ServeConfig:
     repeat_categories: frozenset[str] = frozenset()
     max_per_category: int = 0
     fold_in: bool = True
+    offers: Path | None = None
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -97,6 +99,7 @@ class ServeConfig:
             "host": ("RECSVC_HOST", str),
             "tls_cert": ("RECSVC_TLS_CERT", Path),
             "tls_key": ("RECSVC_TLS_KEY", Path),
+            "offers": ("RECSVC_OFFERS", Path),
         }
         for key, (name, convert) in simple.items():
             if (value := get(name)) is not None:

@@ -60,7 +60,9 @@ def to_profile(customer_id: str, activity: Activity) -> CustomerProfile:
         customer_id=customer_id,
         known=known,
         segment=str(p.get("segment") or ""),
-        lifecycle_stage=str(p.get("lifecycle_stage") or ("prospect" if known else "")),
+        lifecycle_stage=str(
+            p.get("lifecycle_stage") or ("prospect" if known and activity.purchases == 0 else "")
+        ),
         tier=activity.tier or "",
         points=activity.points,
         r_score=int(_number(p, "r_score")),

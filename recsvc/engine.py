@@ -132,7 +132,7 @@ class Engine:
         excluded = self._indexes(filter.exclude_product_ids)
         if context.current_product_id in self.product_index:
             excluded.add(self.product_index[context.current_product_id])
-        vector, history, bought = self._customer(customer_id, activity)
+        vector, history, bought = self.customer_vector(customer_id, activity)
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
             excluded.update(bought[~self.repeat_category[self.category[bought]]].tolist())
@@ -187,7 +187,7 @@ class Engine:
         known = [p for p in unique if p in self.product_index]
         unknown = [p for p in unique if p not in self.product_index]
         idx = np.array([self.product_index[p] for p in known], dtype=np.int64)
-        vector, _, _ = self._customer(customer_id, activity)
+        vector, _, _ = self.customer_vector(customer_id, activity)
         personalized = vector is not None and bool(np.any(vector))
         if personalized and vector is not None:
             scores = self.vectors(idx) @ vector
@@ -255,7 +255,7 @@ class Engine:
         result: np.ndarray = self.grouped_factors[self.position[idx]]
         return result
 
-    def _customer(
+    def customer_vector(
         self, customer_id: str, activity: Activity | None
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """The customer's vector (None: no signal), history (newest last) and purchases."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from redis.exceptions import RedisError
 
+from feature_store.customers import record_offer_events
 from feature_store.events import Event, check
 from feature_store.store import Activity, FeatureStore, ProductChange
 from recsvc.engine import Engine, check_id
@@ -25,6 +26,11 @@ from recsvc.types import InvalidRequest, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 500
+OFFER_KINDS = {
+    "offer_impression": "impression",
+    "offer_click": "click",
+    "offer_redeemed": "redemption",
+}
 MAX_PRODUCT_UPDATES = 1000
 
 
@@ -52,6 +58,9 @@ class Realtime:
         self._next_try = 0.0
         self._degraded_calls = 0
         self._catalog = threading.Lock()
+        # Set by the offer service: counts an offer_redeemed event against the offer's caps
+        # (None = allowed, else the reason to reject it).
+        self.check_redemption: Callable[[FeatureStore, Event], str | None] | None = None
 
     @property
     def available(self) -> bool:
@@ -129,6 +138,8 @@ class Realtime:
                 valid.append((i, event if event.ts_ms else replace(event, ts_ms=now_ms)))
         if valid:
             store = self._writable()
+            valid = self._redeem(store, valid, results)
+        if valid:
             try:
                 ids = store.append_events([e for _, e in valid])
             except RedisError as exc:
@@ -145,6 +156,12 @@ class Realtime:
             try:
                 categories = engine.categories_of(e.product_id for e in fresh) if engine else {}
                 store.apply_activity(fresh, categories)
+                offer_events = [
+                    (e.customer_id, e.offer_id, OFFER_KINDS[e.type], e.ts_ms)
+                    for e in fresh
+                    if e.type in OFFER_KINDS
+                ]
+                record_offer_events(store, offer_events)
             except RedisError as exc:
                 # Stored, so acknowledged; only the real-time view misses them until retraining.
                 self._failed(exc)
@@ -152,6 +169,36 @@ class Realtime:
                     "stored %d events but could not update real-time state: %s", len(fresh), exc
                 )
         return [r for r in results if r is not None]
+
+    def _redeem(
+        self,
+        store: FeatureStore,
+        valid: list[tuple[int, Event]],
+        results: list[EventResult | None],
+    ) -> list[tuple[int, Event]]:
+        """Count redemptions against their offers' caps first; over the cap = rejected.
+
+        Counting is idempotent per event_id, so a retried batch is not counted twice.
+        """
+        check = self.check_redemption
+        if check is None:
+            return valid
+        kept = []
+        for i, event in valid:
+            if event.type == "offer_redeemed":
+                try:
+                    reason = check(store, event)
+                except RedisError as exc:
+                    self._failed(exc)
+                    raise Unavailable(
+                        f"the feature store cannot check offer caps ({exc}); nothing in this "
+                        "call was stored: retry it"
+                    ) from None
+                if reason is not None:
+                    results[i] = EventResult(event.event_id, "rejected", reason)
+                    continue
+            kept.append((i, event))
+        return kept
 
     def update_products(self, engine: Engine, changes: list[ProductChange]) -> int:
         """Validate and record stock and price changes; returns how many products changed."""

@@ -79,6 +79,8 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     from recsvc import metrics
     from recsvc.customers import Customers
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
+    from recsvc.offer_service import OfferService
+    from recsvc.offers import OfferCatalogError
     from recsvc.servicer import (
         AdminServicer,
         EventsServicer,
@@ -112,10 +114,16 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         for status, n in counts.items():
             metrics.EVENTS.labels(status).inc(n)
 
-    customers = Customers(realtime.store, list)
+    try:
+        offers = OfferService(config.offers, realtime)
+    except (OfferCatalogError, OSError) as exc:
+        store.close()
+        raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
+    realtime.check_redemption = offers.check_redemption
+    customers = Customers(realtime.store, offers.offer_ids)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(
-            store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc(), customers
+            store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc(), customers, offers
         ),
         server,
     )
@@ -124,7 +132,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         EventsServicer(store, realtime, count_events), server
     )
     recommender_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, realtime, customers), server
+        AdminServicer(store, realtime, customers, offers), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -212,6 +220,13 @@ def serve(config: ServeConfig) -> None:
     # Fail here, clearly, before starting anything: workers would each fail the same way.
     path = resolve(config.model_dir)
     verify_files(path, read_manifest(path))
+    if config.offers is not None:
+        from recsvc.offers import OfferCatalogError, load_catalog
+
+        try:
+            load_catalog(config.offers)
+        except (OfferCatalogError, OSError) as exc:
+            raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
     config = with_auth(config)
     with redis_url(config.redis) as url:
         if config.redis.url is None:

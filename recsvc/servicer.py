@@ -17,6 +17,8 @@ from feature_store.store import ProductChange
 from recsvc import bundle as bundles
 from recsvc.customers import Customers
 from recsvc.model_store import ModelStore
+from recsvc.offer_service import OfferService
+from recsvc.offers import OfferCatalogError
 from recsvc.realtime import EventResult, Realtime
 from recsvc.types import (
     Context,
@@ -118,7 +120,7 @@ def call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
     except Unavailable as exc:
         _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-    except bundles.BundleError as exc:
+    except (bundles.BundleError, OfferCatalogError) as exc:
         _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
 
@@ -143,11 +145,52 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         realtime: Realtime | None = None,
         on_fallback: Callable[[str], None] | None = None,
         customers: Customers | None = None,
+        offers: OfferService | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.on_fallback = on_fallback or (lambda kind: None)
         self.customers = customers or Customers(None, list)
+        self.offers = offers or OfferService(None, self.realtime)
+
+    def RecommendOffers(
+        self, request: pb.RecommendOffersRequest, context: grpc.ServicerContext
+    ) -> pb.RecommendOffersResponse:
+        rec = call(
+            context,
+            lambda: self.offers.recommend(
+                self.store.engine, request.customer_id, request.limit, to_context(request.context)
+            ),
+        )
+        log.info(
+            "RecommendOffers",
+            extra={
+                "rpc": "RecommendOffers",
+                "recommendation_id": rec.recommendation_id,
+                "customer_id": request.customer_id,
+                "offers": [o.offer_id for o in rec.offers],
+                "personalized": rec.personalized,
+            },
+        )
+        return pb.RecommendOffersResponse(
+            offers=[
+                pb.Offer(
+                    offer_id=o.offer_id,
+                    title=o.title,
+                    kind=o.kind,
+                    value=o.value,
+                    probability=o.probability,
+                    expected_value=o.expected_value,
+                    reason=o.reason,
+                    target_categories=rec.targets[o.offer_id][0],
+                    target_products=rec.targets[o.offer_id][1],
+                )
+                for o in rec.offers
+            ],
+            recommendation_id=rec.recommendation_id,
+            catalog_version=rec.catalog_version,
+            personalized=rec.personalized,
+        )
 
     def GetCustomerProfile(
         self, request: pb.GetCustomerProfileRequest, context: grpc.ServicerContext
@@ -284,10 +327,19 @@ class AdminServicer(pb_grpc.AdminServicer):
         store: ModelStore,
         realtime: Realtime | None = None,
         customers: Customers | None = None,
+        offers: OfferService | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.customers = customers or Customers(None, list)
+        self.offers = offers or OfferService(None, self.realtime)
+
+    def ReloadOffers(
+        self, request: pb.ReloadOffersRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadOffersResponse:
+        catalog = call(context, self.offers.reload)
+        log.info("ReloadOffers", extra={"rpc": "ReloadOffers", "offers": len(catalog)})
+        return pb.ReloadOffersResponse(catalog_version=catalog.digest[:12], offers=len(catalog))
 
     def SetLoyalty(
         self, request: pb.SetLoyaltyRequest, context: grpc.ServicerContext
