@@ -28,10 +28,10 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from feature_store.store import FeatureStore
+from training.analytics import top_categories
 
 log = logging.getLogger(__name__)
 RECENT_IN_PROFILE = 20  # product ids kept in a profile's "recent" list
-TOP_CATEGORIES = 3
 POPULAR_MAX = 1000  # products per popularity sorted set
 # Every field of a customer profile (a JSON object); null when unknown. The loyalty
 # analytics (segment, lifecycle stage, value, churn risk) join this set as they are built.
@@ -47,6 +47,23 @@ PROFILE_FIELDS = (
     "tier",
     "points",
     "consent_personalization",
+    "birthday",  # ISO date, for birthday offers
+)
+# Loyalty analytics (training.analytics.compute), merged when given; "as_of" is their date.
+ANALYTICS_FIELDS = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "segment",
+    "lifecycle_stage",
+    "expected_purchases",
+    "clv",
+    "p_alive",
+    "churn_risk",
 )
 
 
@@ -69,9 +86,14 @@ class LoadReport:
 
 
 def customer_features(
-    interactions: pl.DataFrame, catalog: pl.DataFrame, customers: pl.DataFrame | None = None
+    interactions: pl.DataFrame,
+    catalog: pl.DataFrame,
+    customers: pl.DataFrame | None = None,
+    analytics: pl.DataFrame | None = None,
+    as_of: str = "",
 ) -> pl.DataFrame:
-    """One row per customer: ``customer_id`` and PROFILE_FIELDS."""
+    """One row per customer: ``customer_id``, PROFILE_FIELDS, and ANALYTICS_FIELDS plus
+    ``as_of`` (their date) when ``analytics`` (training.analytics.compute's table) is given."""
     ms = pl.col("timestamp").dt.epoch("ms")
     purchase = pl.col("event_type") == "purchase"
     base = interactions.group_by("customer_id").agg(
@@ -87,17 +109,8 @@ def customer_features(
         .head(RECENT_IN_PROFILE)
         .alias("recent"),
     )
-    by_category = (
-        interactions.filter(purchase)
-        .join(catalog.select("product_id", "category"), on="product_id", how="inner")
-        .group_by("customer_id", "category")
-        .agg(pl.len().alias("n"))
-        .sort(["customer_id", "n", "category"], descending=[False, True, False])
-        .group_by("customer_id", maintain_order=True)
-        .agg(pl.col("category").head(TOP_CATEGORIES).alias("top_categories"))
-    )
-    features = base.join(by_category, on="customer_id", how="left")
-    extra = ("tier", "points", "consent_personalization")
+    features = base.join(top_categories(interactions, catalog), on="customer_id", how="left")
+    extra = ("tier", "points", "consent_personalization", "birthday")
     if customers is not None:
         present = [c for c in extra if c in customers.columns]
         features = features.join(
@@ -106,13 +119,20 @@ def customer_features(
     for column in extra:
         if column not in features.columns:
             features = features.with_columns(pl.lit(None).alias(column))
+    features = features.with_columns(pl.col("birthday").cast(pl.Utf8))
     # Customers known only from the customers file have no history: zeros, not unknowns.
     features = features.with_columns(
         pl.col("interactions", "purchases").fill_null(0),
         pl.col("spend").fill_null(0.0),
         pl.col("recent").fill_null([]),
+        pl.col("top_categories").fill_null([]),
     )
-    return features.select("customer_id", *PROFILE_FIELDS)
+    features = features.select("customer_id", *PROFILE_FIELDS)
+    if analytics is None:
+        return features
+    scored = analytics.select("customer_id", *ANALYTICS_FIELDS)
+    joined = features.join(scored, on="customer_id", how="left")
+    return joined.with_columns(pl.lit(as_of).alias("as_of"))
 
 
 def product_features(interactions: pl.DataFrame, catalog: pl.DataFrame) -> pl.DataFrame:
@@ -210,6 +230,8 @@ def load(
     interactions: pl.DataFrame,
     catalog: pl.DataFrame,
     customers: pl.DataFrame | None = None,
+    analytics: pl.DataFrame | None = None,
+    as_of: str = "",
     url: str | None = None,
     model_version: str = "",
     chunk: int = 100_000,
@@ -218,7 +240,7 @@ def load(
     """Write a new generation of features and make it live; returns what was written."""
     k = store.keys
     writer_client = store.writer
-    customer_rows = customer_features(interactions, catalog, customers)
+    customer_rows = customer_features(interactions, catalog, customers, analytics, as_of)
     product_rows = product_features(interactions, catalog)
     generation = int(writer_client.incr(k.generation_counter))
     # Registered before writing, so a load that dies half-way is cleaned up by the next one.

@@ -79,6 +79,21 @@ def _event_weights(text: str) -> dict[str, float]:
     return weights
 
 
+def _analytics_options(parser: argparse.ArgumentParser, as_of_required: bool) -> None:
+    parser.add_argument(
+        "--as-of",
+        type=_datetime,
+        required=as_of_required,
+        help="analytics date (ISO, UTC)" + ("" if as_of_required else "; default: last event"),
+    )
+    parser.add_argument(
+        "--horizon-days",
+        type=_positive_int,
+        default=90,
+        help="expected purchases and CLV over this many days (default %(default)s)",
+    )
+
+
 def _datetime(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -221,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse to publish an ANN index below this recall@k (default 0.95)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--no-clv-check",
+        action="store_true",
+        help="skip the lifetime-value model's calibration/holdout check",
+    )
 
     ev = sub.add_parser(
         "evaluate",
@@ -332,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_dir(f)
     f.add_argument("--chunk", type=_positive_int, default=100_000, help="rows per write")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+    _analytics_options(f, as_of_required=False)
+    f.add_argument("--no-analytics", action="store_true", help="skip RFM, stages and CLV")
     f = fsub.add_parser("show", help="print the features held for a customer or product")
     _model_dir(f)
     who = f.add_mutually_exclusive_group(required=True)
@@ -351,6 +373,25 @@ def build_parser() -> argparse.ArgumentParser:
     _model_dir(e)
     e.add_argument("--chunk", type=_positive_int, default=50_000, help="events per file round")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    an = sub.add_parser(
+        "analytics",
+        help="RFM, segments, lifecycle stages, expected purchases, CLV and churn risk",
+        description="One row per customer: customer_id, recency_days, frequency (repeat "
+        "purchase days), monetary, r/f/m scores, rfm_score, segment, lifecycle_stage, "
+        "expected_purchases and clv over the horizon, p_alive, churn_risk, top_categories (and "
+        "tier, points with --customers). A repeat purchase is a day with at least one purchase. "
+        "The repeat-buying model (BG/NBD, MBG/NBD or Pareto/NBD) is chosen on a holdout carved "
+        "from the history; --holdout-check also reports how it forecasts a later holdout.",
+    )
+    _inputs(an, interactions_required=True)
+    _analytics_options(an, as_of_required=True)
+    an.add_argument("--out", type=Path, required=True, help="FILE.parquet or FILE.csv")
+    an.add_argument(
+        "--holdout-check",
+        action="store_true",
+        help="also fit on the first half of the purchase history and report on the second",
+    )
 
     rp = sub.add_parser(
         "report",
@@ -498,6 +539,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         on_error=args.on_error,
         progress=not args.quiet,
         forget=_tombstones(args.model_dir),
+        clv_check=not args.no_clv_check,
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
 
@@ -671,6 +713,7 @@ def cmd_features(args: argparse.Namespace) -> None:
             if args.customer:
                 shown = {"profile": store.profile(args.customer)}
                 activity = asdict(store.activity(args.customer))
+                del activity["profile"]  # shown above
                 activity["purchased"] = sorted(activity["purchased"])
                 shown["activity"] = activity
             else:
@@ -690,12 +733,23 @@ def cmd_features(args: argparse.Namespace) -> None:
         else catalog_from_interactions(interactions)
     )
     customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
+    scored, as_of = None, ""
+    if not args.no_analytics:
+        from training.analytics import compute
+
+        last = interactions.get_column("timestamp").max()
+        day: datetime = args.as_of or (last if isinstance(last, datetime) else datetime.now(UTC))
+        scored = compute(interactions, day, args.horizon_days, customers, catalog)
+        as_of = day.date().isoformat()
+        print(f"analytics as of {as_of} over {args.horizon_days} days: {scored.height:,} customers")
     with _feature_store(args.model_dir) as (store, url):
         result = bulk.load(
             store,
             interactions,
             catalog,
             customers,
+            analytics=scored,
+            as_of=as_of,
             url=url,
             model_version=b.current_version(args.model_dir) or "",
             chunk=args.chunk,
@@ -720,6 +774,38 @@ def cmd_events(args: argparse.Namespace) -> None:
         f"(checkpoint {report.checkpoint})"
         + (f"; removed {removed} uncommitted files of an interrupted run" if removed else "")
     )
+
+
+def cmd_analytics(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from training.analytics import analyze, holdout_check, holdout_split
+    from training.ingest import read_catalog, read_customers, read_interactions
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise CliError(f"--out {args.out}: use a .parquet or .csv file name")
+    interactions, report = read_interactions(args.interactions, args.on_error)
+    print(report.summary(), file=sys.stderr)
+    catalog = read_catalog(args.catalog, args.on_error)[0] if args.catalog else None
+    customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
+    result = analyze(interactions, args.as_of, args.horizon_days, customers, catalog)
+    table = result.table
+    if suffix == ".csv":  # lists do not fit CSV cells
+        table = table.with_columns(pl.col("top_categories").list.join("|"))
+        table.write_csv(args.out)
+    else:
+        table.write_parquet(args.out)
+    model = result.model
+    print(
+        f"{table.height:,} customers as of {args.as_of.date()} to {args.out}"
+        + (f"; model {model.model.label}" if model is not None else "")
+    )
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.holdout_check:
+        calibration_end, holdout_end = holdout_split(interactions)
+        print(holdout_check(interactions, calibration_end, holdout_end).format())
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -791,6 +877,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from feature_store.bulk import LoadError
     from recsvc.bundle import BundleError
     from recsvc.config import ConfigError
+    from training.analytics import AnalyticsError
     from training.ingest import InputError, ValidationFailed
     from training.movielens import DownloadError
     from training.report import ReportError
@@ -806,6 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "features": cmd_features,
         "events": cmd_events,
         "report": cmd_report,
+        "analytics": cmd_analytics,
     }
     try:
         handlers[args.command](args)
@@ -820,6 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LoadError,
         RedisError,
         ReportError,
+        AnalyticsError,
     ) as exc:
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -193,7 +193,9 @@ class OfferService:
     def check_redemption(self, store: FeatureStore, event: Event) -> str | None:
         """Count an offer_redeemed event against the offer's caps; None when allowed."""
         catalog = self._catalog
-        if catalog is None or event.offer_id not in catalog:
+        if catalog is None:
+            return None  # no catalog configured: no caps to enforce, the event is data
+        if event.offer_id not in catalog:
             return f"offer {event.offer_id!r} is not in the offer catalog"
         offer = catalog.offer(event.offer_id)
         return store_customers.redeem(

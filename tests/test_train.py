@@ -15,7 +15,7 @@ from training import synth
 from training.index import IndexConfig
 from training.train import TrainConfig, TrainError, run
 
-QUIET = TrainConfig(progress=False, baselines=("popularity",))
+QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_train_beats_popularity_and_publishes_a_loadable_bundle(
     result = run(
         world["interactions"],
         tmp_path,
-        replace(QUIET, baselines=("popularity", "itemknn")),
+        replace(QUIET, baselines=("popularity", "itemknn"), clv_check=True),
         catalog=world["catalog"],
         customers=world["customers"],
         echo=lines.append,
@@ -48,6 +48,12 @@ def test_train_beats_popularity_and_publishes_a_loadable_bundle(
     assert loaded.manifest["params"]["refit_on_all_data"] is True
     assert any(line.startswith("held-out evaluation") for line in lines)
     assert any("ndcg@20" in line for line in lines)
+    # The lifetime-value model's holdout check is reported and kept in the manifest.
+    clv = result.manifest["clv_holdout"]
+    assert clv["calibration_end"] < clv["holdout_end"] and clv["customers"] > 0
+    assert clv["actual_repeat_purchases"] > 0 and -1 < clv["relative_error"] < 1
+    assert 0 < clv["correlation"] <= 1
+    assert any(line.startswith("CLV holdout check") for line in lines)
 
 
 def test_tune_picks_from_the_search_space_on_validation_only(

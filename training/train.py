@@ -69,6 +69,9 @@ class TrainConfig:
     # feature store). Customers whose customers-file row says consent_personalization=false
     # are left out as well.
     forget: frozenset[str] = frozenset()
+    # The lifetime-value model's calibration/holdout check (recsvc analytics), reported with
+    # the evaluation: fit on the first half of the purchase history, forecast the second.
+    clv_check: bool = True
 
 
 @dataclass
@@ -93,6 +96,30 @@ class Phases:
         self.seconds[name] = round(time.perf_counter() - start, 3)
         log.info("%s done in %.1f s", name, self.seconds[name])
         self.bar.update(1)
+
+
+def clv_check(interactions: pl.DataFrame) -> tuple[str, dict[str, Any]] | None:
+    """The lifetime-value model's holdout check: (printed report, manifest entry), or None
+    when the history cannot support one (too few purchases or repeat buyers)."""
+    from training.analytics import AnalyticsError, holdout_check, holdout_split
+
+    try:
+        calibration_end, holdout_end = holdout_split(interactions)
+        report = holdout_check(interactions, calibration_end, holdout_end)
+    except AnalyticsError as exc:
+        log.warning("no CLV holdout check: %s", exc)
+        return None
+    entry = {
+        "calibration_end": report.calibration_end.isoformat(),
+        "holdout_end": report.holdout_end.isoformat(),
+        "customers": report.customers,
+        "model": report.chosen,
+        "actual_repeat_purchases": report.actual,
+        "predicted_repeat_purchases": report.predicted,
+        "relative_error": report.relative_error,
+        "correlation": report.correlation,
+    }
+    return report.format(), entry
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -176,7 +203,7 @@ def run(
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train, evaluate and publish one bundle; returns its version and manifest."""
-    phases = ["read", "split", "tune", "fit", "evaluate", "refit", "index", "publish"]
+    phases = ["read", "split", "tune", "fit", "evaluate", "refit", "index", "clv", "publish"]
     bar = tqdm(total=len(phases), unit="phase", disable=not cfg.progress, leave=False)
     p = Phases(bar)
     reports: list[ValidationReport] = []
@@ -201,6 +228,7 @@ def run(
         else:
             left_out = 0
         ds, unknown = build_dataset(frame, cat)
+        frame_for_clv = frame.select("customer_id", "timestamp", "event_type", "amount")
         del frame
         if ds.n_rows == 0:
             raise TrainError(f"{interactions}: no usable interactions")
@@ -284,6 +312,10 @@ def run(
             f"{cfg.index.recall_floor}; not publishing (raise --ef-search or --exact-max-items)"
         )
 
+    with p.phase("clv"):
+        clv = clv_check(frame_for_clv) if cfg.clv_check else None
+    del frame_for_clv
+
     with p.phase("publish"):
         inputs = [x for x in (interactions, catalog, customers) if x is not None]
         fp = fingerprint(inputs)
@@ -331,6 +363,7 @@ def run(
                 "similar_products": similar,
             },
             "tuning": [t.to_dict() for t in trials],
+            "clv_holdout": clv[1] if clv else None,
             "index": index_info,
             "timings_s": p.seconds,
         }
@@ -359,5 +392,7 @@ def run(
         f"recall@{cfg.index.recall_k} vs exact {recall:.3f}"
         + (f" (efSearch {index_info['ef_search']})" if index_info["ef_search"] else "")
     )
+    if clv is not None:
+        echo(clv[0])
     echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
