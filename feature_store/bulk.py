@@ -91,9 +91,12 @@ def customer_features(
     customers: pl.DataFrame | None = None,
     analytics: pl.DataFrame | None = None,
     as_of: str = "",
+    model_categories: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per customer: ``customer_id``, PROFILE_FIELDS, and ANALYTICS_FIELDS plus
-    ``as_of`` (their date) when ``analytics`` (training.analytics.compute's table) is given."""
+    ``as_of`` (their date) when ``analytics`` (training.analytics.compute's table) is given,
+    and ``top_categories_model`` when ``model_categories``
+    (training.analytics.vector_top_categories) is."""
     ms = pl.col("timestamp").dt.epoch("ms")
     purchase = pl.col("event_type") == "purchase"
     base = interactions.group_by("customer_id").agg(
@@ -128,6 +131,8 @@ def customer_features(
         pl.col("top_categories").fill_null([]),
     )
     features = features.select("customer_id", *PROFILE_FIELDS)
+    if model_categories is not None:
+        features = features.join(model_categories, on="customer_id", how="left")
     if analytics is None:
         return features
     scored = analytics.select("customer_id", *ANALYTICS_FIELDS)
@@ -232,6 +237,7 @@ def load(
     customers: pl.DataFrame | None = None,
     analytics: pl.DataFrame | None = None,
     as_of: str = "",
+    model_categories: pl.DataFrame | None = None,
     url: str | None = None,
     model_version: str = "",
     chunk: int = 100_000,
@@ -240,7 +246,9 @@ def load(
     """Write a new generation of features and make it live; returns what was written."""
     k = store.keys
     writer_client = store.writer
-    customer_rows = customer_features(interactions, catalog, customers, analytics, as_of)
+    customer_rows = customer_features(
+        interactions, catalog, customers, analytics, as_of, model_categories
+    )
     product_rows = product_features(interactions, catalog)
     generation = int(writer_client.incr(k.generation_counter))
     # Registered before writing, so a load that dies half-way is cleaned up by the next one.

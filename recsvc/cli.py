@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from feature_store.events import EVENT_TYPES
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from feature_store.store import FeatureStore
 
 T = TypeVar("T")
@@ -91,6 +93,12 @@ def _analytics_options(parser: argparse.ArgumentParser, as_of_required: bool) ->
         type=_positive_int,
         default=90,
         help="expected purchases and CLV over this many days (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tier-rules",
+        help="derive tiers from spend over the last 365 days, e.g. "
+        "'silver=100,gold=500,platinum=2000' (customers below every threshold keep the tier "
+        "of --customers)",
     )
 
 
@@ -720,6 +728,8 @@ def cmd_features(args: argparse.Namespace) -> None:
                 shown = {"product": store.product(args.product)}
         print(json.dumps(shown, indent=2, default=str))
         return
+    import polars as pl
+
     from feature_store import bulk
     from recsvc import bundle as b
     from training.dataset import catalog_from_interactions
@@ -733,12 +743,24 @@ def cmd_features(args: argparse.Namespace) -> None:
         else catalog_from_interactions(interactions)
     )
     customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
+    last = interactions.get_column("timestamp").max()
+    day: datetime = args.as_of or (last if isinstance(last, datetime) else datetime.now(UTC))
+    customers = _with_tier_rules(args.tier_rules, interactions, day, customers, catalog)
+    model_categories = None
+    if b.current_version(args.model_dir) is not None:
+        from training.analytics import vector_top_categories
+
+        bundle = b.load_bundle(b.resolve(args.model_dir))
+        model_categories = vector_top_categories(
+            bundle.customer_ids.to_list(),
+            bundle.user_factors,
+            bundle.item_factors,
+            bundle.products["category"].cast(pl.Utf8).fill_null("uncategorized").to_list(),
+        )
     scored, as_of = None, ""
     if not args.no_analytics:
         from training.analytics import compute
 
-        last = interactions.get_column("timestamp").max()
-        day: datetime = args.as_of or (last if isinstance(last, datetime) else datetime.now(UTC))
         scored = compute(interactions, day, args.horizon_days, customers, catalog)
         as_of = day.date().isoformat()
         print(f"analytics as of {as_of} over {args.horizon_days} days: {scored.height:,} customers")
@@ -750,6 +772,7 @@ def cmd_features(args: argparse.Namespace) -> None:
             customers,
             analytics=scored,
             as_of=as_of,
+            model_categories=model_categories,
             url=url,
             model_version=b.current_version(args.model_dir) or "",
             chunk=args.chunk,
@@ -776,6 +799,34 @@ def cmd_events(args: argparse.Namespace) -> None:
     )
 
 
+def _with_tier_rules(
+    rules: str | None,
+    interactions: pl.DataFrame,
+    as_of: datetime,
+    customers: pl.DataFrame | None,
+    catalog: pl.DataFrame | None,
+) -> pl.DataFrame | None:
+    """The customers frame with tiers derived from spend where the rules give one."""
+    if not rules:
+        return customers
+    import polars as pl
+
+    from training.analytics import TierRules, derive_tiers
+
+    derived = derive_tiers(interactions, as_of, TierRules.parse(rules), catalog)
+    if customers is None:
+        return derived
+    joined = customers.join(
+        derived.rename({"tier": "derived_tier"}), on="customer_id", how="full", coalesce=True
+    )
+    tier = (
+        pl.coalesce(pl.col("derived_tier"), pl.col("tier"))
+        if "tier" in customers.columns
+        else pl.col("derived_tier")
+    )
+    return joined.with_columns(tier.alias("tier")).drop("derived_tier")
+
+
 def cmd_analytics(args: argparse.Namespace) -> None:
     import polars as pl
 
@@ -789,6 +840,7 @@ def cmd_analytics(args: argparse.Namespace) -> None:
     print(report.summary(), file=sys.stderr)
     catalog = read_catalog(args.catalog, args.on_error)[0] if args.catalog else None
     customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
+    customers = _with_tier_rules(args.tier_rules, interactions, args.as_of, customers, catalog)
     result = analyze(interactions, args.as_of, args.horizon_days, customers, catalog)
     table = result.table
     if suffix == ".csv":  # lists do not fit CSV cells

@@ -194,6 +194,7 @@ class Client:
         )
         fields = {name: getattr(r, name) for name in CustomerProfile.__dataclass_fields__}
         fields["top_categories"] = list(r.top_categories)
+        fields["top_categories_model"] = list(r.top_categories_model)
         return CustomerProfile(**fields)
 
     def set_loyalty(

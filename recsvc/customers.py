@@ -44,6 +44,7 @@ class CustomerProfile:
     spend: float = 0.0
     consent_personalization: bool = True
     features_as_of: str = ""
+    top_categories_model: list[str] = field(default_factory=list)
 
 
 def _number(profile: dict[str, Any], name: str) -> float:
@@ -77,6 +78,7 @@ def to_profile(customer_id: str, activity: Activity) -> CustomerProfile:
         spend=spend,
         consent_personalization=activity.consent,
         features_as_of=str(p.get("as_of") or ""),
+        top_categories_model=[str(c) for c in (p.get("top_categories_model") or [])],
     )
 
 

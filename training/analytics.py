@@ -1132,3 +1132,82 @@ def _replace_holdout(result: CandidateResult, holdout: Metrics) -> CandidateResu
     return CandidateResult(
         result.candidate, result.params, result.selection, holdout, result.error, result.seconds
     )
+
+
+def vector_top_categories(
+    customer_ids: list[str],
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    item_categories: list[str],
+    n: int = TOP_CATEGORIES,
+    chunk: int = 100_000,
+) -> pl.DataFrame:
+    """Top categories from the model: each category's mean item vector scored against the
+    customer's vector (customer_id, top_categories_model). Unlike purchase counts this covers
+    customers who only browsed, and reflects taste rather than habit."""
+    names = sorted(set(item_categories))
+    code = {name: i for i, name in enumerate(names)}
+    codes = np.array([code[c] for c in item_categories], dtype=np.int64)
+    sums = np.zeros((len(names), item_factors.shape[1]), dtype=np.float64)
+    np.add.at(sums, codes, item_factors)
+    centroids = (sums / np.bincount(codes, minlength=len(names))[:, None]).astype(np.float32)
+    top: list[list[str]] = []
+    k = min(n, len(names))
+    for start in range(0, len(customer_ids), chunk):
+        scores = user_factors[start : start + chunk] @ centroids.T
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        zero = ~np.any(user_factors[start : start + chunk], axis=1)
+        top.extend([] if z else [names[j] for j in row] for row, z in zip(best, zero, strict=True))
+    return pl.DataFrame(
+        {"customer_id": customer_ids, "top_categories_model": top},
+        schema={"customer_id": pl.Utf8, "top_categories_model": pl.List(pl.Utf8)},
+    )
+
+
+@dataclass(frozen=True)
+class TierRules:
+    """Tiers derived from spend, for programmes that work that way: the highest tier whose
+    threshold the customer's spend over the last ``window_days`` reaches."""
+
+    thresholds: tuple[tuple[str, float], ...]  # (tier, minimum spend), any order
+    window_days: int = 365
+
+    @classmethod
+    def parse(cls, text: str, window_days: int = 365) -> TierRules:
+        """ "silver=100,gold=500,platinum=2000" (a tier with no threshold: "bronze=0")."""
+        pairs: list[tuple[str, float]] = []
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            name, sep, value = part.partition("=")
+            try:
+                threshold = float(value)
+            except ValueError:
+                threshold = -1.0
+            if not sep or not name.strip() or not threshold >= 0:
+                raise AnalyticsError(f"bad tier rule {part!r}: expected TIER=MIN_SPEND, spend >= 0")
+            pairs.append((name.strip(), threshold))
+        if not pairs:
+            raise AnalyticsError("no tier rules given")
+        return cls(tuple(pairs), window_days)
+
+
+def derive_tiers(
+    interactions: pl.DataFrame,
+    as_of: date | datetime,
+    rules: TierRules,
+    catalog: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """customer_id, tier: by spend over the window ending at ``as_of`` (customers below every
+    threshold get null: keep their tier from the customers file)."""
+    end = _day(as_of)
+    start = end - timedelta(days=rules.window_days)
+    days = purchase_days(interactions, catalog, as_of)
+    spend = (
+        days.filter(pl.col("day") > start)
+        .group_by("customer_id")
+        .agg(pl.col("spend").fill_null(0.0).sum().alias("window_spend"))
+    )
+    ordered = sorted(rules.thresholds, key=lambda t: t[1], reverse=True)
+    tier: pl.Expr = pl.lit(None, dtype=pl.Utf8)
+    for name, threshold in reversed(ordered):  # the highest threshold reached wins
+        tier = pl.when(pl.col("window_spend") >= threshold).then(pl.lit(name)).otherwise(tier)
+    return spend.select("customer_id", tier.alias("tier"))

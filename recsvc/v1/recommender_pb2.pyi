@@ -333,7 +333,7 @@ class GetCustomerProfileRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ...) -> None: ...
 
 class CustomerProfile(_message.Message):
-    __slots__ = ("customer_id", "known", "segment", "lifecycle_stage", "tier", "points", "r_score", "f_score", "m_score", "expected_purchases", "clv", "p_alive", "churn_risk", "top_categories", "purchases", "spend", "consent_personalization", "features_as_of")
+    __slots__ = ("customer_id", "known", "segment", "lifecycle_stage", "tier", "points", "r_score", "f_score", "m_score", "expected_purchases", "clv", "p_alive", "churn_risk", "top_categories", "purchases", "spend", "consent_personalization", "features_as_of", "top_categories_model")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
@@ -352,6 +352,7 @@ class CustomerProfile(_message.Message):
     SPEND_FIELD_NUMBER: _ClassVar[int]
     CONSENT_PERSONALIZATION_FIELD_NUMBER: _ClassVar[int]
     FEATURES_AS_OF_FIELD_NUMBER: _ClassVar[int]
+    TOP_CATEGORIES_MODEL_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     known: bool
     segment: str
@@ -370,7 +371,8 @@ class CustomerProfile(_message.Message):
     spend: float
     consent_personalization: bool
     features_as_of: str
-    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., segment: _Optional[str] = ..., lifecycle_stage: _Optional[str] = ..., tier: _Optional[str] = ..., points: _Optional[float] = ..., r_score: _Optional[int] = ..., f_score: _Optional[int] = ..., m_score: _Optional[int] = ..., expected_purchases: _Optional[float] = ..., clv: _Optional[float] = ..., p_alive: _Optional[float] = ..., churn_risk: _Optional[float] = ..., top_categories: _Optional[_Iterable[str]] = ..., purchases: _Optional[int] = ..., spend: _Optional[float] = ..., consent_personalization: _Optional[bool] = ..., features_as_of: _Optional[str] = ...) -> None: ...
+    top_categories_model: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, customer_id: _Optional[str] = ..., known: _Optional[bool] = ..., segment: _Optional[str] = ..., lifecycle_stage: _Optional[str] = ..., tier: _Optional[str] = ..., points: _Optional[float] = ..., r_score: _Optional[int] = ..., f_score: _Optional[int] = ..., m_score: _Optional[int] = ..., expected_purchases: _Optional[float] = ..., clv: _Optional[float] = ..., p_alive: _Optional[float] = ..., churn_risk: _Optional[float] = ..., top_categories: _Optional[_Iterable[str]] = ..., purchases: _Optional[int] = ..., spend: _Optional[float] = ..., consent_personalization: _Optional[bool] = ..., features_as_of: _Optional[str] = ..., top_categories_model: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetLoyaltyRequest(_message.Message):
     __slots__ = ("customer_id", "tier", "points", "points_delta")
