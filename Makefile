@@ -24,10 +24,13 @@ run: train-sample
 	@echo "Serving on localhost:50051 (Ctrl-C stops). From another terminal:"
 	@echo "  .venv/bin/recsvc client recommend --customer C0000001 --limit 10"
 	@echo "  .venv/bin/recsvc client similar --product P000001"
+	@echo "  .venv/bin/recsvc client track --customer NEW1 --type purchase --product P000001"
+	@echo "  .venv/bin/recsvc client offers --customer C0000001"
+	@echo "  .venv/bin/recsvc client profile --customer C0000001"
 	@echo "  grpcurl -plaintext -H \"authorization: Bearer \$$(cat var/dev-token)\" \\"
 	@echo "    -d '{\"customer_id\":\"C0000001\",\"limit\":5}' localhost:50051 recsvc.v1.Recommender/RecommendProducts"
 	@echo
-	$(BIN)/recsvc serve --model-dir $(MODEL_DIR)
+	RECSVC_OFFERS=$${RECSVC_OFFERS:-examples/offers.yaml} $(BIN)/recsvc serve --model-dir $(MODEL_DIR)
 
 train-sample: $(STAMP)
 	test -f $(WORLD_DIR)/interactions.parquet || \
@@ -36,6 +39,9 @@ train-sample: $(STAMP)
 		--interactions $(WORLD_DIR)/interactions.parquet --catalog $(WORLD_DIR)/catalog.parquet \
 		--customers $(WORLD_DIR)/customers.parquet --model-dir $(MODEL_DIR)
 	$(BIN)/recsvc models list --model-dir $(MODEL_DIR)
+	$(BIN)/recsvc features load --quiet --model-dir $(MODEL_DIR) \
+		--interactions $(WORLD_DIR)/interactions.parquet --catalog $(WORLD_DIR)/catalog.parquet \
+		--customers $(WORLD_DIR)/customers.parquet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
