@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS := 1
 MODEL_DIR ?= var/models
 WORLD_DIR ?= var/world
 
-.PHONY: install run train-sample test lint pytest proto bench bench-train bench-serve clean
+.PHONY: install run train-sample test lint pytest proto bench bench-train bench-serve bench-events clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,7 +58,7 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/recsvc/v1/recommender.proto
 
-bench: bench-train bench-serve
+bench: bench-train bench-serve bench-events
 
 bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_quality
@@ -66,6 +66,16 @@ bench-train: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python -m bench.serve
+
+# redis-benchmark (the raw SET rate the bulk load is compared with) is Debian's redis-tools.
+bench-events: $(STAMP)
+	@command -v redis-benchmark >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && apt-get install -y -q redis-tools; \
+		else \
+			echo "bench-events needs redis-benchmark: sudo apt-get install redis-tools"; exit 1; \
+		fi; }
+	$(BIN)/python -m bench.events
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 
 def machine() -> str:
@@ -50,3 +53,12 @@ def run_timed(args: list[str], env: dict[str, str] | None = None) -> Timed:
         sys.stdout.write(out)
         raise SystemExit(f"{' '.join(args)} failed with exit code {proc.returncode}")
     return Timed(seconds, usage.ru_maxrss / 2**20, out)
+
+
+def write_results(out: Path, report: str, command: str, data: dict[str, Any]) -> None:
+    """Print the report; keep it as out/results.md and the figures as out/results.json."""
+    print()
+    print(report)
+    (out / "results.md").write_text(report + "\n")
+    header = {"date": today(), "machine": machine(), "command": command}
+    (out / "results.json").write_text(json.dumps(header | data, indent=1))

@@ -24,7 +24,6 @@ directory to retrain (e.g. after a change to training or to the bundle format).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -44,7 +43,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.common import machine, today
+from bench.common import machine, today, write_results
 from bench.serve_bundle import (
     WORKDIR,
     Catalog,
@@ -498,20 +497,14 @@ def main(argv: list[str] | None = None) -> None:
         load.close()
     elapsed = time.perf_counter() - began
     report = render(args, catalogs, points, breakdowns, starts, command, elapsed)
-    print()
-    print(report)
-    (args.out / "results.md").write_text(report + "\n")
-    (args.out / "results.json").write_text(
-        json.dumps(
-            {
-                "date": today(),
-                "machine": machine(),
-                "command": command,
-                "points": [asdict(p) | {"calls_per_s": p.rate} for p in points],
-                "inproc": [asdict(b) for b in breakdowns],
-            },
-            indent=1,
-        )
+    write_results(
+        args.out,
+        report,
+        command,
+        {
+            "points": [asdict(p) | {"calls_per_s": p.rate} for p in points],
+            "inproc": [asdict(b) for b in breakdowns],
+        },
     )
 
 

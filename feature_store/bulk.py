@@ -18,6 +18,7 @@ import logging
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,14 +204,21 @@ class _Writer:
             else None
         )
 
-    def write(self, frame: pl.DataFrame) -> None:
-        """``frame`` has columns key and value."""
-        if self.proc is not None and self.proc.stdin is not None:
-            resp = frame.select(_resp_set(pl.col("key"), pl.col("value")).str.join(""))
-            self.proc.stdin.write(resp.item().encode())
+    def encode(self, frame: pl.DataFrame) -> bytes | pl.DataFrame:
+        """Ready to send: the Redis protocol for redis-cli, or the frame for a pipeline.
+        (``frame`` has columns key and value.)"""
+        if self.proc is None:
+            return frame
+        resp = frame.select(_resp_set(pl.col("key"), pl.col("value")).str.join(""))
+        return str(resp.item()).encode()
+
+    def send(self, encoded: bytes | pl.DataFrame) -> None:
+        if isinstance(encoded, bytes):
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.write(encoded)
             return
         pipe = self.store.writer.pipeline(transaction=False)
-        for key, value in frame.iter_rows():
+        for key, value in encoded.iter_rows():
             pipe.set(key, value)
         pipe.execute()
 
@@ -240,7 +248,7 @@ def load(
     model_categories: pl.DataFrame | None = None,
     url: str | None = None,
     model_version: str = "",
-    chunk: int = 100_000,
+    chunk: int = 50_000,
     progress: bool = True,
 ) -> LoadReport:
     """Write a new generation of features and make it live; returns what was written."""
@@ -270,13 +278,30 @@ def load(
     writer = _Writer(store, url)
     start = time.perf_counter()
     try:
-        with tqdm(total=total, unit="row", disable=not progress, leave=False) as bar:
-            for frame, key in tables:
-                body = pl.struct(pl.exclude("customer_id", "product_id")).struct.json_encode()
-                for offset in range(0, frame.height, chunk):
-                    part = frame.slice(offset, chunk)
-                    writer.write(part.select(key.alias("key"), body.alias("value")))
-                    bar.update(part.height)
+        body = pl.struct(pl.exclude("customer_id", "product_id")).struct.json_encode()
+        parts = [
+            (frame.slice(offset, chunk), key)
+            for frame, key in tables
+            for offset in range(0, frame.height, chunk)
+        ]
+
+        def encode(i: int) -> bytes | pl.DataFrame:
+            part, key = parts[i]
+            return writer.encode(part.select(key.alias("key"), body.alias("value")))
+
+        # Encode the next chunk while this one is written: polars and the pipe both release
+        # the GIL, so encoding no longer waits for Redis (it was half the load's time).
+        with (
+            tqdm(total=total, unit="row", disable=not progress, leave=False) as bar,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool,
+        ):
+            ahead = pool.submit(encode, 0) if parts else None
+            for i in range(len(parts)):
+                assert ahead is not None
+                encoded = ahead.result()
+                ahead = pool.submit(encode, i + 1) if i + 1 < len(parts) else None
+                writer.send(encoded)
+                bar.update(parts[i][0].height)
         writer.finish()
         _write_popular(store, generation, product_rows)
         meta = {

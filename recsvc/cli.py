@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _inputs(f, interactions_required=True)
     _model_dir(f)
-    f.add_argument("--chunk", type=_positive_int, default=100_000, help="rows per write")
+    f.add_argument("--chunk", type=_positive_int, default=50_000, help="rows per write")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     _analytics_options(f, as_of_required=False)
     f.add_argument("--no-analytics", action="store_true", help="skip RFM, stages and CLV")

@@ -104,7 +104,13 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     store = ModelStore(config.model_dir, engine_config(config), on_reload=on_reload)
     store.reload()  # refuse to start without a loadable model: BundleError says why
     server = grpc.server(
-        ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="rpc"),
+        # OpenMP settings are per thread: each request thread sets its own.
+        ThreadPoolExecutor(
+            max_workers=config.threads,
+            thread_name_prefix="rpc",
+            initializer=faiss.omp_set_num_threads,
+            initargs=(1,),
+        ),
         interceptors=[MetricsInterceptor(), AuthInterceptor(config.auth_tokens)],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
