@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from feature_store.store import FeatureStore
+    from training.analytics import AnalyticsConfig
 
 T = TypeVar("T")
 
@@ -93,6 +94,11 @@ def _analytics_options(parser: argparse.ArgumentParser, as_of_required: bool) ->
         type=_positive_int,
         default=90,
         help="expected purchases and CLV over this many days (default %(default)s)",
+    )
+    parser.add_argument(
+        "--lifecycle-rules",
+        help="stage thresholds, e.g. 'new_days=30,active_days=90,at_risk_days=180,"
+        "loyal_min_frequency=3,loyal_min_tenure_days=0' (these are the defaults)",
     )
     parser.add_argument(
         "--tier-rules",
@@ -761,7 +767,9 @@ def cmd_features(args: argparse.Namespace) -> None:
     if not args.no_analytics:
         from training.analytics import compute
 
-        scored = compute(interactions, day, args.horizon_days, customers, catalog)
+        scored = compute(
+            interactions, day, args.horizon_days, customers, catalog, _analytics_config(args)
+        )
         as_of = day.date().isoformat()
         print(f"analytics as of {as_of} over {args.horizon_days} days: {scored.height:,} customers")
     with _feature_store(args.model_dir) as (store, url):
@@ -797,6 +805,14 @@ def cmd_events(args: argparse.Namespace) -> None:
         f"(checkpoint {report.checkpoint})"
         + (f"; removed {removed} uncommitted files of an interrupted run" if removed else "")
     )
+
+
+def _analytics_config(args: argparse.Namespace) -> AnalyticsConfig:
+    from training.analytics import AnalyticsConfig, LifecycleRules
+
+    if not args.lifecycle_rules:
+        return AnalyticsConfig()
+    return AnalyticsConfig(lifecycle=LifecycleRules.parse(args.lifecycle_rules))
 
 
 def _with_tier_rules(
@@ -841,7 +857,8 @@ def cmd_analytics(args: argparse.Namespace) -> None:
     catalog = read_catalog(args.catalog, args.on_error)[0] if args.catalog else None
     customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
     customers = _with_tier_rules(args.tier_rules, interactions, args.as_of, customers, catalog)
-    result = analyze(interactions, args.as_of, args.horizon_days, customers, catalog)
+    config = _analytics_config(args)
+    result = analyze(interactions, args.as_of, args.horizon_days, customers, catalog, config)
     table = result.table
     if suffix == ".csv":  # lists do not fit CSV cells
         table = table.with_columns(pl.col("top_categories").list.join("|"))

@@ -11,7 +11,13 @@ import pytest
 
 from recsvc.cli import main
 from training import synth
-from training.analytics import AnalyticsError, TierRules, derive_tiers, vector_top_categories
+from training.analytics import (
+    AnalyticsError,
+    LifecycleRules,
+    TierRules,
+    derive_tiers,
+    vector_top_categories,
+)
 
 
 def _purchases(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
@@ -73,6 +79,7 @@ def test_analytics_cli_writes_one_row_per_customer(
             "--horizon-days", "60",
             "--out", str(out),
             "--tier-rules", "gold=100000",
+            "--lifecycle-rules", "new_days=10,active_days=45",
         ]
     )  # fmt: skip
     assert code == 0
@@ -90,3 +97,12 @@ def test_analytics_cli_writes_one_row_per_customer(
     assert main(["analytics", "--interactions", str(world["interactions"]), "--as-of",
                  "2026-01-01", "--out", str(tmp_path / "x.txt")]) == 2  # fmt: skip
     assert "use a .parquet or .csv" in capsys.readouterr().err
+
+
+def test_lifecycle_rules_parse_from_the_command_line_form() -> None:
+    rules = LifecycleRules.parse("new_days=14, active_days=60,loyal_min_frequency=4")
+    assert (rules.new_days, rules.active_days, rules.loyal_min_frequency) == (14, 60, 4)
+    assert rules.at_risk_days == LifecycleRules().at_risk_days
+    for bad in ("new=14", "new_days=-1", "new_days", "active_days=200"):  # 200 > at_risk 180
+        with pytest.raises(AnalyticsError):
+            LifecycleRules.parse(bad)

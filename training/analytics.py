@@ -54,7 +54,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -143,6 +143,23 @@ class LifecycleRules:
     at_risk_days: int = 180
     loyal_min_frequency: int = 3
     loyal_min_tenure_days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> LifecycleRules:
+        """ "new_days=14,active_days=60,loyal_min_frequency=4" (unnamed fields keep defaults)."""
+        values: dict[str, int] = {}
+        names = {f.name for f in fields(cls)}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            name, sep, raw = part.partition("=")
+            if not sep or name.strip() not in names or not raw.strip().isdigit():
+                raise AnalyticsError(
+                    f"bad lifecycle rule {part!r}: expected NAME=DAYS_OR_COUNT with NAME one of "
+                    + ", ".join(sorted(names))
+                )
+            values[name.strip()] = int(raw)
+        rules = cls(**values)
+        rules.validate()
+        return rules
 
     def validate(self) -> None:
         if min(self.new_days, self.active_days, self.loyal_min_frequency) < 0:
