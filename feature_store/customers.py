@@ -58,6 +58,9 @@ return ''
 """
 
 
+OFFER_EVENT_KINDS = ("impression", "click", "redemption")
+
+
 @dataclass(frozen=True, kw_only=True)  # keywords: three counts in a row are easy to swap
 class OfferUsage:
     """This customer's use of one offer, and the offer's spend."""
@@ -74,7 +77,7 @@ class OfferStats:
     impressions: int = 0
     clicks: int = 0  # carried for reports; the bandit models redemption per impression
     redemptions: int = 0
-    by_segment: Mapping[str, OfferStats] = field(default_factory=dict)  # not recorded yet
+    by_segment: Mapping[str, OfferStats] = field(default_factory=dict)
 
 
 def today(now: datetime | None = None) -> str:
@@ -119,7 +122,8 @@ def redeem(
 
 
 def record_offer_events(store: FeatureStore, events: list[tuple[str, str, str, int]]) -> None:
-    """Impression counters per customer and day, and the bandit's per-offer counts.
+    """Impression counters per customer and day, and the bandit's counts per offer and per
+    offer and segment (the customer's loaded segment, when they have one).
 
     ``events``: (customer_id, offer_id, kind, ts_ms), kind one of impression, click,
     redemption.
@@ -127,6 +131,7 @@ def record_offer_events(store: FeatureStore, events: list[tuple[str, str, str, i
     if not events:
         return
     k = store.keys
+    segments = store.segments({customer for customer, *_ in events})
     pipe = store.writer.pipeline(transaction=False)
     day = today()  # the frequency cap counts impressions by the day they are received
     for customer, offer, kind, _ in events:
@@ -135,6 +140,8 @@ def record_offer_events(store: FeatureStore, events: list[tuple[str, str, str, i
             pipe.hincrby(key, offer, 1)
             pipe.expire(key, OFFER_DAY_TTL)
         pipe.hincrby(k.offer_stats, f"{offer}|{kind}", 1)
+        if segment := segments.get(customer):
+            pipe.hincrby(k.offer_stats, f"{offer}|{kind}|{segment}", 1)
     pipe.execute()
 
 
@@ -159,11 +166,25 @@ def offer_state(
         )
         for offer, (mine, spent) in zip(offer_ids, usage, strict=True)
     }
+    by_segment: dict[str, dict[str, dict[str, int]]] = {}  # offer -> segment -> kind -> n
+    for name, n in stats_counts.items():
+        offer, _, rest = name.partition("|")
+        kind, _, segment = rest.partition("|")
+        if segment:
+            by_segment.setdefault(offer, {}).setdefault(segment, {})[kind] = n
+
+    def counts(c: dict[str, int], segments: dict[str, dict[str, int]]) -> OfferStats:
+        return OfferStats(
+            impressions=c.get("impression", 0),
+            clicks=c.get("click", 0),
+            redemptions=c.get("redemption", 0),
+            by_segment={seg: counts(sc, {}) for seg, sc in segments.items()},
+        )
+
     stats = {
-        offer: OfferStats(
-            impressions=stats_counts.get(f"{offer}|impression", 0),
-            clicks=stats_counts.get(f"{offer}|click", 0),
-            redemptions=stats_counts.get(f"{offer}|redemption", 0),
+        offer: counts(
+            {kind: stats_counts.get(f"{offer}|{kind}", 0) for kind in OFFER_EVENT_KINDS},
+            by_segment.get(offer, {}),
         )
         for offer in offer_ids
     }

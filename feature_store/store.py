@@ -351,6 +351,22 @@ class FeatureStore:
         raw = self.reader.get(self.keys.live)
         return None if raw is None else int(raw)
 
+    def segments(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        """Loaded value segments of these customers (those without one are left out)."""
+        ids = list(customer_ids)
+        gen = self.live_generation()
+        if gen is None or not ids:
+            return {}
+        pipe = self.reader.pipeline(transaction=False)
+        for customer in ids:
+            pipe.get(self.keys.profile(gen, customer))
+        found = {}
+        for customer, raw in zip(ids, pipe.execute(), strict=True):
+            segment = json.loads(raw).get("segment") if raw is not None else None
+            if segment:
+                found[customer] = str(segment)
+        return found
+
     def profile(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's loaded features (live generation), or None when not loaded."""
         return self._loaded(lambda gen: self.keys.profile(gen, customer_id))

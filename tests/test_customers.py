@@ -987,3 +987,28 @@ def test_forget_removes_impression_counters_of_other_days(store: FeatureStore) -
     report = fc.forget(store, who, ["o-a"])
     assert customer_keys(store, who) == []
     assert report.keys_removed == 1
+
+
+def test_offer_counts_are_kept_per_segment_too(store: FeatureStore) -> None:
+    store.writer.set(store.keys.live, 1)
+    for customer, segment in (("h1", "high_value"), ("h2", "high_value"), ("l1", "low_value")):
+        profile = json.dumps({"segment": segment})
+        store.writer.set(store.keys.profile(1, customer), profile)
+    ts = int(datetime.now(UTC).timestamp() * 1000)
+    fc.record_offer_events(
+        store,
+        [
+            ("h1", "o1", "impression", ts),
+            ("h2", "o1", "impression", ts),
+            ("h2", "o1", "redemption", ts),
+            ("l1", "o1", "impression", ts),
+            ("nobody", "o1", "impression", ts),  # no loaded segment: overall counts only
+        ],
+    )
+    _, stats = fc.offer_state(store, "h1", ["o1"])
+    o1 = stats["o1"]
+    assert (o1.impressions, o1.redemptions) == (4, 1)
+    assert o1.by_segment == {
+        "high_value": fc.OfferStats(impressions=2, redemptions=1),
+        "low_value": fc.OfferStats(impressions=1),
+    }
