@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from feature_store.store import FeatureStore
-from training.analytics import top_categories
+from training.analytics import OUTPUT_COLUMNS, top_categories
 
 log = logging.getLogger(__name__)
 RECENT_IN_PROFILE = 20  # product ids kept in a profile's "recent" list
@@ -51,21 +51,7 @@ PROFILE_FIELDS = (
     "birthday",  # ISO date, for birthday offers
 )
 # Loyalty analytics (training.analytics.compute), merged when given; "as_of" is their date.
-ANALYTICS_FIELDS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_score",
-    "segment",
-    "lifecycle_stage",
-    "expected_purchases",
-    "clv",
-    "p_alive",
-    "churn_risk",
-)
+ANALYTICS_FIELDS = tuple(c for c in OUTPUT_COLUMNS if c not in ("customer_id", "top_categories"))
 
 
 class LoadError(RuntimeError):

@@ -90,6 +90,12 @@ def embedded_redis_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     stop_shared()
 
 
+@pytest.fixture(name="redis_url")
+def redis_url_fixture(embedded_redis: EmbeddedRedis) -> str:
+    """The URL of the session's Redis (use a namespace of your own: new_namespace())."""
+    return embedded_redis.url
+
+
 @pytest.fixture(name="store")
 def store_fixture(embedded_redis: EmbeddedRedis) -> Iterator[FeatureStore]:
     """A FeatureStore on the session's Redis under a namespace of its own."""

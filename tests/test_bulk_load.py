@@ -7,7 +7,6 @@ every test uses its own key namespace so tests never see each other's keys.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +14,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-import redis
+from redis_fixtures import (  # noqa: F401  (fixtures)
+    embedded_redis_fixture,
+    new_namespace,
+    redis_url_fixture,
+)
 
 from feature_store import bulk
-from feature_store.embedded import start_embedded
 from feature_store.store import FeatureStore
 
 Profile = dict[str, Any]
@@ -26,28 +28,6 @@ Profile = dict[str, Any]
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server for this module (its URL); stopped at the end."""
-    server = start_embedded(tmp_path_factory.mktemp("redis"))
-    url = server.url
-    try:
-        yield url
-    finally:
-        server.close()
-        client = redis.Redis.from_url(url)
-        try:  # close() leaves it running while any client is connected: stop it regardless
-            client.shutdown(nosave=True)
-        except redis.exceptions.RedisError:
-            pass
-        finally:
-            client.close()
-
-
-def _namespace() -> str:
-    return "t" + uuid.uuid4().hex[:8]
 
 
 @pytest.fixture
@@ -58,7 +38,7 @@ def new_store(redis_url: str) -> Iterator[Callable[..., FeatureStore]]:
     def make(namespace: str | None = None, read_timeout_s: float = 5.0) -> FeatureStore:
         store = FeatureStore(
             redis_url,
-            namespace=namespace or _namespace(),
+            namespace=namespace or new_namespace(),
             read_timeout_s=read_timeout_s,
             write_timeout_s=5.0,
         )

@@ -8,16 +8,18 @@ keys.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+from redis_fixtures import (  # noqa: F401  (fixtures)
+    embedded_redis_fixture,
+    new_namespace,
+    redis_url_fixture,
+)
 from serving_fixtures import free_port
 
-from feature_store.embedded import start_embedded
 from feature_store.events import Event
 from feature_store.store import FeatureStore
 from recsvc.cli import main
@@ -49,28 +51,10 @@ CUSTOMERS = [
 # Fixtures
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server for this module (its URL); stopped at the end."""
-    server = start_embedded(tmp_path_factory.mktemp("redis"))
-    url = server.url
-    try:
-        yield url
-    finally:
-        server.close()
-        client = redis.Redis.from_url(url)
-        try:  # close() leaves it running while any client is connected: stop it regardless
-            client.shutdown(nosave=True)
-        except redis.exceptions.RedisError:
-            pass
-        finally:
-            client.close()
-
-
 @pytest.fixture
 def namespace(monkeypatch: pytest.MonkeyPatch, redis_url: str, tmp_path: Path) -> str:
     """Point the CLI at the test Redis with a namespace of its own."""
-    name = "t" + uuid.uuid4().hex[:8]
+    name = new_namespace()
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("RECSVC_REDIS_NAMESPACE", name)
     monkeypatch.setenv("RECSVC_REDIS_DIR", str(tmp_path / "unused-redis-dir"))
@@ -287,7 +271,7 @@ def test_features_with_the_embedded_redis_keep_data_across_commands(
     """REDIS_URL unset: each command starts (or joins) the embedded Redis in RECSVC_REDIS_DIR."""
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("RECSVC_REDIS_DIR", str(tmp_path / "redis"))
-    monkeypatch.setenv("RECSVC_REDIS_NAMESPACE", "t" + uuid.uuid4().hex[:8])
+    monkeypatch.setenv("RECSVC_REDIS_NAMESPACE", new_namespace())
 
     code, out, err = run(load_argv(files, model_dir), capsys)
 
@@ -372,7 +356,7 @@ def test_unreachable_redis_is_a_one_line_error_exiting_2(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setenv("RECSVC_REDIS_NAMESPACE", "t" + uuid.uuid4().hex[:8])
+    monkeypatch.setenv("RECSVC_REDIS_NAMESPACE", new_namespace())
     argv = {
         "events export": ["events", "export", "--out", str(tmp_path / "events"), "--quiet"],
         "features show": ["features", "show", "--customer", "c1"],

@@ -11,13 +11,13 @@ import random
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 import redis
+from redis_fixtures import new_namespace
 
 from feature_store import bulk
 from feature_store.events import Event
@@ -103,7 +103,7 @@ def _wait(ready: object, seconds: float = 15.0) -> None:
 
 @pytest.fixture
 def store(cluster_url: str) -> Iterator[FeatureStore]:
-    s = FeatureStore(cluster_url, cluster=True, namespace="t" + uuid.uuid4().hex[:8])
+    s = FeatureStore(cluster_url, cluster=True, namespace=new_namespace())
     yield s
     s.close()
 

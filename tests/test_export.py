@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,10 +22,13 @@ from typing import Any
 
 import polars as pl
 import pytest
-import redis
+from redis_fixtures import (  # noqa: F401  (fixtures)
+    embedded_redis_fixture,
+    new_namespace,
+    redis_url_fixture,
+)
 
 from feature_store import export
-from feature_store.embedded import start_embedded
 from feature_store.events import Event
 from feature_store.store import FeatureStore
 from recsvc.bundle import current_version
@@ -45,30 +47,12 @@ START_MS = int(datetime(2026, 1, 5, 20, tzinfo=UTC).timestamp() * 1000)
 # Fixtures
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server for this module (its URL); stopped at the end."""
-    server = start_embedded(tmp_path_factory.mktemp("redis"))
-    url = server.url
-    try:
-        yield url
-    finally:
-        server.close()
-        client = redis.Redis.from_url(url)
-        try:  # close() leaves it running while any client is connected: stop it regardless
-            client.shutdown(nosave=True)
-        except redis.exceptions.RedisError:
-            pass
-        finally:
-            client.close()
-
-
 @pytest.fixture
 def store(redis_url: str) -> Iterator[FeatureStore]:
     """A FeatureStore in a namespace of its own."""
     s = FeatureStore(
         redis_url,
-        namespace="t" + uuid.uuid4().hex[:8],
+        namespace=new_namespace(),
         read_timeout_s=5.0,
         write_timeout_s=5.0,
     )
