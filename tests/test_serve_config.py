@@ -303,6 +303,26 @@ def test_serve_with_a_damaged_published_model_exits_2(
     assert result.returncode == 2, result.stderr
 
 
+def test_serve_with_a_bad_offer_catalog_exits_2_naming_the_problem(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    model_dir = tmp_path / "models"
+    add_copy(model_dir, trained(tmp_path_factory, "exact"), VERSION, publish=True)
+    offers = tmp_path / "offers.yaml"
+    offers.write_text("version: 1\noffers:\n  - offer_id: x\n    title: X\n    kind: voucher\n")
+    args = ["serve", "--model-dir", str(model_dir), "--port", str(free_port())]
+    result = subprocess.run(
+        recsvc(*args, "--metrics-port", "0", "--workers", "1"),
+        env={**serve_env(tmp_path), "RECSVC_OFFERS": str(offers)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("recsvc serve: error: RECSVC_OFFERS:")
+    assert "voucher" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_tls_files_are_a_config_error(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
