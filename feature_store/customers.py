@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -211,7 +211,7 @@ def _customer_events(store: FeatureStore, customer_id: str) -> list[tuple[str, d
         for sid, fields in chunk:
             event = decode(fields[b"e"])
             if event.customer_id == customer_id:
-                found.append((as_text(sid), event.__dict__))
+                found.append((as_text(sid), asdict(event)))
         start = "(" + as_text(chunk[-1][0])
 
 
@@ -240,12 +240,10 @@ def export_customer(store: FeatureStore, customer_id: str, offer_ids: list[str])
         "loyalty": activity.loyalty,
         "activity": {
             "counters": activity.counters,
-            "recent": [e.__dict__ for e in activity.recent],
+            "recent": [asdict(e) for e in activity.recent],
             "purchased": sorted(activity.purchased),
         },
-        "offers": {
-            o: u.__dict__ for o, u in usages.items() if u.redemptions or u.impressions_today
-        },
+        "offers": {o: asdict(u) for o, u in usages.items() if u.redemptions or u.impressions_today},
         "events": [{"stream_id": sid, **e} for sid, e in _customer_events(store, customer_id)],
         "forgotten_at": tombstones(store).get(customer_id),
     }
