@@ -6,10 +6,11 @@ back by ``decode`` (the exporter) and documented in docs/feature-store.md.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 EVENT_TYPES: tuple[str, ...] = (
     "view",
@@ -95,11 +96,11 @@ def encode(event: Event) -> str:
         ("r", event.recommendation_id),
     )
     record.update({k: v for k, v in optional if v})
-    return json.dumps(record, separators=(",", ":"))
+    return orjson.dumps(record).decode()
 
 
 def decode(payload: str | bytes) -> Event:
-    r = json.loads(payload)
+    r = orjson.loads(payload)
     return Event(
         event_id=r["id"],
         customer_id=r["c"],

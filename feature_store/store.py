@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from feature_store.connection import connect
@@ -95,7 +97,8 @@ end
 return out
 """
 
-# KEYS: trend keys; ARGV: (key index, product_id, increment) triples. One call per batch.
+# KEYS: trend keys; ARGV: (key index, product_id, increment) triples.
+TREND_SLICE = 256
 _TREND = """
 for i = 1, #ARGV, 3 do
   redis.call('ZINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 2], ARGV[i + 1])
@@ -218,7 +221,11 @@ class FeatureStore:
         namespace: str = "recsvc",
         read_timeout_s: float = 0.05,
         write_timeout_s: float = 2.0,
+        trend_flush_s: float = 0.0,
     ) -> None:
+        """``trend_flush_s`` > 0: trend counters are summed in this process and written every
+        that many seconds (a popular product then costs one ZINCRBY per interval instead of
+        one per batch; a crash loses at most one interval of these derived counters)."""
         self.keys = Keys(namespace)
         self.cluster = cluster
         self._generation: int | None = None
@@ -232,8 +239,24 @@ class FeatureStore:
         self._changes = self.reader.register_script(_CHANGES_SINCE)
         self._trend = self.writer.register_script(_TREND)
         self._apply = self.writer.register_script(_ACTIVITY)
+        self._pending: dict[tuple[str, str], float] = defaultdict(float)
+        self._pending_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if trend_flush_s > 0:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, args=(trend_flush_s,), name="trend-flush", daemon=True
+            )
+            self._flusher.start()
 
     def close(self) -> None:
+        if self._flusher is not None:
+            self._stop.set()
+            self._flusher.join(timeout=5)
+            try:
+                self.flush_trends()
+            except RedisError:
+                log.warning("trend counters of the last interval not written", exc_info=True)
         for client in (self.reader, self.writer):
             client.close()
 
@@ -277,22 +300,44 @@ class FeatureStore:
                 keys += self.keys.customer_keys(u.customer_id)
                 args += u.script_args()
             self._apply(keys=keys, args=args)
-        trend: dict[tuple[str, str], float] = defaultdict(float)
-        for e in events:
-            if e.type not in INTEREST:
-                continue
-            weight = decay_factor(e.ts_ms / 1000.0)
-            trend[("", e.product_id)] += weight
-            if (category := categories.get(e.product_id)) is not None:
-                trend[(category, e.product_id)] += weight
-        if trend:
-            names = sorted({c for c, _ in trend})
+        with self._pending_lock:
+            for e in events:
+                if e.type not in INTEREST:
+                    continue
+                weight = decay_factor(e.ts_ms / 1000.0)
+                self._pending[("", e.product_id)] += weight
+                if (category := categories.get(e.product_id)) is not None:
+                    self._pending[(category, e.product_id)] += weight
+        if self._flusher is None:
+            self.flush_trends()
+
+    def flush_trends(self) -> None:
+        """Write the summed trend increments (one script call; all keys share {catalog})."""
+        with self._pending_lock:
+            trend, self._pending = self._pending, defaultdict(float)
+        items = list(trend.items())
+        # In slices: one script with thousands of ZINCRBY would block Redis for tens of ms.
+        for start in range(0, len(items), TREND_SLICE):
+            part = items[start : start + TREND_SLICE]
+            names = sorted({c for (c, _), _ in part})
             slot = {c: i + 1 for i, c in enumerate(names)}
-            trend_keys = [self.keys.trend(c or None) for c in names]
             trend_args: list[str | int | float] = []
-            for (category, product), inc in trend.items():
+            for (category, product), inc in part:
                 trend_args += [slot[category], product, inc]
-            self._trend(keys=trend_keys, args=trend_args)
+            try:
+                self._trend(keys=[self.keys.trend(c or None) for c in names], args=trend_args)
+            except RedisError:
+                with self._pending_lock:  # keep the rest for the next attempt
+                    for key, inc in items[start:]:
+                        self._pending[key] += inc
+                raise
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.flush_trends()
+            except RedisError as exc:
+                log.debug("trend flush failed, retried next interval: %s", exc)
 
     def _apply_pipelined(self, updates: list[_CustomerUpdate]) -> None:
         pipe = self.writer.pipeline(transaction=False)

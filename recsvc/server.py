@@ -67,8 +67,14 @@ def feature_store(config: ServeConfig) -> FeatureStore | None:
     r = config.redis
     if r.url is None:
         return None
+    # Trend counters are summed per worker and written once a second (derived data).
     return FeatureStore(
-        r.url, r.cluster, r.namespace, r.read_timeout_ms / 1000, r.write_timeout_ms / 1000
+        r.url,
+        r.cluster,
+        r.namespace,
+        r.read_timeout_ms / 1000,
+        r.write_timeout_ms / 1000,
+        trend_flush_s=1.0,
     )
 
 

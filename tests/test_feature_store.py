@@ -342,3 +342,23 @@ def test_update_products_and_changes_since(store: FeatureStore) -> None:
     ]
     assert len(store.changes_since(0)[1]) == 3
     assert store.activity("anyone").change_seq == 2
+
+
+def test_buffered_trend_counters_are_written_by_the_flusher_and_at_close(
+    store: FeatureStore,
+) -> None:
+    # A second client on the same namespace that sums trend increments before writing them.
+    url = f"unix://{store.writer.connection_pool.connection_kwargs['path']}"
+    buffered = FeatureStore(url, namespace=store.keys.namespace, trend_flush_s=3600)
+    views = [event(f"b{i}", "C1", "view", product_id="A", ts_ms=NOW_MS) for i in range(3)]
+    buffered.apply_activity(views, {"A": "shoes"})
+    assert store.trending() == []  # summed in the process, not written yet
+    assert [e.product_id for e in store.activity("C1").recent] == ["A"] * 3  # not delayed
+    buffered.apply_activity(views[:1], {"A": "shoes"})
+    buffered.close()  # writes what is pending
+    ((product, score),) = store.trending()
+    assert product == "A" and store.trending("shoes") == [("A", score)]
+    single = FeatureStore(url, namespace="t-single-" + store.keys.namespace)
+    single.apply_activity(views[:1], {"A": "shoes"})
+    assert score == pytest.approx(4 * single.trending()[0][1])
+    single.close()
