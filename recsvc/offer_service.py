@@ -177,10 +177,8 @@ class OfferService:
             limit,
             np.random.default_rng(),
         )
-        targets = {
-            c.offer_id: (catalog.offer(c.offer_id).categories, catalog.offer(c.offer_id).products)
-            for c in choices
-        }
+        offers = {c.offer_id: catalog.offer(c.offer_id) for c in choices}
+        targets = {i: (o.categories, o.products) for i, o in offers.items()}
         return OfferRecommendation(
             offers=choices,
             recommendation_id=new_recommendation_id("of"),
