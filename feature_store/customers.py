@@ -93,7 +93,7 @@ def set_loyalty(
 ) -> tuple[str, float]:
     """Set tier and/or points (or add ``delta``); returns the tier and balance after."""
     gen = store.live_generation() or 0
-    script = store.writer.register_script(_SET_LOYALTY)
+    script = store.script(_SET_LOYALTY)
     keys = [store.keys.loyalty(customer_id), store.keys.profile(gen, customer_id)]
     args = ["" if v is None else str(v) for v in (tier, points, delta)]
     args.append(str(gen))
@@ -111,7 +111,7 @@ def redeem(
     budget: float = 0.0,
 ) -> str | None:
     """Count a redemption if caps allow; None when granted, else why not."""
-    script = store.writer.register_script(_REDEEM)
+    script = store.script(_REDEEM)
     reason = script(
         keys=[store.keys.offer_usage(offer_id)],
         args=[customer_id, event_id, cost, max_per_customer, budget],

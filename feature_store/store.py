@@ -239,6 +239,7 @@ class FeatureStore:
         self._changes = self.reader.register_script(_CHANGES_SINCE)
         self._trend = self.writer.register_script(_TREND)
         self._apply = self.writer.register_script(_ACTIVITY)
+        self._scripts: dict[str, Any] = {}  # those of other modules (see script())
         self._pending: dict[tuple[str, str], float] = defaultdict(float)
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
@@ -248,6 +249,13 @@ class FeatureStore:
                 target=self._flush_loop, args=(trend_flush_s,), name="trend-flush", daemon=True
             )
             self._flusher.start()
+
+    def script(self, source: str) -> Any:
+        """A Lua script on the writer, registered once per store (redis-py's Script)."""
+        found = self._scripts.get(source)
+        if found is None:
+            found = self._scripts[source] = self.writer.register_script(source)
+        return found
 
     def close(self) -> None:
         if self._flusher is not None:

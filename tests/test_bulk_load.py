@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from frames import InteractionRow, interactions_frame
 from redis_fixtures import (  # noqa: F401  (fixtures)
     embedded_redis_fixture,
     new_namespace,
@@ -67,7 +68,7 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-Row = tuple[str, str, datetime, str, float | None]  # customer, product, time, type, amount
+Row = InteractionRow
 ROWS: list[Row] = [
     ("c1", "p1", at(1), "view", None),
     ("c1", "p1", at(2), "purchase", 10.0),
@@ -95,24 +96,7 @@ PRICE: dict[str, float | None] = {
 
 
 def interactions(rows: Sequence[Row] = ROWS) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "customer_id": [r[0] for r in rows],
-            "product_id": [r[1] for r in rows],
-            "timestamp": [r[2] for r in rows],
-            "event_type": [r[3] for r in rows],
-            "quantity": [1.0] * len(rows),
-            "amount": [r[4] for r in rows],
-        },
-        schema={
-            "customer_id": pl.Utf8,
-            "product_id": pl.Utf8,
-            "timestamp": pl.Datetime("us", "UTC"),
-            "event_type": pl.Utf8,
-            "quantity": pl.Float64,
-            "amount": pl.Float64,
-        },
-    )
+    return interactions_frame(rows)
 
 
 def catalog() -> pl.DataFrame:

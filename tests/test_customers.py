@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 import polars as pl
 import pytest
+from frames import interactions_frame
 from redis_fixtures import (  # noqa: F401  (fixtures)
     ADMIN,
     ALL,
@@ -116,23 +117,12 @@ CATALOG = pl.DataFrame(
 
 
 def interactions(rows: list[Row]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "customer_id": [r[0] for r in rows],
-            "product_id": [r[1] for r in rows],
-            "timestamp": [START + timedelta(hours=i) for i in range(len(rows))],
-            "event_type": [r[2] for r in rows],
-            "quantity": [1.0] * len(rows),
-            "amount": [r[3] for r in rows],
-        },
-        schema={
-            "customer_id": pl.Utf8,
-            "product_id": pl.Utf8,
-            "timestamp": pl.Datetime("us", "UTC"),
-            "event_type": pl.Utf8,
-            "quantity": pl.Float64,
-            "amount": pl.Float64,
-        },
+    """One event an hour from START, in row order."""
+    return interactions_frame(
+        [
+            (c, p, START + timedelta(hours=i), kind, amount)
+            for i, (c, p, kind, amount) in enumerate(rows)
+        ]
     )
 
 
