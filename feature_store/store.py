@@ -268,9 +268,6 @@ class FeatureStore:
         for client in (self.reader, self.writer):
             client.close()
 
-    def ping(self) -> bool:
-        return bool(self.writer.ping())
-
     # -- events ----------------------------------------------------------------------------
     def append_events(self, events: Sequence[Event]) -> list[str | None]:
         """Append to the stream atomically, skipping event_ids seen within DEDUPE_TTL.

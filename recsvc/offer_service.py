@@ -28,6 +28,7 @@ from recsvc.offers import (
     OfferCatalog,
     OfferChoice,
     OfferContext,
+    check_targets,
     load_catalog,
     recommend_offers,
 )
@@ -143,6 +144,9 @@ class OfferService:
         if affinity is None or affinity.key != (engine.version, catalog.digest):
             affinity = Affinity(engine, catalog)  # once per model and catalog
             self._affinity = affinity
+            product_ids, categories = engine.product_index.keys(), engine.category_code.keys()
+            for warning in check_targets(catalog, product_ids, categories):
+                log.warning("%s of model %s (affinity 0 for it)", warning, engine.version)
         return affinity
 
     def recommend(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +201,25 @@ def test_no_catalog_configured_is_unavailable(
             assert "RECSVC_OFFERS" in (err.value.details() or "")
     finally:
         running.stop(0)
+
+
+def test_targets_missing_from_the_model_are_logged(
+    setup: tuple[Any, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, channel, _, offers = setup
+    extra = """
+  - offer_id: ghost
+    title: 5% off ghosts
+    kind: percent_off
+    value: 5
+    cost: 1
+    value_to_business: 1
+    categories: [no-such-category]
+"""
+    offers.write_text(CATALOG + extra)
+    pb_grpc.AdminStub(channel).ReloadOffers(pb.ReloadOffersRequest(), metadata=ADMIN, timeout=10)
+    with caplog.at_level(logging.WARNING, logger="recsvc.offer_service"):
+        offers_for(channel, "C-gold")
+    assert any(
+        "ghost" in r.getMessage() and "no-such-category" in r.getMessage() for r in caplog.records
+    )
