@@ -200,7 +200,7 @@ def stream_events(store: FeatureStore) -> list[Event]:
 def test_append_events_dedupes_replays_and_duplicates_in_one_batch(
     store: FeatureStore,
 ) -> None:
-    assert store.ping()
+    assert store.writer.ping()
     assert store.append_events([]) == []
     batch = [event("a"), event("b", type="purchase"), event("a"), event("c", type="offer_click")]
     ids = store.append_events(batch)
