@@ -46,7 +46,8 @@ train-sample: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy recsvc training feature_store tests bench
+	$(BIN)/mypy recsvc training feature_store formats tests bench
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q

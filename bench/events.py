@@ -88,6 +88,7 @@ from feature_store.connection import connect
 from feature_store.embedded import EmbeddedRedis, start_embedded
 from feature_store.keys import Keys
 from feature_store.store import FeatureStore
+from training.features import customer_features, feature_frames, product_features
 
 WORKDIR = Path("var/bench/events")
 NAMESPACE = "bench"
@@ -681,8 +682,8 @@ def encode_load(
     from feature_store import bulk as fs_bulk
 
     tables = [
-        (fs_bulk.customer_features(interactions, catalog, customers), "c", "customer_id"),
-        (fs_bulk.product_features(interactions, catalog), "p", "product_id"),
+        (customer_features(interactions, catalog, customers), "c", "customer_id"),
+        (product_features(interactions, catalog), "p", "product_id"),
     ]
     body = pl.struct(pl.exclude("customer_id", "product_id")).struct.json_encode()
     rows, value_bytes = 0, 0
@@ -755,9 +756,7 @@ def bulk(
             with Others(ours) as others_load:
                 report = fs_bulk.load(
                     store,
-                    interactions,
-                    catalog,
-                    customers,
+                    *feature_frames(interactions, catalog, customers),
                     url=redis.url,
                     model_version=model_version,
                     progress=False,
@@ -1036,7 +1035,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def event_mix(catalog: Catalog, customers: list[str], batch: int) -> EventMix:
     """Products of the bundle drawn by popularity (+1), with their prices for purchases."""
-    from recsvc.bundle import PRODUCTS
+    from formats.bundle import PRODUCTS
 
     columns = ["product_id", "price", "popularity"]
     products = pl.read_parquet(catalog.bundle / PRODUCTS, columns=columns)

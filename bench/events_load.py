@@ -21,12 +21,12 @@ from multiprocessing.connection import Connection
 import grpc
 import numpy as np
 
-from feature_store.events import Event
-from recsvc.servicer import EVENT_TYPES
+from formats.events import Event
+from recsvc.convert import EVENT_TYPE_CODES
 from recsvc.v1 import recommender_pb2 as pb
 
 TRACK = "/recsvc.v1.Events/TrackEvents"
-EVENT_CODES = {name: code for code, name in EVENT_TYPES.items()}
+EVENT_CODES = EVENT_TYPE_CODES
 # What a shop's event forwarder sends: mostly views and clicks, some carts and purchases.
 TYPE_SHARES: tuple[tuple[str, float], ...] = (
     ("view", 0.60),

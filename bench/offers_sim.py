@@ -33,10 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, today
+from formats.loyalty import LIFECYCLE_STAGES, PROSPECT, SURFACES, VALUE_SEGMENTS
 from recsvc.offers import (
-    LIFECYCLE_STAGES,
-    PROSPECT,
-    SURFACES,
     CustomerState,
     Offer,
     OfferCatalog,
@@ -56,7 +54,6 @@ DAYS = 30
 CHANNELS = ("web", "ios", "android")
 SURFACE_SHARE = (0.4, 0.3, 0.2, 0.1)
 CHANNEL_SHARE = (0.5, 0.3, 0.2)
-VALUE_SEGMENTS = ("high_value", "mid_value", "low_value")  # prospects are "prospect" to the ranker
 SEGMENT_SHARE = (0.15, 0.35, 0.5)
 STAGE_SHARE = (0.15, 0.12, 0.33, 0.15, 0.15, 0.10)  # in LIFECYCLE_STAGES order
 TIERS = ("bronze", "silver", "gold", "platinum")

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from bench.common import run_timed
-from recsvc.bundle import CUSTOMERS, PRODUCTS, BundleError, read_manifest, resolve
+from formats.bundle import CUSTOMERS, PRODUCTS, BundleError, read_manifest, resolve
 from recsvc.v1 import recommender_pb2 as pb
 
 SCALE_MODELS = Path("var/bench/scale/models")

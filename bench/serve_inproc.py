@@ -15,9 +15,11 @@ import grpc
 import numpy as np
 
 from bench.serve_bundle import Catalog
+from recsvc.convert import context_from_pb as to_context
+from recsvc.convert import filter_from_pb as to_filter
 from recsvc.logs import JsonFormatter
 from recsvc.model_store import ModelStore
-from recsvc.servicer import RecommenderServicer, to_context, to_filter
+from recsvc.servicer import RecommenderServicer
 from recsvc.v1 import recommender_pb2 as pb
 
 

@@ -19,13 +19,15 @@ from typing import Any
 import numpy as np
 
 from bench.common import machine, today
+from formats.weights import WeightConfig
 from training import movielens
-from training.dataset import WeightConfig, binary_matrix, build_dataset, user_item_matrix
+from training.config import TrainConfig
+from training.dataset import binary_matrix, build_dataset, user_item_matrix
 from training.ingest import read_catalog, read_interactions
 from training.metrics import evaluate
 from training.models import ALSModel, ALSParams, ItemKNNModel
 from training.split import Split, make_split
-from training.train import TrainConfig, run
+from training.train import run
 
 K = 20
 # Fit on a split's training part, return a scorer over customer indexes.

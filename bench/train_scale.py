@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bench.common import machine, run_timed, today
-from recsvc.bundle import load_bundle, resolve
+from formats.bundle import load_bundle, resolve
 
 
 def main() -> None:

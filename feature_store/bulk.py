@@ -1,7 +1,7 @@
 """`recsvc features load`: customer and product features from files into a new generation.
 
-Features are computed with polars from the (validated) interactions, catalog and customers
-files, written under a fresh generation number, and made visible by one SET of the ``live``
+The feature frames (computed by ``training.features``) are written under a fresh generation
+number, and made visible by one SET of the ``live``
 key; the previous generation is deleted afterwards. Readers therefore see the old features or
 the new ones, never half a load.
 
@@ -29,29 +29,8 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from feature_store.store import FeatureStore
-from training.analytics import OUTPUT_COLUMNS, top_categories
 
 log = logging.getLogger(__name__)
-RECENT_IN_PROFILE = 20  # product ids kept in a profile's "recent" list
-POPULAR_MAX = 1000  # products per popularity sorted set
-# Every field of a customer profile (a JSON object); null when unknown. The loyalty
-# analytics (segment, lifecycle stage, value, churn risk) join this set as they are built.
-PROFILE_FIELDS = (
-    "interactions",
-    "purchases",
-    "spend",
-    "first_seen",
-    "last_seen",
-    "last_purchase",
-    "recent",
-    "top_categories",
-    "tier",
-    "points",
-    "consent_personalization",
-    "birthday",  # ISO date, for birthday offers
-)
-# Loyalty analytics (training.analytics.compute), merged when given; "as_of" is their date.
-ANALYTICS_FIELDS = tuple(c for c in OUTPUT_COLUMNS if c not in ("customer_id", "top_categories"))
 
 
 class LoadError(RuntimeError):
@@ -70,73 +49,6 @@ class LoadReport:
     @property
     def rows_per_second(self) -> float:
         return (self.customers + self.products) / self.seconds if self.seconds else 0.0
-
-
-def customer_features(
-    interactions: pl.DataFrame,
-    catalog: pl.DataFrame,
-    customers: pl.DataFrame | None = None,
-    analytics: pl.DataFrame | None = None,
-    as_of: str = "",
-    model_categories: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """One row per customer: ``customer_id``, PROFILE_FIELDS, and ANALYTICS_FIELDS plus
-    ``as_of`` (their date) when ``analytics`` (training.analytics.compute's table) is given,
-    and ``top_categories_model`` when ``model_categories``
-    (training.analytics.vector_top_categories) is."""
-    ms = pl.col("timestamp").dt.epoch("ms")
-    purchase = pl.col("event_type") == "purchase"
-    base = interactions.group_by("customer_id").agg(
-        pl.len().alias("interactions"),
-        purchase.sum().alias("purchases"),
-        pl.col("amount").filter(purchase).sum().alias("spend"),
-        ms.min().alias("first_seen"),
-        ms.max().alias("last_seen"),
-        ms.filter(purchase).max().alias("last_purchase"),
-        pl.col("product_id")
-        .sort_by("timestamp", descending=True)
-        .unique(maintain_order=True)
-        .head(RECENT_IN_PROFILE)
-        .alias("recent"),
-    )
-    features = base.join(top_categories(interactions, catalog), on="customer_id", how="left")
-    extra = ("tier", "points", "consent_personalization", "birthday")
-    if customers is not None:
-        present = [c for c in extra if c in customers.columns]
-        features = features.join(
-            customers.select("customer_id", *present), on="customer_id", how="full", coalesce=True
-        )
-    for column in extra:
-        if column not in features.columns:
-            features = features.with_columns(pl.lit(None).alias(column))
-    features = features.with_columns(pl.col("birthday").cast(pl.Utf8))
-    # Customers known only from the customers file have no history: zeros, not unknowns.
-    features = features.with_columns(
-        pl.col("interactions", "purchases").fill_null(0),
-        pl.col("spend").fill_null(0.0),
-        pl.col("recent").fill_null([]),
-        pl.col("top_categories").fill_null([]),
-    )
-    features = features.select("customer_id", *PROFILE_FIELDS)
-    if model_categories is not None:
-        features = features.join(model_categories, on="customer_id", how="left")
-    if analytics is None:
-        return features
-    scored = analytics.select("customer_id", *ANALYTICS_FIELDS)
-    joined = features.join(scored, on="customer_id", how="left")
-    return joined.with_columns(pl.lit(as_of).alias("as_of"))
-
-
-def product_features(interactions: pl.DataFrame, catalog: pl.DataFrame) -> pl.DataFrame:
-    """One row per catalog product: category, price, in_stock, popularity (customers)."""
-    popularity = interactions.group_by("product_id").agg(
-        pl.col("customer_id").n_unique().alias("popularity")
-    )
-    return (
-        catalog.select("product_id", "category", "price", "in_stock")
-        .join(popularity, on="product_id", how="left")
-        .with_columns(pl.col("popularity").fill_null(0))
-    )
 
 
 def _resp_set(keys: pl.Expr, values: pl.Expr) -> pl.Expr:
@@ -226,24 +138,20 @@ class _Writer:
 
 def load(
     store: FeatureStore,
-    interactions: pl.DataFrame,
-    catalog: pl.DataFrame,
-    customers: pl.DataFrame | None = None,
-    analytics: pl.DataFrame | None = None,
-    as_of: str = "",
-    model_categories: pl.DataFrame | None = None,
+    customer_rows: pl.DataFrame,
+    product_rows: pl.DataFrame,
     url: str | None = None,
     model_version: str = "",
     chunk: int = 50_000,
     progress: bool = True,
 ) -> LoadReport:
-    """Write a new generation of features and make it live; returns what was written."""
+    """Write a new generation of features and make it live; returns what was written.
+
+    ``customer_rows`` has ``customer_id`` and the profile's fields, ``product_rows``
+    ``product_id`` and the product's (training.features computes both): each row becomes one
+    JSON value of the other columns."""
     k = store.keys
     writer_client = store.writer
-    customer_rows = customer_features(
-        interactions, catalog, customers, analytics, as_of, model_categories
-    )
-    product_rows = product_features(interactions, catalog)
     generation = int(writer_client.incr(k.generation_counter))
     # Registered before writing, so a load that dies half-way is cleaned up by the next one.
     writer_client.sadd(k.generations, generation)
@@ -289,7 +197,6 @@ def load(
                 writer.send(encoded)
                 bar.update(parts[i][0].height)
         writer.finish()
-        _write_popular(store, generation, product_rows)
         meta = {
             "generation": generation,
             "loaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -317,18 +224,6 @@ def load(
     return LoadReport(
         generation, customer_rows.height, product_rows.height, seconds, previous, writer.method
     )
-
-
-def _write_popular(store: FeatureStore, generation: int, products: pl.DataFrame) -> None:
-    k = store.keys
-    pipe = store.writer.pipeline(transaction=False)
-    top = products.sort("popularity", descending=True).head(POPULAR_MAX)
-    pipe.zadd(k.popular(generation), dict(zip(top["product_id"], top["popularity"], strict=True)))
-    for (category,), group in products.group_by("category"):
-        best = group.sort("popularity", descending=True).head(POPULAR_MAX)
-        mapping = dict(zip(best["product_id"], best["popularity"], strict=True))
-        pipe.zadd(k.popular(generation, str(category)), mapping)
-    pipe.execute()
 
 
 def _delete_generation(store: FeatureStore, generation: int) -> int:

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from feature_store.events import decode
 from feature_store.keys import OFFER_DAY_TTL
 from feature_store.store import FeatureStore, as_text
+from formats.events import decode
 
 # KEYS[1] loyalty hash, KEYS[2] loaded profile (same hash tag). ARGV: tier or "", points or "",
 # delta or "", the live generation. Values set under an older generation give way to the

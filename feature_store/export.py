@@ -18,7 +18,6 @@ exactly once (the stream itself holds each event_id once: TrackEvents deduplicat
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,22 +26,10 @@ import polars as pl
 from tqdm import tqdm
 
 from feature_store.customers import tombstones
-from feature_store.events import INTEREST, decode
 from feature_store.store import FeatureStore
-
-CHECKPOINT = "_checkpoint.json"
-COLUMNS: dict[str, pl.DataType] = {
-    "event_id": pl.Utf8(),
-    "customer_id": pl.Utf8(),
-    "event_type": pl.Utf8(),
-    "product_id": pl.Utf8(),
-    "offer_id": pl.Utf8(),
-    "timestamp": pl.Datetime("ms", "UTC"),
-    "quantity": pl.Float64(),
-    "amount": pl.Float64(),
-    "recommendation_id": pl.Utf8(),
-    "stream_id": pl.Utf8(),
-}
+from formats.events import decode
+from formats.exported import CHECKPOINT, COLUMNS, PARTS
+from formats.files import fsync_dir, replace_durably, write_atomic
 
 
 @dataclass(frozen=True)
@@ -57,24 +44,6 @@ class ExportReport:
 def _sid(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _state(out: Path) -> dict[str, Any]:
@@ -95,7 +64,7 @@ def _purge(out: Path, customers: set[str]) -> int:
     if not customers:
         return 0
     removed = 0
-    for path in sorted(out.glob("day=*/part-*.parquet")):
+    for path in sorted(out.glob(PARTS)):
         frame = pl.read_parquet(path)
         keep = frame.filter(~pl.col("customer_id").is_in(list(customers)))
         if keep.height == frame.height:
@@ -106,10 +75,9 @@ def _purge(out: Path, customers: set[str]) -> int:
         else:
             tmp = path.with_name(f".{path.name}.tmp")
             keep.write_parquet(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
+            replace_durably(tmp, path)
+            continue
+        fsync_dir(path.parent)
     return removed
 
 
@@ -122,7 +90,7 @@ def remove_orphans(out: Path, checkpoint: str) -> int:
     """Delete files of chunks that were never committed (see the module docstring)."""
     done = _sid(checkpoint)
     removed = 0
-    for path in out.glob("day=*/part-*.parquet"):
+    for path in out.glob(PARTS):
         if _part_start(path) > done:
             path.unlink()
             removed += 1
@@ -189,18 +157,15 @@ def export_events(
                 name = f"part-{first.replace('-', '_')}-{last.replace('-', '_')}.parquet"
                 tmp = directory / f".{name}.tmp"
                 part.drop("_day").sort("stream_id").write_parquet(tmp)
-                with open(tmp, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, directory / name)
-                _fsync_dir(directory)
+                replace_durably(tmp, directory / name)
                 files += 1
             state["last_stream_id"] = checkpoint = last
-            _write_durably(out / CHECKPOINT, json.dumps(state).encode())
+            write_atomic(out / CHECKPOINT, json.dumps(state).encode())
             exported += len(entries)
             bar.update(len(entries))
         _trim(store, checkpoint)
     if not (out / CHECKPOINT).exists() or purged:  # an empty export is still an export
-        _write_durably(out / CHECKPOINT, json.dumps(state).encode())
+        write_atomic(out / CHECKPOINT, json.dumps(state).encode())
     return ExportReport(exported, files, removed, checkpoint, purged)
 
 
@@ -210,21 +175,3 @@ def _trim(store: FeatureStore, checkpoint: str) -> None:
     if (ms, seq) == (0, 0):
         return
     store.writer.xtrim(store.keys.stream, minid=f"{ms}-{seq + 1}", approximate=False)
-
-
-def read_exported(out: Path) -> pl.DataFrame:
-    """Exported events as training interactions (product interest events only)."""
-    files = sorted(out.glob("day=*/part-*.parquet"))
-    frame = (
-        pl.concat([pl.read_parquet(f) for f in files], how="vertical")
-        if files
-        else pl.DataFrame(schema=COLUMNS)
-    )
-    # rec_click counts as a click; impressions and offer events are not interest in a product
-    return (
-        frame.filter(
-            pl.col("event_type").is_in(list(INTEREST)) & pl.col("product_id").is_not_null()
-        )
-        .with_columns(pl.col("event_type").replace_strict(INTEREST))
-        .select("customer_id", "product_id", "timestamp", "event_type", "quantity", "amount")
-    )

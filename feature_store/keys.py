@@ -72,11 +72,6 @@ class Keys:
         """STRING: JSON of a product's loaded features: category, price, in_stock, popularity."""
         return f"{self.prefix}:g{gen}:{{p:{product_id}}}:product"
 
-    def popular(self, gen: int, category: str | None = None) -> str:
-        """ZSET product -> customers who interacted, overall or in one category."""
-        tail = f":{category}" if category is not None else ""
-        return f"{self.prefix}:g{gen}:{{catalog}}:popular{tail}"
-
     # -- real time (events) ----------------------------------------------------------------
     def recent(self, customer_id: str) -> str:
         """LIST, newest first: "type|product_id|ts_ms|quantity", at most RECENT_MAX."""
@@ -125,7 +120,7 @@ class Keys:
 
     @property
     def stream(self) -> str:
-        """STREAM of accepted events, field "e" = JSON (feature_store.events.encode)."""
+        """STREAM of accepted events, field "e" = JSON (formats.events.encode)."""
         return f"{self.prefix}:{{events}}:stream"
 
     def dedupe(self, event_id: str) -> str:

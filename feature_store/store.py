@@ -21,8 +21,9 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from feature_store.connection import connect
-from feature_store.events import INTEREST, Event, encode
 from feature_store.keys import DEDUPE_TTL, PURCHASED_MAX, RECENT_MAX, Keys, decay_factor
+from formats.events import INTEREST, Event, encode
+from formats.types import ProductChange
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +199,6 @@ def _customer_update(customer_id: str, events: list[Event]) -> _CustomerUpdate:
         last_seen=events[-1].ts_ms,
         last_purchase=purchases[-1].ts_ms if purchases else 0,
     )
-
-
-@dataclass(frozen=True)
-class ProductChange:
-    product_id: str
-    stock: int | None = None
-    price: float | None = None
 
 
 def as_text(value: bytes | str) -> str:

@@ -1,3 +1,3 @@
 """recsvc: recommendation and personalization engine for retail and e-commerce loyalty."""
 
-__version__ = "0.1.0"
+from formats import __version__ as __version__

@@ -15,11 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from feature_store.events import EVENT_TYPES
+from formats.events import EVENT_TYPES, INTERACTION_TYPES
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from feature_store.store import FeatureStore
     from training.analytics import AnalyticsConfig
 
@@ -54,29 +52,27 @@ def _positive_int(text: str) -> int:
 
 
 def _events(text: str) -> tuple[str, ...]:
-    from training.schema import EVENT_TYPES
 
     events = _csv(text)
-    unknown = [e for e in events if e not in EVENT_TYPES]
+    unknown = [e for e in events if e not in INTERACTION_TYPES]
     if unknown or not events:
         raise argparse.ArgumentTypeError(
             f"unknown event type(s) {', '.join(unknown) or '(none given)'}; "
-            f"expected some of {', '.join(EVENT_TYPES)}"
+            f"expected some of {', '.join(INTERACTION_TYPES)}"
         )
     return events
 
 
 def _event_weights(text: str) -> dict[str, float]:
-    from training.dataset import DEFAULT_EVENT_WEIGHTS
-    from training.schema import EVENT_TYPES
+    from formats.weights import DEFAULT_EVENT_WEIGHTS
 
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     for part in _csv(text):
         name, _, value = part.partition("=")
-        if name not in EVENT_TYPES or not value:
+        if name not in INTERACTION_TYPES or not value:
             raise argparse.ArgumentTypeError(
                 f"bad event weight {part!r}: expected EVENT=WEIGHT, "
-                f"EVENT one of {', '.join(EVENT_TYPES)}"
+                f"EVENT one of {', '.join(INTERACTION_TYPES)}"
             )
         weights[name] = float(value)
     return weights
@@ -513,7 +509,8 @@ def _with(obj: T, **values: Any) -> T:
 def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from training.train import TrainConfig, run
+    from training.config import TrainConfig
+    from training.train import run
 
     cfg = TrainConfig()
     als = _with(
@@ -573,7 +570,7 @@ def _tombstones(model_dir: Path) -> frozenset[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from recsvc import bundle as b
+    from formats import bundle as b
     from training.bundle_eval import evaluate_bundle
     from training.train import format_table
 
@@ -617,10 +614,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_client(args: argparse.Namespace) -> None:
     import grpc
 
-    from feature_store.events import Event
-    from feature_store.store import ProductChange
+    from formats.events import Event
+    from formats.types import Context, Filter, ProductChange, Recommendation
     from recsvc.client import Client, default_token
-    from recsvc.types import Context, Filter, Recommendation
 
     token = args.token or default_token(args.model_dir)
     cert = args.ca_cert.read_bytes() if args.ca_cert else None
@@ -734,11 +730,11 @@ def cmd_features(args: argparse.Namespace) -> None:
                 shown = {"product": store.product(args.product)}
         print(json.dumps(shown, indent=2, default=str))
         return
-    import polars as pl
-
     from feature_store import bulk
-    from recsvc import bundle as b
+    from formats import bundle as b
+    from training.analytics import with_tier_rules
     from training.dataset import catalog_from_interactions
+    from training.features import build_features
     from training.ingest import read_catalog, read_customers, read_interactions
 
     interactions, report = read_interactions(args.interactions, args.on_error)
@@ -751,36 +747,27 @@ def cmd_features(args: argparse.Namespace) -> None:
     customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
     last = interactions.get_column("timestamp").max()
     day: datetime = args.as_of or (last if isinstance(last, datetime) else datetime.now(UTC))
-    customers = _with_tier_rules(args.tier_rules, interactions, day, customers, catalog)
-    model_categories = None
-    if b.current_version(args.model_dir) is not None:
-        from training.analytics import vector_top_categories
-
-        bundle = b.load_bundle(b.resolve(args.model_dir))
-        model_categories = vector_top_categories(
-            bundle.customer_ids.to_list(),
-            bundle.user_factors,
-            bundle.item_factors,
-            bundle.products["category"].cast(pl.Utf8).fill_null("uncategorized").to_list(),
+    customers = with_tier_rules(customers, interactions, day, args.tier_rules, catalog)
+    published = b.current_version(args.model_dir) is not None
+    features = build_features(
+        interactions,
+        catalog,
+        customers,
+        as_of=day,
+        horizon_days=args.horizon_days,
+        analytics=None if args.no_analytics else _analytics_config(args),
+        bundle=b.load_bundle(b.resolve(args.model_dir)) if published else None,
+    )
+    if features.as_of:
+        print(
+            f"analytics as of {features.as_of} over {args.horizon_days} days: "
+            f"{features.customers.height:,} customers"
         )
-    scored, as_of = None, ""
-    if not args.no_analytics:
-        from training.analytics import compute
-
-        scored = compute(
-            interactions, day, args.horizon_days, customers, catalog, _analytics_config(args)
-        )
-        as_of = day.date().isoformat()
-        print(f"analytics as of {as_of} over {args.horizon_days} days: {scored.height:,} customers")
     with _feature_store(args.model_dir) as (store, url):
         result = bulk.load(
             store,
-            interactions,
-            catalog,
-            customers,
-            analytics=scored,
-            as_of=as_of,
-            model_categories=model_categories,
+            features.customers,
+            features.products,
             url=url,
             model_version=b.current_version(args.model_dir) or "",
             chunk=args.chunk,
@@ -815,38 +802,10 @@ def _analytics_config(args: argparse.Namespace) -> AnalyticsConfig:
     return AnalyticsConfig(lifecycle=LifecycleRules.parse(args.lifecycle_rules))
 
 
-def _with_tier_rules(
-    rules: str | None,
-    interactions: pl.DataFrame,
-    as_of: datetime,
-    customers: pl.DataFrame | None,
-    catalog: pl.DataFrame | None,
-) -> pl.DataFrame | None:
-    """The customers frame with tiers derived from spend where the rules give one."""
-    if not rules:
-        return customers
-    import polars as pl
-
-    from training.analytics import TierRules, derive_tiers
-
-    derived = derive_tiers(interactions, as_of, TierRules.parse(rules), catalog)
-    if customers is None:
-        return derived
-    joined = customers.join(
-        derived.rename({"tier": "derived_tier"}), on="customer_id", how="full", coalesce=True
-    )
-    tier = (
-        pl.coalesce(pl.col("derived_tier"), pl.col("tier"))
-        if "tier" in customers.columns
-        else pl.col("derived_tier")
-    )
-    return joined.with_columns(tier.alias("tier")).drop("derived_tier")
-
-
 def cmd_analytics(args: argparse.Namespace) -> None:
     import polars as pl
 
-    from training.analytics import analyze, holdout_check, holdout_split
+    from training.analytics import analyze, holdout_check, holdout_split, with_tier_rules
     from training.ingest import read_catalog, read_customers, read_interactions
 
     suffix = args.out.suffix.lower()
@@ -856,7 +815,7 @@ def cmd_analytics(args: argparse.Namespace) -> None:
     print(report.summary(), file=sys.stderr)
     catalog = read_catalog(args.catalog, args.on_error)[0] if args.catalog else None
     customers = read_customers(args.customers, args.on_error)[0] if args.customers else None
-    customers = _with_tier_rules(args.tier_rules, interactions, args.as_of, customers, catalog)
+    customers = with_tier_rules(customers, interactions, args.as_of, args.tier_rules, catalog)
     config = _analytics_config(args)
     result = analyze(interactions, args.as_of, args.horizon_days, customers, catalog, config)
     table = result.table
@@ -903,7 +862,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from recsvc import bundle as b
+    from formats import bundle as b
 
     action = args.models_command
     if action == "list":
@@ -944,7 +903,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from redis.exceptions import RedisError
 
     from feature_store.bulk import LoadError
-    from recsvc.bundle import BundleError
+    from formats.bundle import BundleError
     from recsvc.config import ConfigError
     from training.analytics import AnalyticsError
     from training.ingest import InputError, ValidationFailed

@@ -12,18 +12,25 @@ from types import TracebackType
 
 import grpc
 
-from feature_store.events import Event
-from feature_store.store import ProductChange
-from recsvc.customers import CustomerProfile
-from recsvc.realtime import EventResult
-from recsvc.servicer import EVENT_STATUS, EVENT_TYPES, SURFACES
-from recsvc.types import Context, Filter, Item, ModelInfo, Recommendation
+from formats.events import Event
+from formats.types import (
+    Context,
+    CustomerProfile,
+    EventResult,
+    Filter,
+    ModelInfo,
+    ProductChange,
+    Recommendation,
+)
+from recsvc.convert import (
+    context_to_pb,
+    event_to_pb,
+    filter_to_pb,
+    items_from_pb,
+    result_from_pb,
+)
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
-
-_SURFACE_CODES = {name: code for code, name in SURFACES.items()}
-_EVENT_CODES = {name: code for code, name in EVENT_TYPES.items()}
-_STATUS_NAMES = {code: name for name, code in EVENT_STATUS.items()}
 
 
 def default_token(model_dir: Path | None = None) -> str | None:
@@ -33,24 +40,6 @@ def default_token(model_dir: Path | None = None) -> str | None:
     model_dir = model_dir or Path(os.environ.get("RECSVC_MODEL_DIR", "var/models"))
     file = model_dir.parent / "dev-token"
     return file.read_text().strip() if file.is_file() else None
-
-
-def to_pb_filter(f: Filter | None) -> pb.Filter:
-    f = f or Filter()
-    return pb.Filter(
-        include_categories=sorted(f.include_categories),
-        exclude_categories=sorted(f.exclude_categories),
-        exclude_product_ids=sorted(f.exclude_product_ids),
-        in_stock_only=f.in_stock_only,
-        min_price=f.min_price,
-        max_price=f.max_price,
-        include_purchased=f.include_purchased,
-        max_per_category=f.max_per_category,
-    )
-
-
-def _items(items: object) -> list[Item]:
-    return [Item(i.product_id, i.score, i.reason, i.category) for i in items]  # type: ignore[attr-defined]
 
 
 class Client:
@@ -90,23 +79,21 @@ class Client:
         filter: Filter | None = None,
         context: Context | None = None,
     ) -> Recommendation:
-        context = context or Context()
         reply = self.recommender.RecommendProducts(
             pb.RecommendProductsRequest(
                 customer_id=customer_id,
                 limit=limit,
-                filter=to_pb_filter(filter),
-                context=pb.Context(
-                    surface=_SURFACE_CODES.get(context.surface, pb.SURFACE_UNSPECIFIED),
-                    device=context.device,
-                    current_product_id=context.current_product_id,
-                ),
+                filter=filter_to_pb(filter),
+                context=context_to_pb(context),
             ),
             metadata=self.metadata,
             timeout=self.timeout,
         )
         return Recommendation(
-            _items(reply.items), reply.model_version, reply.recommendation_id, reply.personalized
+            items_from_pb(reply.items),
+            reply.model_version,
+            reply.recommendation_id,
+            reply.personalized,
         )
 
     def similar(
@@ -114,12 +101,14 @@ class Client:
     ) -> Recommendation:
         reply = self.recommender.SimilarProducts(
             pb.SimilarProductsRequest(
-                product_id=product_id, limit=limit, filter=to_pb_filter(filter)
+                product_id=product_id, limit=limit, filter=filter_to_pb(filter)
             ),
             metadata=self.metadata,
             timeout=self.timeout,
         )
-        return Recommendation(_items(reply.items), reply.model_version, reply.recommendation_id)
+        return Recommendation(
+            items_from_pb(reply.items), reply.model_version, reply.recommendation_id
+        )
 
     def rank(self, customer_id: str, product_ids: list[str]) -> Recommendation:
         reply = self.recommender.RankProducts(
@@ -128,7 +117,10 @@ class Client:
             timeout=self.timeout,
         )
         return Recommendation(
-            _items(reply.items), reply.model_version, reply.recommendation_id, reply.personalized
+            items_from_pb(reply.items),
+            reply.model_version,
+            reply.recommendation_id,
+            reply.personalized,
         )
 
     def model_info(self) -> ModelInfo:
@@ -157,23 +149,9 @@ class Client:
         """Send events; one result per event, in order (UNAVAILABLE: retry the batch)."""
         request = pb.TrackEventsRequest()
         for e in events:
-            message = request.events.add(
-                event_id=e.event_id,
-                customer_id=e.customer_id,
-                type=_EVENT_CODES.get(e.type, pb.EVENT_TYPE_UNSPECIFIED),
-                product_id=e.product_id,
-                offer_id=e.offer_id,
-                quantity=e.quantity,
-                amount=e.amount,
-                recommendation_id=e.recommendation_id,
-            )
-            if e.ts_ms:
-                message.timestamp.FromMilliseconds(e.ts_ms)
+            event_to_pb(e, request.events.add())
         reply = self.events.TrackEvents(request, metadata=self.metadata, timeout=self.timeout)
-        return [
-            EventResult(r.event_id, _STATUS_NAMES.get(r.status, "rejected"), r.reason)
-            for r in reply.results
-        ]
+        return [result_from_pb(r) for r in reply.results]
 
     def update_products(self, changes: list[ProductChange]) -> int:
         request = pb.UpdateProductsRequest()
@@ -235,15 +213,11 @@ class Client:
         self, customer_id: str, limit: int = 3, context: Context | None = None
     ) -> tuple[list[pb.Offer], str, bool]:
         """RecommendOffers: (offers, recommendation_id, personalized)."""
-        context = context or Context()
         r = self.recommender.RecommendOffers(
             pb.RecommendOffersRequest(
                 customer_id=customer_id,
                 limit=limit,
-                context=pb.Context(
-                    surface=_SURFACE_CODES.get(context.surface, pb.SURFACE_UNSPECIFIED),
-                    device=context.device,
-                ),
+                context=context_to_pb(context),
             ),
             metadata=self.metadata,
             timeout=self.timeout,

@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_store.connection import RedisSettings, SettingsError
-
-SCOPES = ("recommend", "events", "admin", "privacy")
+from recsvc.services import SCOPES
 
 
 class ConfigError(ValueError):

@@ -9,42 +9,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
 from feature_store import customers as store_customers
 from feature_store.store import Activity, FeatureStore
-from recsvc.engine import check_id
-from recsvc.types import InvalidRequest, Unavailable
+from formats.errors import InvalidRequest, Unavailable
+from formats.ids import check_id
+from formats.types import CustomerProfile
 
 T = TypeVar("T")
-MAX_ID_LENGTH = 128
 MAX_TIER_LENGTH = 64
-
-
-@dataclass(frozen=True)
-class CustomerProfile:
-    customer_id: str
-    known: bool
-    segment: str = ""
-    lifecycle_stage: str = ""
-    tier: str = ""
-    points: float = 0.0
-    r_score: int = 0
-    f_score: int = 0
-    m_score: int = 0
-    expected_purchases: float = 0.0
-    clv: float = 0.0
-    p_alive: float = 0.0
-    churn_risk: float = 0.0
-    top_categories: list[str] = field(default_factory=list)
-    purchases: int = 0
-    spend: float = 0.0
-    consent_personalization: bool = True
-    features_as_of: str = ""
-    top_categories_model: list[str] = field(default_factory=list)
 
 
 def _number(profile: dict[str, Any], name: str) -> float:
@@ -96,7 +72,7 @@ class Customers:
             raise Unavailable(f"the feature store cannot be reached ({exc}); retry") from None
 
     def profile(self, customer_id: str) -> CustomerProfile:
-        check_id(customer_id, "customer_id", MAX_ID_LENGTH)
+        check_id(customer_id, "customer_id")
         return to_profile(customer_id, self._call(lambda s: s.activity(customer_id)))
 
     def set_loyalty(
@@ -106,7 +82,7 @@ class Customers:
         points: float | None = None,
         delta: float | None = None,
     ) -> tuple[str, float]:
-        check_id(customer_id, "customer_id", MAX_ID_LENGTH)
+        check_id(customer_id, "customer_id")
         if tier is None and points is None and delta is None:
             raise InvalidRequest("set tier, points or points_delta")
         if points is not None and delta is not None:
@@ -123,11 +99,11 @@ class Customers:
         )
 
     def forget(self, customer_id: str) -> store_customers.ForgetReport:
-        check_id(customer_id, "customer_id", MAX_ID_LENGTH)
+        check_id(customer_id, "customer_id")
         return self._call(lambda s: store_customers.forget(s, customer_id, self.offer_ids()))
 
     def export(self, customer_id: str) -> str:
-        check_id(customer_id, "customer_id", MAX_ID_LENGTH)
+        check_id(customer_id, "customer_id")
         data = self._call(
             lambda s: store_customers.export_customer(s, customer_id, self.offer_ids())
         )

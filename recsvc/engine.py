@@ -16,18 +16,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from feature_store.store import Activity, ProductChange
-from recsvc.bundle import Bundle, load_bundle
+from feature_store.store import Activity
+from formats.bundle import Bundle, load_bundle
+from formats.errors import InvalidRequest, NotFound
+from formats.ids import check_id
+from formats.types import Context, Filter, Item, ModelInfo, ProductChange, Recommendation
 from recsvc.fold_in import FoldIn
-from recsvc.types import (
-    Context,
-    Filter,
-    InvalidRequest,
-    Item,
-    ModelInfo,
-    NotFound,
-    Recommendation,
-)
 
 
 @dataclass(frozen=True)
@@ -35,7 +29,6 @@ class EngineConfig:
     default_limit: int = 20
     max_limit: int = 200
     max_rank_ids: int = 1000
-    max_id_length: int = 128
     max_per_category: int = 0  # default diversity cap; 0 = none
     repeat_categories: frozenset[str] = frozenset()  # never excluded as "already purchased"
     overfetch: int = 4  # ask the index for this many times what the request needs
@@ -43,14 +36,6 @@ class EngineConfig:
     direct_score_max: int = 200_000  # score a category filter's products exactly up to this
     reason_history: int = 50  # history items considered for "because you liked X"
     fold_in: bool = True  # recompute customer vectors from real-time activity
-
-
-def check_id(value: str, what: str, limit: int) -> str:
-    if not value or not value.strip():
-        raise InvalidRequest(f"{what} is empty; send the id as a non-empty string")
-    if len(value) > limit:
-        raise InvalidRequest(f"{what} is {len(value)} characters long; the maximum is {limit}")
-    return value
 
 
 class Engine:
@@ -125,7 +110,7 @@ class Engine:
         """Best products for the customer; ``activity`` (from the feature store, None when it
         is unavailable) adds what they did since the model was trained. A customer who
         declined personalization (``activity.consent`` false) gets popular products."""
-        check_id(customer_id, "customer_id", self.config.max_id_length)
+        check_id(customer_id, "customer_id")
         limit = self._limit(limit)
         filter = filter or Filter()
         context = context or Context()
@@ -154,7 +139,7 @@ class Engine:
     def similar(
         self, product_id: str, limit: int = 0, filter: Filter | None = None
     ) -> Recommendation:
-        check_id(product_id, "product_id", self.config.max_id_length)
+        check_id(product_id, "product_id")
         limit = self._limit(limit)
         idx = self.product_index.get(product_id)
         if idx is None:
@@ -174,7 +159,7 @@ class Engine:
     def rank(
         self, customer_id: str, product_ids: list[str], activity: Activity | None = None
     ) -> Recommendation:
-        check_id(customer_id, "customer_id", self.config.max_id_length)
+        check_id(customer_id, "customer_id")
         if not product_ids:
             raise InvalidRequest("product_ids is empty; send the products to rank")
         if len(product_ids) > self.config.max_rank_ids:
@@ -182,7 +167,7 @@ class Engine:
                 f"{len(product_ids)} product_ids; at most {self.config.max_rank_ids} per call"
             )
         for pid in product_ids:
-            check_id(pid, "a product_id", self.config.max_id_length)
+            check_id(pid, "a product_id")
         unique = list(dict.fromkeys(product_ids))
         known = [p for p in unique if p in self.product_index]
         unknown = [p for p in unique if p not in self.product_index]
@@ -445,5 +430,5 @@ class Engine:
 
 
 def new_recommendation_id(source: str) -> str:
-    """``<source>-<32 hex>``, source a key of recsvc.types.SOURCES."""
+    """``<source>-<32 hex>``, source a key of formats.types.SOURCES."""
     return f"{source}-{uuid.uuid4().hex}"

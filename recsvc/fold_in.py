@@ -17,7 +17,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from training.dataset import WeightConfig, confidence_values, count_weights
+from formats.weights import WeightConfig, confidence_values, count_weights
 
 
 class FoldIn:
@@ -64,7 +64,7 @@ class FoldIn:
         for idx, kind, quantity, ts_ms in events:
             if ts_ms <= self.cutoff_ms:
                 continue
-            # kinds are training's event types (feature_store.events.INTEREST maps to them)
+            # kinds are training's event types (formats.events.INTEREST maps to them)
             weight = self.weights.event_weights.get(kind, 0.0)
             if weight > 0:
                 raw[idx] += weight * max(quantity, 1.0)

@@ -9,20 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from recsvc.services import SCOPE_BY_SERVICE
+
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
     Interceptor = grpc.ServerInterceptor[Any, Any]
 else:
     Handler = grpc.RpcMethodHandler
     Interceptor = grpc.ServerInterceptor
-
-# Scope each service needs; services not listed (health, reflection) are open.
-SCOPE_BY_SERVICE = {
-    "recsvc.v1.Recommender": "recommend",
-    "recsvc.v1.Events": "events",
-    "recsvc.v1.Admin": "admin",
-    "recsvc.v1.Privacy": "privacy",
-}
 
 
 def _service(method: str) -> str:

@@ -11,9 +11,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from recsvc import bundle as bundles
+from formats import bundle as bundles
+from formats.errors import Unavailable
 from recsvc.engine import Engine, EngineConfig
-from recsvc.types import Unavailable
 
 log = logging.getLogger(__name__)
 ReloadHook = Callable[[str, str], None]  # (outcome, version)

@@ -20,9 +20,12 @@ import numpy as np
 from redis.exceptions import RedisError
 
 from feature_store import customers as store_customers
-from feature_store.events import Event
 from feature_store.store import Activity, FeatureStore
-from recsvc.engine import Engine, check_id, new_recommendation_id
+from formats.errors import Unavailable
+from formats.events import Event
+from formats.ids import check_id
+from formats.types import Context
+from recsvc.engine import Engine, new_recommendation_id
 from recsvc.offers import (
     CustomerState,
     OfferCatalog,
@@ -33,7 +36,6 @@ from recsvc.offers import (
     recommend_offers,
 )
 from recsvc.realtime import Realtime
-from recsvc.types import Context, Unavailable
 
 log = logging.getLogger(__name__)
 AFFINITY_SAMPLE = 2000  # customers whose scores calibrate each offer's affinity z-score
@@ -152,7 +154,7 @@ class OfferService:
     def recommend(
         self, engine: Engine, customer_id: str, limit: int = 0, context: Context | None = None
     ) -> OfferRecommendation:
-        check_id(customer_id, "customer_id", engine.config.max_id_length)
+        check_id(customer_id, "customer_id")
         catalog = self.catalog
         context = context or Context()
         activity = self.realtime.activity(engine, customer_id)

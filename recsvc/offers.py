@@ -95,7 +95,16 @@ import yaml
 
 from feature_store.customers import OfferStats as OfferStats
 from feature_store.customers import OfferUsage as OfferUsage
-from recsvc.types import InvalidRequest, NotFound
+from formats.errors import InvalidRequest, NotFound
+from formats.ids import MAX_ID_LENGTH
+from formats.loyalty import (
+    LIFECYCLE_STAGES,
+    PROSPECT,
+    SEGMENTS,
+    SURFACES,
+    WELCOME_STAGES,
+    WIN_BACK_STAGES,
+)
 
 SUPPORTED_VERSIONS: Final = (1,)
 KINDS: Final = ("percent_off", "amount_off", "points_multiplier", "free_shipping", "gift")
@@ -107,16 +116,6 @@ KIND_VALUE: Final = {
     "free_shipping": "not used (0 when omitted)",
     "gift": "the gift's retail value in currency (0 when omitted)",
 }
-PROSPECT: Final = "prospect"
-# As training/analytics.py names them: buyers by value, and "prospect" for non-buyers (which
-# is also the segment of unknown and non-consenting customers here).
-SEGMENTS: Final = ("high_value", "mid_value", "low_value", PROSPECT)
-LIFECYCLE_STAGES: Final = (PROSPECT, "new", "active", "loyal", "at_risk", "lapsed")
-SURFACES: Final = ("home", "product_page", "cart", "checkout")
-MAX_ID_LENGTH: Final = 128  # as for event ids: offer ids end up in events and Redis keys
-
-_WELCOME_STAGES: Final = frozenset({PROSPECT, "new"})
-_WIN_BACK_STAGES: Final = frozenset({"at_risk", "lapsed"})
 
 _OFFER_KEYS: Final = (
     "offer_id",
@@ -839,11 +838,11 @@ def offer_reason(
     if personal and offer.birthday_window_days is not None:
         return "happy birthday"
     if offer.first_purchase_only or (
-        view.lifecycle_stage in _WELCOME_STAGES
-        and _WELCOME_STAGES.intersection(offer.lifecycle_stages)
+        view.lifecycle_stage in WELCOME_STAGES
+        and WELCOME_STAGES.intersection(offer.lifecycle_stages)
     ):
         return "welcome offer"
-    if personal and view.lifecycle_stage in _WIN_BACK_STAGES and offer.lifecycle_stages:
+    if personal and view.lifecycle_stage in WIN_BACK_STAGES and offer.lifecycle_stages:
         return "we miss you"
     if personal and offer.tiers and view.tier:
         return f"{view.tier.strip().title()} member"

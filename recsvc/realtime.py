@@ -14,15 +14,17 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from redis.exceptions import RedisError
 
 from feature_store.customers import record_offer_events
-from feature_store.events import Event, check
-from feature_store.store import Activity, FeatureStore, ProductChange
-from recsvc.engine import Engine, check_id
-from recsvc.types import InvalidRequest, NotFound, Unavailable
+from feature_store.store import Activity, FeatureStore
+from formats.errors import InvalidRequest, NotFound, Unavailable
+from formats.events import Event, check
+from formats.ids import check_id
+from formats.types import EventResult, ProductChange
+from recsvc.engine import Engine
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 500
@@ -32,13 +34,6 @@ OFFER_KINDS = {
     "offer_redeemed": "redemption",
 }
 MAX_PRODUCT_UPDATES = 1000
-
-
-@dataclass(frozen=True)
-class EventResult:
-    event_id: str
-    status: str  # "accepted" | "duplicate" | "rejected"
-    reason: str = ""
 
 
 class Realtime:
@@ -207,7 +202,7 @@ class Realtime:
         if len(changes) > MAX_PRODUCT_UPDATES:
             raise InvalidRequest(f"{len(changes)} updates; at most {MAX_PRODUCT_UPDATES} per call")
         for c in changes:
-            check_id(c.product_id, "product_id", engine.config.max_id_length)
+            check_id(c.product_id, "product_id")
             if c.product_id not in engine.product_index:
                 raise NotFound(
                     f"product {c.product_id!r} is not in the catalog of model {engine.version}"

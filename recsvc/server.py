@@ -26,13 +26,13 @@ from grpc_reflection.v1alpha import reflection
 
 from feature_store.connection import redis_url
 from feature_store.store import FeatureStore
-from recsvc.config import SCOPES, ConfigError, ServeConfig
+from recsvc.config import ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
+from recsvc.services import SCOPES, SERVICES
 
 log = logging.getLogger(__name__)
-SERVICES = ("recsvc.v1.Recommender", "recsvc.v1.Events", "recsvc.v1.Admin", "recsvc.v1.Privacy")
 
 
 @dataclass
@@ -183,7 +183,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
 
 def _worker(config: ServeConfig, reuse_port: bool) -> None:
-    from recsvc.bundle import BundleError
+    from formats.bundle import BundleError
 
     try:
         running = start(config, reuse_port=reuse_port)
@@ -227,7 +227,7 @@ def with_auth(config: ServeConfig) -> ServeConfig:
 
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    from recsvc.bundle import read_manifest, resolve, verify_files
+    from formats.bundle import read_manifest, resolve, verify_files
 
     # Fail here, clearly, before starting anything: workers would each fail the same way.
     path = resolve(config.model_dir)

@@ -12,94 +12,27 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from feature_store.events import Event
-from feature_store.store import ProductChange
-from recsvc import bundle as bundles
+from formats import bundle as bundles
+from formats.errors import InvalidRequest, NotFound, Unavailable
+from formats.types import EventResult, ProductChange, Recommendation
+from recsvc.convert import (
+    EVENT_STATUS_CODES,
+    context_from_pb,
+    event_from_pb,
+    filter_from_pb,
+    items_to_pb,
+    result_to_pb,
+)
 from recsvc.customers import Customers
 from recsvc.model_store import ModelStore
 from recsvc.offer_service import OfferService
 from recsvc.offers import OfferCatalogError
-from recsvc.realtime import EventResult, Realtime
-from recsvc.types import (
-    Context,
-    Filter,
-    InvalidRequest,
-    Item,
-    NotFound,
-    Recommendation,
-    Unavailable,
-)
+from recsvc.realtime import Realtime
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
 log = logging.getLogger("recsvc.requests")
 T = TypeVar("T")
-SURFACES = {
-    pb.SURFACE_HOME: "home",
-    pb.SURFACE_PRODUCT_PAGE: "product_page",
-    pb.SURFACE_CART: "cart",
-    pb.SURFACE_CHECKOUT: "checkout",
-}
-
-
-def to_filter(f: pb.Filter) -> Filter:
-    return Filter(
-        include_categories=frozenset(f.include_categories),
-        exclude_categories=frozenset(f.exclude_categories),
-        exclude_product_ids=frozenset(f.exclude_product_ids),
-        in_stock_only=f.in_stock_only,
-        min_price=f.min_price if f.HasField("min_price") else None,
-        max_price=f.max_price if f.HasField("max_price") else None,
-        include_purchased=f.include_purchased,
-        max_per_category=f.max_per_category,
-    )
-
-
-def to_context(c: pb.Context) -> Context:
-    return Context(
-        surface=SURFACES.get(c.surface, ""),
-        device=c.device,
-        current_product_id=c.current_product_id,
-    )
-
-
-EVENT_TYPES = {
-    pb.EVENT_TYPE_VIEW: "view",
-    pb.EVENT_TYPE_CLICK: "click",
-    pb.EVENT_TYPE_ADD_TO_CART: "add_to_cart",
-    pb.EVENT_TYPE_PURCHASE: "purchase",
-    pb.EVENT_TYPE_REC_IMPRESSION: "rec_impression",
-    pb.EVENT_TYPE_REC_CLICK: "rec_click",
-    pb.EVENT_TYPE_OFFER_IMPRESSION: "offer_impression",
-    pb.EVENT_TYPE_OFFER_CLICK: "offer_click",
-    pb.EVENT_TYPE_OFFER_REDEEMED: "offer_redeemed",
-}
-EVENT_STATUS = {
-    "accepted": pb.EVENT_STATUS_ACCEPTED,
-    "duplicate": pb.EVENT_STATUS_DUPLICATE,
-    "rejected": pb.EVENT_STATUS_REJECTED,
-}
-
-
-def to_event(e: pb.Event) -> Event:
-    return Event(
-        event_id=e.event_id,
-        customer_id=e.customer_id,
-        type=EVENT_TYPES.get(e.type, ""),
-        product_id=e.product_id,
-        offer_id=e.offer_id,
-        ts_ms=e.timestamp.ToMilliseconds() if e.HasField("timestamp") else 0,
-        quantity=e.quantity,
-        amount=e.amount,
-        recommendation_id=e.recommendation_id,
-    )
-
-
-def to_items(items: list[Item]) -> list[pb.Item]:
-    return [
-        pb.Item(product_id=i.product_id, score=i.score, reason=i.reason, category=i.category)
-        for i in items
-    ]
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -159,7 +92,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         rec = call(
             context,
             lambda: self.offers.recommend(
-                self.store.engine, request.customer_id, request.limit, to_context(request.context)
+                self.store.engine,
+                request.customer_id,
+                request.limit,
+                context_from_pb(request.context),
             ),
         )
         log.info(
@@ -207,8 +143,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             return engine.recommend(
                 request.customer_id,
                 request.limit,
-                to_filter(request.filter),
-                to_context(request.context),
+                filter_from_pb(request.filter),
+                context_from_pb(request.context),
                 activity,
             )
 
@@ -219,7 +155,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             self.on_fallback("fill")
         _log("RecommendProducts", rec, customer_id=request.customer_id)
         return pb.RecommendProductsResponse(
-            items=to_items(rec.items),
+            items=items_to_pb(rec.items),
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
@@ -231,12 +167,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         def similar() -> Recommendation:
             engine = self.store.engine
             self.realtime.sync_catalog(engine)
-            return engine.similar(request.product_id, request.limit, to_filter(request.filter))
+            return engine.similar(request.product_id, request.limit, filter_from_pb(request.filter))
 
         rec = call(context, similar)
         _log("SimilarProducts", rec, product_id=request.product_id)
         return pb.SimilarProductsResponse(
-            items=to_items(rec.items),
+            items=items_to_pb(rec.items),
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
         )
@@ -252,7 +188,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         rec = call(context, rank)
         _log("RankProducts", rec, customer_id=request.customer_id)
         return pb.RankProductsResponse(
-            items=to_items(rec.items),
+            items=items_to_pb(rec.items),
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
@@ -274,20 +210,17 @@ class EventsServicer(pb_grpc.EventsServicer):
         self, request: pb.TrackEventsRequest, context: grpc.ServicerContext
     ) -> pb.TrackEventsResponse:
         def track() -> list[EventResult]:
-            events = [to_event(e) for e in request.events]
+            events = [event_from_pb(e) for e in request.events]
             return self.realtime.track(self.store.loaded, events)
 
         results = call(context, track)
-        counts = {s: 0 for s in EVENT_STATUS}
+        counts = {s: 0 for s in EVENT_STATUS_CODES}
         for r in results:
             counts[r.status] += 1
         self.on_results(counts)
         log.info("TrackEvents", extra={"rpc": "TrackEvents", **counts})
         return pb.TrackEventsResponse(
-            results=[
-                pb.EventResult(event_id=r.event_id, status=EVENT_STATUS[r.status], reason=r.reason)
-                for r in results
-            ],
+            results=[result_to_pb(r) for r in results],
             accepted=counts["accepted"],
             duplicates=counts["duplicate"],
             rejected=counts["rejected"],

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from scipy.sparse import csr_matrix
 
-from recsvc.bundle import BundleContents, publish, write_bundle
+from formats.bundle import BundleContents, publish, write_bundle
 from training.index import IndexConfig, build_index
 
 WriteCsv = Callable[[str, Sequence[str]], Path]

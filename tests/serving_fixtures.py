@@ -14,10 +14,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from recsvc import bundle as b
+from formats import bundle as b
 from training import synth
+from training.config import TrainConfig
 from training.index import IndexConfig
-from training.train import TrainConfig, run
+from training.train import run
 
 WORLD = synth.SynthConfig(customers=2000, products=200, seed=7)
 NO_PRICE_EVERY = 17  # every 17th catalog product has no price (fails every price bound)

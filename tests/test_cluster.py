@@ -20,9 +20,11 @@ import redis
 from redis_fixtures import new_namespace
 
 from feature_store import bulk
-from feature_store.events import Event
 from feature_store.export import export_events, read_checkpoint
-from feature_store.store import FeatureStore, ProductChange
+from feature_store.store import FeatureStore
+from formats.events import Event
+from formats.types import ProductChange
+from training.features import feature_frames
 
 SLOTS = 16384
 
@@ -150,9 +152,9 @@ def test_bulk_load_and_generation_switch_on_a_cluster(store: FeatureStore) -> No
             "in_stock": [True] * 4,
         }
     )
-    first = bulk.load(store, interactions, catalog, progress=False)
+    first = bulk.load(store, *feature_frames(interactions, catalog), progress=False)
     assert first.method == "pipeline"  # the cluster path
-    second = bulk.load(store, interactions, catalog, progress=False)
+    second = bulk.load(store, *feature_frames(interactions, catalog), progress=False)
     assert store.live_generation() == second.generation
     profile = store.profile("C3")
     assert profile is not None and profile["purchases"] == 1

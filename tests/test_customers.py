@@ -49,20 +49,22 @@ from feature_store import bulk
 from feature_store import customers as fc
 from feature_store.connection import RedisSettings
 from feature_store.embedded import EmbeddedRedis
-from feature_store.events import Event, decode
 from feature_store.export import export_events
 from feature_store.keys import OFFER_DAY_TTL
 from feature_store.store import FeatureStore, as_text
-from recsvc import bundle as b
+from formats import bundle as b
+from formats.errors import InvalidRequest
+from formats.events import Event, decode
 from recsvc.cli import main
-from recsvc.config import SCOPES
 from recsvc.customers import Customers
 from recsvc.server import Running
-from recsvc.types import InvalidRequest
+from recsvc.services import SCOPES
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 from training import synth
-from training.train import TrainConfig, run
+from training.config import TrainConfig
+from training.features import feature_frames
+from training.train import run
 
 V1 = "20260101T000000Z-customers"
 Metadata = tuple[tuple[str, str], ...]
@@ -147,7 +149,7 @@ def people(rows: list[tuple[str, str | None, float | None, bool]]) -> pl.DataFra
 def load(
     store: FeatureStore, rows: list[Row], customers: pl.DataFrame, catalog: pl.DataFrame = CATALOG
 ) -> None:
-    bulk.load(store, interactions(rows), catalog, customers, progress=False)
+    bulk.load(store, *feature_frames(interactions(rows), catalog, customers), progress=False)
 
 
 def customer_keys(store: FeatureStore, customer_id: str) -> list[str]:
@@ -730,7 +732,8 @@ def forgotten(
     out = root / "exported"
     with serving(served_models, embedded_redis.url) as s:
         store = s.fs
-        bulk.load(store, world.interactions, world.catalog, world.customers, progress=False)
+        frames = feature_frames(world.interactions, world.catalog, world.customers)
+        bulk.load(store, *frames, progress=False)
         loaded = store.activity(forgotten_id)
         assert loaded.profile is not None
 

@@ -6,8 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from training.dataset import WeightConfig, build_dataset, user_item_matrix
-from training.schema import EVENT_TYPES
+from formats.events import INTERACTION_TYPES
+from formats.weights import WeightConfig
+from training.dataset import build_dataset, user_item_matrix
 
 
 def frame(rows: list[tuple[str, str, int, str]]) -> pl.DataFrame:
@@ -47,7 +48,7 @@ def test_event_weights_sum_per_pair_before_the_transform() -> None:
 
 def test_zero_weight_events_are_ignored() -> None:
     ds, _ = build_dataset(frame([("c0", "p0", 0, "view"), ("c0", "p1", 0, "purchase")]), CATALOG)
-    weights = {e: 0.0 for e in EVENT_TYPES} | {"purchase": 1.0}
+    weights = {e: 0.0 for e in INTERACTION_TYPES} | {"purchase": 1.0}
     m = user_item_matrix(
         ds,
         WeightConfig(event_weights=weights, confidence="binary", user_exponent=0, item_exponent=0),

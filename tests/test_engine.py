@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from serving_fixtures import NO_PRICE_EVERY, trained
 
-from recsvc import bundle as b
+from formats import bundle as b
+from formats.errors import InvalidRequest, NotFound
+from formats.types import Context, Filter, Recommendation
 from recsvc.engine import Engine, EngineConfig
-from recsvc.types import Context, Filter, InvalidRequest, NotFound, Recommendation
 
 UNKNOWN = "C-not-a-customer"
 

@@ -35,9 +35,9 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
 from serving_fixtures import add_copy, trained
 
 from feature_store.embedded import EmbeddedRedis
-from feature_store.events import Event, decode
 from feature_store.keys import Keys
-from recsvc import bundle as b
+from formats import bundle as b
+from formats.events import Event, decode
 from recsvc.server import Running
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc

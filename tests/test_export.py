@@ -29,13 +29,14 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
 )
 
 from feature_store import export
-from feature_store.events import Event
 from feature_store.store import FeatureStore
-from recsvc.bundle import current_version
+from formats import files
+from formats.bundle import current_version
+from formats.events import INTERACTION_TYPES, Event
+from formats.exported import CHECKPOINT, read_exported
 from recsvc.cli import main
 from training import synth
 from training.ingest import InputError, read_frame, read_interactions
-from training.schema import EVENT_TYPES as TRAINING_EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY_MS = 86_400_000
@@ -146,7 +147,7 @@ def test_export_writes_every_event_once_by_utc_day_and_trims_the_stream(
     assert report.removed_orphans == 0
     assert report.checkpoint == ids[-1]
     assert export.read_checkpoint(out) == ids[-1]
-    assert json.loads((out / export.CHECKPOINT).read_text())["last_stream_id"] == ids[-1]
+    assert json.loads((out / CHECKPOINT).read_text())["last_stream_id"] == ids[-1]
     assert stream_length(store) == 0
     assert_exactly_once(out, events)
     rows = exported(out)
@@ -215,7 +216,7 @@ def test_crash_before_the_checkpoint_then_a_rerun_exports_each_event_once(
     events = views(200)
     append(store, events)
     out = tmp_path / "events"
-    real_write = export._write_durably
+    real_write = files.write_atomic
     calls: list[Path] = []
 
     def write_or_crash(path: Path, data: bytes) -> None:
@@ -224,13 +225,13 @@ def test_crash_before_the_checkpoint_then_a_rerun_exports_each_event_once(
             raise OSError("injected: power cut before the checkpoint")
         real_write(path, data)
 
-    monkeypatch.setattr(export, "_write_durably", write_or_crash)
+    monkeypatch.setattr(export, "write_atomic", write_or_crash)
     with pytest.raises(OSError, match="injected"):
         export_quietly(store, out, chunk=40)
-    monkeypatch.setattr(export, "_write_durably", real_write)
+    monkeypatch.setattr(export, "write_atomic", real_write)
 
     checkpoint = export.read_checkpoint(out)
-    assert calls[-1] == out / export.CHECKPOINT
+    assert calls[-1] == out / CHECKPOINT
     assert (checkpoint == "0-0") == (failing_round == 1)
     done = export._sid(checkpoint)
     committed = [p for p in parts(out) if export._part_start(p) <= done]
@@ -381,7 +382,7 @@ def test_read_exported_returns_interest_events_with_rec_click_as_click(
     out = tmp_path / "events"
     export_quietly(store, out)
 
-    frame = export.read_exported(out).sort("timestamp")
+    frame = read_exported(out).sort("timestamp")
 
     assert frame.columns == [
         "customer_id",
@@ -399,7 +400,7 @@ def test_read_exported_returns_interest_events_with_rec_click_as_click(
     typed, report = read_interactions(out)
 
     assert (report.rows_read, report.rows_kept) == (5, 5)
-    assert set(typed["event_type"].to_list()) <= set(TRAINING_EVENT_TYPES)
+    assert set(typed["event_type"].to_list()) <= set(INTERACTION_TYPES)
     assert typed.schema["timestamp"] == pl.Datetime("us", "UTC")
 
 

@@ -13,8 +13,6 @@ import pytest
 from redis.crc import key_slot
 from redis_fixtures import embedded_redis_fixture, store_fixture  # noqa: F401  (fixtures)
 
-from feature_store import events as ev
-from feature_store.events import Event, check, decode, encode
 from feature_store.keys import (
     DEDUPE_TTL,
     RECENT_MAX,
@@ -23,7 +21,10 @@ from feature_store.keys import (
     Keys,
     decay_factor,
 )
-from feature_store.store import FeatureStore, ProductChange, RecentEvent
+from feature_store.store import FeatureStore, RecentEvent
+from formats import events as ev
+from formats.events import Event, check, decode, encode
+from formats.types import ProductChange
 
 NOW_MS = int(time.time() * 1000)
 DAY_MS = 86_400_000
@@ -70,8 +71,6 @@ def test_event_keys_share_events_tag_and_catalog_keys_share_catalog_tag() -> Non
         k.change_seq,
         k.trend(),
         k.trend("shoes"),
-        k.popular(1),
-        k.popular(1, "shoes"),
     ]
     assert all("{catalog}" in key for key in catalog_keys)
     assert len({key_slot(key.encode()) for key in catalog_keys}) == 1
@@ -88,7 +87,6 @@ def test_every_key_has_namespace_and_schema_version() -> None:
             k.meta(2),
             k.profile(2, "C1"),
             k.product(2, "P1"),
-            k.popular(2),
             *k.customer_keys("C1"),
             k.stream,
             k.dedupe("e1"),
@@ -102,7 +100,7 @@ def test_every_key_has_namespace_and_schema_version() -> None:
         assert k.generation_pattern(2) == f"{namespace}:v1:g2:*"
         assert all(
             key.startswith(f"{namespace}:v1:g2:")
-            for key in (k.meta(2), k.profile(2, "C1"), k.product(2, "P1"), k.popular(2))
+            for key in (k.meta(2), k.profile(2, "C1"), k.product(2, "P1"))
         )
     assert Keys().namespace == "recsvc"
 
@@ -127,11 +125,11 @@ LONG = "x" * 129
         ({"event_id": ""}, "event_id is empty"),
         ({"event_id": "   "}, "event_id is empty"),
         ({"customer_id": ""}, "customer_id is empty"),
-        ({"event_id": LONG}, "event_id is longer than 128 characters"),
-        ({"customer_id": LONG}, "customer_id is longer than 128 characters"),
-        ({"product_id": LONG}, "product_id is longer than 128 characters"),
-        ({"offer_id": LONG}, "offer_id is longer than 128 characters"),
-        ({"recommendation_id": LONG}, "recommendation_id is longer than 128 characters"),
+        ({"event_id": LONG}, "event_id is 129 characters long; the maximum is 128"),
+        ({"customer_id": LONG}, "customer_id is 129 characters long; the maximum is 128"),
+        ({"product_id": LONG}, "product_id is 129 characters long; the maximum is 128"),
+        ({"offer_id": LONG}, "offer_id is 129 characters long; the maximum is 128"),
+        ({"recommendation_id": LONG}, "recommendation_id is 129 characters long"),
         ({"type": ""}, "type is unspecified or unknown"),
         ({"type": "like"}, "type is unspecified or unknown"),
         ({"type": "purchase", "product_id": ""}, "a purchase event needs product_id"),

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from scipy.sparse import csr_matrix
 
+from formats.events import INTERACTION_TYPES
 from training import metrics
 from training.dataset import Dataset
 from training.metrics import evaluate, mask_seen, recommend_batch, top_k
-from training.schema import EVENT_TYPES
 from training.split import make_split, random_mask, temporal_mask
 
 
@@ -176,7 +176,7 @@ def dataset(rows: list[tuple[int, int, int, str]], n_users: int, n_items: int) -
         user=np.array(user, dtype=np.int32),
         item=np.array(item, dtype=np.int32),
         ts=np.array(ts, dtype=np.int64),
-        event=np.array([EVENT_TYPES.index(e) for e in event], dtype=np.int8),
+        event=np.array([INTERACTION_TYPES.index(e) for e in event], dtype=np.int8),
         quantity=np.ones(len(rows), dtype=np.float32),
     )
 

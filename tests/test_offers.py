@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from formats.errors import InvalidRequest, NotFound
 from recsvc.offers import (
     CustomerState,
     Offer,
@@ -30,7 +31,6 @@ from recsvc.offers import (
     parse_catalog,
     recommend_offers,
 )
-from recsvc.types import InvalidRequest, NotFound
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "offers.yaml"
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -29,6 +29,7 @@ from feature_store.store import FeatureStore
 from recsvc.server import Running
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
+from training.features import feature_frames
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = """
@@ -89,7 +90,7 @@ def setup(
         }
     )
     customers = pl.DataFrame({"customer_id": ["C-gold"], "tier": ["gold"], "points": [10.0]})
-    bulk.load(store, interactions, catalog, customers, progress=False)
+    bulk.load(store, *feature_frames(interactions, catalog, customers), progress=False)
     running = start_server(model_dir, embedded_redis.url, namespace, offers=offers)
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     yield running, channel, store, offers

@@ -25,11 +25,12 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
 from serving_fixtures import free_port, trained
 
 from feature_store.embedded import EmbeddedRedis
-from feature_store.events import Event
-from feature_store.store import Activity, FeatureStore, ProductChange
+from feature_store.store import Activity, FeatureStore
+from formats.errors import InvalidRequest, NotFound, Unavailable
+from formats.events import Event
+from formats.types import EventResult, Filter, ProductChange, Recommendation
 from recsvc.engine import Engine
-from recsvc.realtime import MAX_EVENTS, EventResult, Realtime
-from recsvc.types import Filter, InvalidRequest, NotFound, Recommendation, Unavailable
+from recsvc.realtime import MAX_EVENTS, Realtime
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from feature_store.export import COLUMNS
+from formats.exported import COLUMNS
 from recsvc.cli import main
 from training.report import campaign_report, read_events
 

@@ -23,8 +23,9 @@ from serving_fixtures import add_copy, free_port, trained
 
 from feature_store.connection import RedisSettings
 from recsvc.client import default_token
-from recsvc.config import SCOPES, ConfigError, ServeConfig, parse_tokens
+from recsvc.config import ConfigError, ServeConfig, parse_tokens
 from recsvc.server import with_auth
+from recsvc.services import SCOPES
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 

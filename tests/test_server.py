@@ -27,11 +27,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from prometheus_client import REGISTRY
 from serving_fixtures import add_copy, trained
 
-from recsvc import bundle as b
+from formats import bundle as b
+from formats.types import Filter, Recommendation
 from recsvc.client import Client
 from recsvc.config import ServeConfig
 from recsvc.server import Running, start
-from recsvc.types import Filter, Recommendation
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 

@@ -9,11 +9,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsvc import bundle as b
+from formats import bundle as b
 from recsvc.cli import main
 from training import synth
+from training.config import TrainConfig
 from training.index import IndexConfig
-from training.train import TrainConfig, TrainError, run
+from training.train import TrainError, run
 
 QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
 

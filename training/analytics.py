@@ -67,8 +67,6 @@ log = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-STAGES: tuple[str, ...] = ("prospect", "new", "active", "loyal", "at_risk", "lapsed")
-SEGMENTS: tuple[str, ...] = ("high_value", "mid_value", "low_value", "prospect")
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "customer_id",
     "recency_days",
@@ -1228,3 +1226,27 @@ def derive_tiers(
     for name, threshold in reversed(ordered):  # the highest threshold reached wins
         tier = pl.when(pl.col("window_spend") >= threshold).then(pl.lit(name)).otherwise(tier)
     return spend.select("customer_id", tier.alias("tier"))
+
+
+def with_tier_rules(
+    customers: pl.DataFrame | None,
+    interactions: pl.DataFrame,
+    as_of: date | datetime,
+    rules: str | None,
+    catalog: pl.DataFrame | None = None,
+) -> pl.DataFrame | None:
+    """The customers frame with tiers derived from spend where the rules give one."""
+    if not rules:
+        return customers
+    derived = derive_tiers(interactions, as_of, TierRules.parse(rules), catalog)
+    if customers is None:
+        return derived
+    joined = customers.join(
+        derived.rename({"tier": "derived_tier"}), on="customer_id", how="full", coalesce=True
+    )
+    tier = (
+        pl.coalesce(pl.col("derived_tier"), pl.col("tier"))
+        if "tier" in customers.columns
+        else pl.col("derived_tier")
+    )
+    return joined.with_columns(tier.alias("tier")).drop("derived_tier")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recsvc.bundle import Bundle
+from formats.bundle import Bundle
 from training.dataset import binary_matrix
 from training.ingest import OnError, read_interactions
 from training.metrics import evaluate

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 from implicit.nearest_neighbours import bm25_weight
 from scipy.sparse import coo_matrix, csr_matrix
 
-from training.schema import EVENT_TYPES
-
-Confidence = Literal["binary", "log", "bm25"]
-DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
-    "purchase": 1.0,
-    "add_to_cart": 0.5,
-    "click": 0.25,
-    "view": 0.1,
-}
+from formats.events import INTERACTION_TYPES
+from formats.weights import WeightConfig, confidence_values, count_weights
 
 
 @dataclass(frozen=True)
@@ -34,7 +26,7 @@ class Dataset:
     user: np.ndarray  # int32
     item: np.ndarray  # int32
     ts: np.ndarray  # int64, Unix seconds
-    event: np.ndarray  # int8, index into EVENT_TYPES
+    event: np.ndarray  # int8, index into INTERACTION_TYPES
     quantity: np.ndarray  # float32
 
     @property
@@ -91,7 +83,10 @@ def build_dataset(interactions: pl.DataFrame, catalog: pl.DataFrame) -> tuple[Da
     unknown = joined["i"].null_count()
     joined = joined.filter(pl.col("i").is_not_null()).join(user_index, on="customer_id", how="left")
     event_codes = pl.DataFrame(
-        {"event_type": list(EVENT_TYPES), "e": pl.Series(range(len(EVENT_TYPES)), dtype=pl.Int8)}
+        {
+            "event_type": list(INTERACTION_TYPES),
+            "e": pl.Series(range(len(INTERACTION_TYPES)), dtype=pl.Int8),
+        }
     )
     joined = joined.join(event_codes, on="event_type", how="left")
     ds = Dataset(
@@ -106,37 +101,11 @@ def build_dataset(interactions: pl.DataFrame, catalog: pl.DataFrame) -> tuple[Da
     return ds, unknown
 
 
-@dataclass(frozen=True)
-class WeightConfig:
-    """How interactions become the confidence matrix ALS learns from."""
-
-    event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
-    half_life_days: float | None = None  # recency decay; None = no decay
-    confidence: Confidence = "log"
-    bm25_k1: float = 100.0
-    bm25_b: float = 0.8
-    # Confidence x (n_u / mean n_u)^-user_exponent x (n_i / mean n_i)^-item_exponent, where n
-    # counts distinct products per customer and customers per product. Damping heavy customers
-    # stands in for iALS's frequency-scaled regularization, which implicit cannot express; on
-    # MovieLens-100k it lifts ALS from 0.438 to 0.449 ndcg@20 (BENCHMARKS.md).
-    user_exponent: float = 0.5
-    item_exponent: float = 0.3
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "event_weights": self.event_weights,
-            "half_life_days": self.half_life_days,
-            "confidence": self.confidence,
-            "bm25_k1": self.bm25_k1,
-            "bm25_b": self.bm25_b,
-            "user_exponent": self.user_exponent,
-            "item_exponent": self.item_exponent,
-        }
-
-
 def raw_weights(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> np.ndarray:
     """Per-row weight: event weight x quantity x recency decay."""
-    per_event = np.array([cfg.event_weights.get(e, 0.0) for e in EVENT_TYPES], dtype=np.float32)
+    per_event = np.array(
+        [cfg.event_weights.get(e, 0.0) for e in INTERACTION_TYPES], dtype=np.float32
+    )
     w: np.ndarray = per_event[ds.event] * np.maximum(ds.quantity, 1.0)
     if cfg.half_life_days and ds.n_rows:
         ref = int(ds.ts.max()) if now is None else now
@@ -156,16 +125,6 @@ def user_item_matrix(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> 
     return apply_confidence(m, cfg)
 
 
-def confidence_values(summed: np.ndarray, confidence: Confidence) -> np.ndarray:
-    """The per-entry confidence transform of summed weights (bm25 needs the whole matrix)."""
-    if confidence == "binary":
-        return np.ones_like(summed, dtype=np.float32)
-    if confidence == "log":
-        logged: np.ndarray = np.log1p(summed).astype(np.float32)
-        return logged
-    raise ValueError(f"confidence {confidence!r} is not a per-entry transform")
-
-
 def apply_confidence(m: csr_matrix, cfg: WeightConfig) -> csr_matrix:
     m = m.copy()
     if cfg.confidence in ("binary", "log"):
@@ -181,13 +140,6 @@ def apply_confidence(m: csr_matrix, cfg: WeightConfig) -> csr_matrix:
             m.indices
         ]
     return m
-
-
-def count_weights(counts: np.ndarray, exponent: float) -> np.ndarray:
-    """(count / mean count) ^ -exponent, over the rows or columns that have any entry."""
-    present = counts > 0
-    mean = counts[present].mean() if present.any() else 1.0
-    return np.asarray((np.maximum(counts, 1) / mean) ** -exponent, dtype=np.float32)
 
 
 def row_of_entries(m: csr_matrix) -> np.ndarray:

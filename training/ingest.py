@@ -14,7 +14,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from training.schema import CATALOG, CUSTOMERS, EVENT_TYPES, INTERACTIONS, Column
+from formats.events import INTERACTION_TYPES
+from training.schema import CATALOG, CUSTOMERS, INTERACTIONS, Column
 
 OnError = Literal["fail", "skip"]
 
@@ -89,7 +90,7 @@ def read_frame(path: Path) -> tuple[pl.DataFrame, bool]:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():  # the output of `recsvc events export`
-        from feature_store.export import CHECKPOINT, read_exported
+        from formats.exported import CHECKPOINT, read_exported
 
         if not (path / CHECKPOINT).exists():
             raise InputError(f"{path}: a directory, but not one written by `recsvc events export`")
@@ -148,11 +149,11 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
         if column.default is not None:
             value = value.fill_null(pl.lit(column.default))
         reason = (
-            pl.when(~value.is_in(list(EVENT_TYPES)))
+            pl.when(~value.is_in(list(INTERACTION_TYPES)))
             .then(
                 pl.lit(f"unknown {name} ")
                 + shown
-                + pl.lit(f" (expected one of {', '.join(EVENT_TYPES)})")
+                + pl.lit(f" (expected one of {', '.join(INTERACTION_TYPES)})")
             )
             .otherwise(_NO_REASON)
         )

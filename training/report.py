@@ -3,7 +3,7 @@
 Two tables over a time range: per offer (offer_impression -> offer_click -> offer_redeemed)
 and per recommendation source (rec_impression -> rec_click -> purchase). A purchase counts for
 a source when it carries a recommendation_id from that source's responses (the id's prefix
-names the RPC: see recsvc.types.SOURCES); revenue is the sum of those purchases' amounts.
+names the RPC: see formats.types.SOURCES); revenue is the sum of those purchases' amounts.
 For offers, revenue is the amount on offer_redeemed events (the order the offer was used on).
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from feature_store.export import COLUMNS
-from recsvc.types import SOURCES
+from formats.exported import COLUMNS
+from formats.types import SOURCES
 
 
 class ReportError(ValueError):

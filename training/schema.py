@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EVENT_TYPES: tuple[str, ...] = ("purchase", "add_to_cart", "click", "view")
-
 
 @dataclass(frozen=True)
 class Column:

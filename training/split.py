@@ -8,8 +8,8 @@ from typing import Literal
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from formats.events import INTERACTION_TYPES
 from training.dataset import Dataset, binary_matrix
-from training.schema import EVENT_TYPES
 
 SplitKind = Literal["temporal", "random"]
 
@@ -82,7 +82,7 @@ def make_split(
     )
     train = ds.subset(mask)
     test = ds.subset(~mask)
-    codes = [EVENT_TYPES.index(e) for e in target_events]
+    codes = [INTERACTION_TYPES.index(e) for e in target_events]
     test = test.subset(np.isin(test.event, codes))
     seen_users = np.bincount(train.user, minlength=ds.n_users) > 0
     seen_items = np.bincount(train.item, minlength=ds.n_items) > 0

@@ -31,7 +31,7 @@ import numpy.typing as npt
 import polars as pl
 from tqdm import tqdm
 
-from training.schema import EVENT_TYPES
+from formats.events import INTERACTION_TYPES
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -72,9 +72,9 @@ CUSTOMERS_SCHEMA: Final = pl.Schema(
 )
 TIERS: Final = ("bronze", "silver", "gold", "platinum")
 
-# Event codes index EVENT_TYPES = (purchase, add_to_cart, click, view).
+# Event codes index INTERACTION_TYPES = (purchase, add_to_cart, click, view).
 _PURCHASE, _CART, _CLICK, _VIEW = (
-    EVENT_TYPES.index(e) for e in ("purchase", "add_to_cart", "click", "view")
+    INTERACTION_TYPES.index(e) for e in ("purchase", "add_to_cart", "click", "view")
 )
 
 # Part of the determinism contract: changing it changes every generated world.
@@ -281,7 +281,7 @@ def generate(config: SynthConfig, progress: bool = False) -> World:
 
     product_ids = _ids("P", config.products, 6)
     customer_ids = _ids("C", config.customers, 7)
-    event_names = pl.Series(EVENT_TYPES, dtype=pl.Utf8)
+    event_names = pl.Series(INTERACTION_TYPES, dtype=pl.Utf8)
     spend = np.zeros(config.customers, dtype=np.float64)
     frames: list[pl.DataFrame] = []
     n_chunks = math.ceil(config.customers / _CHUNK_CUSTOMERS)
@@ -729,7 +729,7 @@ class _Events:
     customer: I64  # global customer index
     product: I64
     ts: I64  # microseconds since epoch
-    event: I64  # index into EVENT_TYPES
+    event: I64  # index into INTERACTION_TYPES
     quantity: I32
     amount: F64  # NaN for non-purchases
 

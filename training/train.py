@@ -17,27 +17,26 @@ import polars as pl
 from scipy.sparse import csr_matrix
 from tqdm import tqdm
 
-from recsvc import __version__
-from recsvc.bundle import BundleContents, new_version, publish, write_bundle
+from formats import __version__
+from formats.bundle import BundleContents, new_version, publish, write_bundle
+from training.config import TrainConfig
 from training.dataset import (
     Dataset,
-    WeightConfig,
     binary_matrix,
     build_dataset,
     catalog_from_interactions,
     user_item_matrix,
 )
-from training.index import IndexConfig, build_index, index_kind, normalized, tune_ef_search
+from training.index import build_index, index_kind, normalized, tune_ef_search
 from training.ingest import (
-    OnError,
     ValidationReport,
     read_catalog,
     read_customers,
     read_interactions,
 )
 from training.metrics import Scorer, evaluate
-from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
-from training.split import Split, SplitKind, by_customer_then_time, make_split, sample_users
+from training.models import ALSModel, ItemKNNModel, Model, PopularityModel
+from training.split import Split, by_customer_then_time, make_split, sample_users
 from training.tune import Trial, tune
 
 log = logging.getLogger(__name__)
@@ -45,33 +44,6 @@ log = logging.getLogger(__name__)
 
 class TrainError(Exception):
     """Training finished but its result must not be published."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    split: SplitKind = "temporal"
-    test_fraction: float = 0.2
-    seed: int = 0
-    k: int = 20
-    target_events: tuple[str, ...] = ("purchase",)
-    weights: WeightConfig = field(default_factory=WeightConfig)
-    als: ALSParams = field(default_factory=ALSParams)
-    tune: bool = False
-    tune_trials: int = 0  # 0 = the full default search space
-    baselines: tuple[str, ...] = ("popularity", "itemknn")
-    eval_users: int = 10_000  # evaluate on a sample of at most this many customers
-    refit: bool = True
-    refit_iterations: int = 3  # warm-started from the evaluated model's item vectors
-    index: IndexConfig = field(default_factory=IndexConfig)
-    on_error: OnError = "fail"
-    progress: bool = True
-    # Customers to leave out entirely: ForgetCustomer tombstones (the CLI reads them from the
-    # feature store). Customers whose customers-file row says consent_personalization=false
-    # are left out as well.
-    forget: frozenset[str] = frozenset()
-    # The lifetime-value model's calibration/holdout check (recsvc analytics), reported with
-    # the evaluation: fit on the first half of the purchase history, forecast the second.
-    clv_check: bool = True
 
 
 @dataclass

@@ -10,18 +10,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from training.dataset import Confidence, Dataset, WeightConfig, binary_matrix, user_item_matrix
+from formats.weights import Confidence, WeightConfig
+from training.config import TrainConfig
+from training.dataset import Dataset, binary_matrix, user_item_matrix
 from training.metrics import evaluate
 from training.models import ALSModel, ALSParams
 from training.split import make_split, sample_users
-
-if TYPE_CHECKING:
-    from training.train import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
+from formats.files import fsync_dir, write_atomic
+
 FORMAT = "recsvc-model-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -83,24 +85,6 @@ def new_version(fingerprint: str) -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Path:
     """Write a bundle to a temporary directory, fsync it and rename it into place.
 
@@ -151,9 +135,9 @@ def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Pat
         for name in (*DATA_FILES, MANIFEST):
             with (tmp / name).open("rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         os.rename(tmp, final)
-        _fsync_dir(model_dir)
+        fsync_dir(model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -271,8 +255,8 @@ def publish(model_dir: Path, version: str) -> Bundle:
     """Verify a bundle fully, then point CURRENT at it. A bad bundle never becomes current."""
     bundle = load_bundle(resolve(model_dir, version))
     past = [v for v in history(model_dir) if v != version] + [version]
-    _write_text_atomic(Path(model_dir) / HISTORY, "\n".join(past) + "\n")
-    _write_text_atomic(Path(model_dir) / CURRENT, version + "\n")
+    write_atomic(Path(model_dir) / HISTORY, "\n".join(past) + "\n")
+    write_atomic(Path(model_dir) / CURRENT, version + "\n")
     return bundle
 
 
@@ -287,10 +271,8 @@ def rollback(model_dir: Path) -> str:
             load_bundle(Path(model_dir) / candidate)
         except BundleError:
             continue
-        _write_text_atomic(
-            Path(model_dir) / HISTORY, "\n".join(past[: past.index(candidate) + 1]) + "\n"
-        )
-        _write_text_atomic(Path(model_dir) / CURRENT, candidate + "\n")
+        write_atomic(Path(model_dir) / HISTORY, "\n".join(past[: past.index(candidate) + 1]) + "\n")
+        write_atomic(Path(model_dir) / CURRENT, candidate + "\n")
         return candidate
     raise BundleError(f"{model_dir}: no earlier published version to roll back to")
 

@@ -14,18 +14,6 @@ SOURCES = {
 }
 
 
-class InvalidRequest(ValueError):
-    """The caller sent something the service cannot answer; the message says what to fix."""
-
-
-class NotFound(LookupError):
-    """The request names something that does not exist (for example an unknown product)."""
-
-
-class Unavailable(RuntimeError):
-    """The service cannot answer right now (no model loaded yet)."""
-
-
 @dataclass(frozen=True)
 class Filter:
     include_categories: frozenset[str] = frozenset()
@@ -73,3 +61,40 @@ class ModelInfo:
     index_kind: str = ""
     index_recall: float = 0.0
     loaded_at: str = ""
+
+
+@dataclass(frozen=True)
+class ProductChange:
+    product_id: str
+    stock: int | None = None
+    price: float | None = None
+
+
+@dataclass(frozen=True)
+class EventResult:
+    event_id: str
+    status: str  # "accepted" | "duplicate" | "rejected"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    customer_id: str
+    known: bool
+    segment: str = ""
+    lifecycle_stage: str = ""
+    tier: str = ""
+    points: float = 0.0
+    r_score: int = 0
+    f_score: int = 0
+    m_score: int = 0
+    expected_purchases: float = 0.0
+    clv: float = 0.0
+    p_alive: float = 0.0
+    churn_risk: float = 0.0
+    top_categories: list[str] = field(default_factory=list)
+    purchases: int = 0
+    spend: float = 0.0
+    consent_personalization: bool = True
+    features_as_of: str = ""
+    top_categories_model: list[str] = field(default_factory=list)

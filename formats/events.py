@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from formats.ids import MAX_ID_LENGTH, id_problem
+
 EVENT_TYPES: tuple[str, ...] = (
     "view",
     "click",
@@ -23,10 +25,13 @@ EVENT_TYPES: tuple[str, ...] = (
     "offer_click",
     "offer_redeemed",
 )
+# The event types of interaction files (training input and `recsvc events export` output);
+# codes in training arrays index this tuple, and event weights are keyed by it.
+INTERACTION_TYPES: tuple[str, ...] = ("purchase", "add_to_cart", "click", "view")
 PRODUCT_EVENTS = frozenset(EVENT_TYPES[:6])
 OFFER_EVENTS = frozenset(EVENT_TYPES[6:])
-# Product events that show interest (and so enter the customer's recent products); a
-# recommended product merely shown (rec_impression) does not. rec_click counts as a click.
+# Product events that show interest (and so enter the customer's recent products), mapped to
+# their interaction type; a recommended product merely shown (rec_impression) does not count.
 INTEREST = {
     "view": "view",
     "click": "click",
@@ -35,7 +40,6 @@ INTEREST = {
     "purchase": "purchase",
 }
 
-MAX_ID_LENGTH = 128
 MAX_FUTURE_MS = 5 * 60 * 1000  # clock skew tolerated on client timestamps
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: older timestamps are client bugs
 
@@ -56,11 +60,9 @@ class Event:
 def check(event: Event, now_ms: int) -> str | None:
     """Why ``event`` cannot be accepted, or None when it can."""
     for name in ("event_id", "customer_id"):
-        value = getattr(event, name)
-        if not value.strip():
-            return f"{name} is empty"
-        if len(value) > MAX_ID_LENGTH:
-            return f"{name} is longer than {MAX_ID_LENGTH} characters"
+        problem = id_problem(getattr(event, name), name)
+        if problem:
+            return problem
     if event.type not in EVENT_TYPES:
         return f"type is unspecified or unknown; use one of {', '.join(EVENT_TYPES)}"
     if event.type in PRODUCT_EVENTS and not event.product_id.strip():
@@ -68,8 +70,9 @@ def check(event: Event, now_ms: int) -> str | None:
     if event.type in OFFER_EVENTS and not event.offer_id.strip():
         return f"a {event.type} event needs offer_id"
     for name in ("product_id", "offer_id", "recommendation_id"):
-        if len(getattr(event, name)) > MAX_ID_LENGTH:
-            return f"{name} is longer than {MAX_ID_LENGTH} characters"
+        value = getattr(event, name)
+        if len(value) > MAX_ID_LENGTH:
+            return f"{name} is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}"
     for name in ("quantity", "amount"):
         value = getattr(event, name)
         if not math.isfinite(value) or value < 0:

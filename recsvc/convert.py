@@ -1,0 +1,115 @@
+"""Protobuf messages to the plain types of ``formats.types`` and back: the one place that
+knows both, used by the servicers (requests in) and the client (requests out)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from formats.events import Event
+from formats.types import Context, EventResult, Filter, Item
+from recsvc.v1 import recommender_pb2 as pb
+
+
+def _enum_names(enum: Any, prefix: str) -> dict[Any, str]:
+    """``{EVENT_TYPE_ADD_TO_CART: "add_to_cart", ...}``: the proto enum is the one list."""
+    return {code: name.removeprefix(prefix).lower() for name, code in enum.items() if code}
+
+
+SURFACE_NAMES = _enum_names(pb.Surface, "SURFACE_")
+EVENT_TYPE_NAMES = _enum_names(pb.EventType, "EVENT_TYPE_")
+EVENT_STATUS_NAMES = _enum_names(pb.EventStatus, "EVENT_STATUS_")
+SURFACE_CODES: dict[str, Any] = {name: code for code, name in SURFACE_NAMES.items()}
+EVENT_TYPE_CODES: dict[str, Any] = {name: code for code, name in EVENT_TYPE_NAMES.items()}
+EVENT_STATUS_CODES: dict[str, Any] = {name: code for code, name in EVENT_STATUS_NAMES.items()}
+
+
+def filter_from_pb(f: pb.Filter) -> Filter:
+    return Filter(
+        include_categories=frozenset(f.include_categories),
+        exclude_categories=frozenset(f.exclude_categories),
+        exclude_product_ids=frozenset(f.exclude_product_ids),
+        in_stock_only=f.in_stock_only,
+        min_price=f.min_price if f.HasField("min_price") else None,
+        max_price=f.max_price if f.HasField("max_price") else None,
+        include_purchased=f.include_purchased,
+        max_per_category=f.max_per_category,
+    )
+
+
+def filter_to_pb(f: Filter | None) -> pb.Filter:
+    f = f or Filter()
+    return pb.Filter(
+        include_categories=sorted(f.include_categories),
+        exclude_categories=sorted(f.exclude_categories),
+        exclude_product_ids=sorted(f.exclude_product_ids),
+        in_stock_only=f.in_stock_only,
+        min_price=f.min_price,
+        max_price=f.max_price,
+        include_purchased=f.include_purchased,
+        max_per_category=f.max_per_category,
+    )
+
+
+def context_from_pb(c: pb.Context) -> Context:
+    return Context(
+        surface=SURFACE_NAMES.get(c.surface, ""),
+        device=c.device,
+        current_product_id=c.current_product_id,
+    )
+
+
+def context_to_pb(c: Context | None) -> pb.Context:
+    c = c or Context()
+    return pb.Context(
+        surface=SURFACE_CODES.get(c.surface, pb.SURFACE_UNSPECIFIED),
+        device=c.device,
+        current_product_id=c.current_product_id,
+    )
+
+
+def event_from_pb(e: pb.Event) -> Event:
+    return Event(
+        event_id=e.event_id,
+        customer_id=e.customer_id,
+        type=EVENT_TYPE_NAMES.get(e.type, ""),
+        product_id=e.product_id,
+        offer_id=e.offer_id,
+        ts_ms=e.timestamp.ToMilliseconds() if e.HasField("timestamp") else 0,
+        quantity=e.quantity,
+        amount=e.amount,
+        recommendation_id=e.recommendation_id,
+    )
+
+
+def event_to_pb(e: Event, message: pb.Event) -> None:
+    """Fill ``message`` (a repeated field's new element) from ``e``."""
+    message.event_id = e.event_id
+    message.customer_id = e.customer_id
+    message.type = EVENT_TYPE_CODES.get(e.type, pb.EVENT_TYPE_UNSPECIFIED)
+    message.product_id = e.product_id
+    message.offer_id = e.offer_id
+    message.quantity = e.quantity
+    message.amount = e.amount
+    message.recommendation_id = e.recommendation_id
+    if e.ts_ms:
+        message.timestamp.FromMilliseconds(e.ts_ms)
+
+
+def result_to_pb(r: EventResult) -> pb.EventResult:
+    return pb.EventResult(event_id=r.event_id, status=EVENT_STATUS_CODES[r.status], reason=r.reason)
+
+
+def result_from_pb(r: pb.EventResult) -> EventResult:
+    return EventResult(r.event_id, EVENT_STATUS_NAMES.get(r.status, "rejected"), r.reason)
+
+
+def items_to_pb(items: list[Item]) -> list[pb.Item]:
+    return [
+        pb.Item(product_id=i.product_id, score=i.score, reason=i.reason, category=i.category)
+        for i in items
+    ]
+
+
+def items_from_pb(items: Iterable[pb.Item]) -> list[Item]:
+    return [Item(i.product_id, i.score, i.reason, i.category) for i in items]

@@ -1,0 +1,38 @@
+"""The options of one `recsvc train` run: what the pipeline and the tuner both read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from formats.weights import WeightConfig
+from training.index import IndexConfig
+from training.ingest import OnError
+from training.models import ALSParams
+from training.split import SplitKind
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    split: SplitKind = "temporal"
+    test_fraction: float = 0.2
+    seed: int = 0
+    k: int = 20
+    target_events: tuple[str, ...] = ("purchase",)
+    weights: WeightConfig = field(default_factory=WeightConfig)
+    als: ALSParams = field(default_factory=ALSParams)
+    tune: bool = False
+    tune_trials: int = 0  # 0 = the full default search space
+    baselines: tuple[str, ...] = ("popularity", "itemknn")
+    eval_users: int = 10_000  # evaluate on a sample of at most this many customers
+    refit: bool = True
+    refit_iterations: int = 3  # warm-started from the evaluated model's item vectors
+    index: IndexConfig = field(default_factory=IndexConfig)
+    on_error: OnError = "fail"
+    progress: bool = True
+    # Customers to leave out entirely: ForgetCustomer tombstones (the CLI reads them from the
+    # feature store). Customers whose customers-file row says consent_personalization=false
+    # are left out as well.
+    forget: frozenset[str] = frozenset()
+    # The lifetime-value model's calibration/holdout check (recsvc analytics), reported with
+    # the evaluation: fit on the first half of the purchase history, forecast the second.
+    clv_check: bool = True
