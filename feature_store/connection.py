@@ -83,14 +83,17 @@ def connect(url: str, cluster: bool = False, timeout_s: float = 2.0) -> RedisCli
 
 
 @contextmanager
-def redis_url(settings: RedisSettings) -> Iterator[str]:
-    """The URL to use: REDIS_URL, or the embedded Redis started (or joined) for the duration."""
+def redis_url(settings: RedisSettings, watch: bool = False) -> Iterator[str]:
+    """The URL to use: REDIS_URL, or the embedded Redis started (or joined) for the duration;
+    ``watch`` restarts the embedded one within seconds if it dies (long-running commands)."""
     if settings.url is not None:
         yield settings.url
         return
     from feature_store.embedded import start_embedded
 
     embedded = start_embedded(settings.data_dir)
+    if watch:
+        embedded.watch()
     try:
         yield embedded.url
     finally:

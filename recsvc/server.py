@@ -28,6 +28,7 @@ from feature_store.connection import redis_url
 from feature_store.store import FeatureStore
 from recsvc.config import ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
+from recsvc.health import StoreHealth
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
 from recsvc.services import SCOPES, SERVICES
@@ -44,8 +45,10 @@ class Running:
     store: ModelStore
     health: health.HealthServicer
     realtime: Realtime
+    store_health: StoreHealth
 
     def stop(self, grace: float = 5.0) -> None:
+        self.store_health.stop()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
@@ -93,7 +96,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         PrivacyServicer,
         RecommenderServicer,
     )
-    from recsvc.v1 import recommender_pb2, recommender_pb2_grpc
+    from recsvc.v1 import recommender_pb2_grpc
 
     config = config.checked()
     # One query per request thread: OpenMP inside a query only adds contention.
@@ -149,10 +152,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
-        recommender_pb2.DESCRIPTOR.services_by_name["Recommender"].full_name,
-        recommender_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
-        recommender_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
-        recommender_pb2.DESCRIPTOR.services_by_name["Privacy"].full_name,
+        *SERVICES,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     ]
@@ -178,8 +178,10 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     store.watch(config.reload_interval)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    store_health = StoreHealth(health_servicer, realtime.store)
+    store_health.start()  # Events and Privacy: NOT_SERVING while Redis cannot store
     log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
-    return Running(server, port, store, health_servicer, realtime)
+    return Running(server, port, store, health_servicer, realtime, store_health)
 
 
 def _worker(config: ServeConfig, reuse_port: bool) -> None:
@@ -240,7 +242,7 @@ def serve(config: ServeConfig) -> None:
         except (OfferCatalogError, OSError) as exc:
             raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
     config = with_auth(config)
-    with redis_url(config.redis) as url:
+    with redis_url(config.redis, watch=True) as url:
         if config.redis.url is None:
             print(f"embedded Redis: {url} (data in {config.redis.data_dir})", flush=True)
         _serve(replace(config, redis=replace(config.redis, url=url)))

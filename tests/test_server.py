@@ -413,9 +413,13 @@ def test_auth_scopes(rec_stub: Any, admin_stub: Any, known_customer: str) -> Non
 
 def test_health_is_open_and_serving(channel: grpc.Channel) -> None:
     stub = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "recsvc.v1.Recommender", "recsvc.v1.Events", "recsvc.v1.Admin"):
+    for service in ("", "recsvc.v1.Recommender", "recsvc.v1.Admin"):
         reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+    # This server has no feature store: it cannot store events or answer privacy requests.
+    for service in ("recsvc.v1.Events", "recsvc.v1.Privacy"):
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING, service
     code, _ = rpc_error(
         lambda: stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
     )
