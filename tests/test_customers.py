@@ -5,7 +5,7 @@ loopback.
 
 Covers ``feature_store.loyalty_balances`` (set_loyalty), ``feature_store.offer_usage`` (redeem,
 record_offer_events, offer_state), ``feature_store.privacy`` (forget, export_customer,
-tombstones), ``recsvc.customers.Customers``, GetCustomerProfile,
+tombstones), ``recsvc.customer_service.Customers``, GetCustomerProfile,
 SetLoyalty, ForgetCustomer and ExportCustomerData, consent in serving and training, and the
 tombstone honoured by ``recsvc events export`` and ``recsvc train``.
 """
@@ -58,7 +58,7 @@ from formats import bundle as b
 from formats.errors import InvalidRequest
 from formats.events import Event, decode
 from recsvc.cli import main
-from recsvc.customers import Customers
+from recsvc.customer_service import Customers
 from recsvc.server import Running
 from recsvc.services import SCOPES
 from recsvc.v1 import recommender_pb2 as pb
