@@ -93,8 +93,7 @@ from typing import Any, Final
 import numpy as np
 import yaml
 
-from feature_store.offer_usage import OfferStats as OfferStats
-from feature_store.offer_usage import OfferUsage as OfferUsage
+from feature_store.offer_usage import OfferStats, OfferUsage
 from formats.errors import InvalidRequest, NotFound
 from formats.ids import MAX_ID_LENGTH
 from formats.loyalty import (
