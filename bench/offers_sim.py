@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, today
+from feature_store.offer_usage import OfferStats, OfferUsage
 from formats.loyalty import LIFECYCLE_STAGES, PROSPECT, SURFACES, VALUE_SEGMENTS
 from recsvc.offers import (
     CustomerState,
@@ -40,8 +41,6 @@ from recsvc.offers import (
     OfferCatalog,
     OfferContext,
     OfferPolicy,
-    OfferStats,
-    OfferUsage,
     eligible,
     load_catalog,
     parse_catalog,

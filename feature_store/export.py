@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
-from feature_store.customers import tombstones
+from feature_store.privacy import tombstones
 from feature_store.store import FeatureStore
 from formats.events import decode
 from formats.exported import CHECKPOINT, COLUMNS, PARTS

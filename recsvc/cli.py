@@ -559,7 +559,7 @@ def _tombstones(model_dir: Path) -> frozenset[str]:
     """Customers forgotten through ForgetCustomer, when a feature store is configured or the
     embedded one has data; training leaves them out."""
     from feature_store.connection import RedisSettings
-    from feature_store.customers import tombstones
+    from feature_store.privacy import tombstones
 
     settings = RedisSettings.from_env(model_dir)
     data = settings.data_dir

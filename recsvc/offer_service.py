@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from redis.exceptions import RedisError
 
-from feature_store import customers as store_customers
+from feature_store import offer_usage
 from feature_store.store import Activity, FeatureStore
 from formats.errors import Unavailable
 from formats.events import Event
@@ -160,11 +160,11 @@ class OfferService:
         activity = self.realtime.activity(engine, customer_id)
         customer = customer_state(customer_id, activity)
         store = self.realtime.store
-        usage: dict[str, store_customers.OfferUsage] = {}
-        stats: dict[str, store_customers.OfferStats] = {}
+        usage: dict[str, offer_usage.OfferUsage] = {}
+        stats: dict[str, offer_usage.OfferStats] = {}
         if store is not None and activity is not None:
             try:
-                usage, stats = store_customers.offer_state(
+                usage, stats = offer_usage.offer_state(
                     store, customer_id, [o.offer_id for o in catalog.offers]
                 )
             except RedisError as exc:  # degrade: rank without usage and observations
@@ -202,7 +202,7 @@ class OfferService:
         if event.offer_id not in catalog:
             return f"offer {event.offer_id!r} is not in the offer catalog"
         offer = catalog.offer(event.offer_id)
-        return store_customers.redeem(
+        return offer_usage.redeem(
             store,
             offer.offer_id,
             event.customer_id,

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from redis.exceptions import RedisError
 
-from feature_store.customers import record_offer_events
+from feature_store.offer_usage import record_offer_events
 from feature_store.store import Activity, FeatureStore
 from formats.errors import InvalidRequest, NotFound, Unavailable
 from formats.events import Event, check

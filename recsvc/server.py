@@ -86,7 +86,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     import faiss
 
     from recsvc import metrics
-    from recsvc.customers import Customers
+    from recsvc.customer_service import Customers
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
     from recsvc.offer_service import OfferService
     from recsvc.offers import OfferCatalogError

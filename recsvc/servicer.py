@@ -23,7 +23,7 @@ from recsvc.convert import (
     items_to_pb,
     result_to_pb,
 )
-from recsvc.customers import Customers
+from recsvc.customer_service import Customers
 from recsvc.model_store import ModelStore
 from recsvc.offer_service import OfferService
 from recsvc.offers import OfferCatalogError

@@ -3,8 +3,9 @@
 real Redis (the session's embedded one, a namespace per test) and a real gRPC server on
 loopback.
 
-Covers ``feature_store.customers`` (set_loyalty, redeem, record_offer_events, offer_state,
-forget, export_customer, tombstones), ``recsvc.customers.Customers``, GetCustomerProfile,
+Covers ``feature_store.loyalty_balances`` (set_loyalty), ``feature_store.offer_usage`` (redeem,
+record_offer_events, offer_state), ``feature_store.privacy`` (forget, export_customer,
+tombstones), ``recsvc.customer_service.Customers``, GetCustomerProfile,
 SetLoyalty, ForgetCustomer and ExportCustomerData, consent in serving and training, and the
 tombstone honoured by ``recsvc events export`` and ``recsvc train``.
 """
@@ -46,7 +47,8 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
 from serving_fixtures import add_copy, trained
 
 from feature_store import bulk
-from feature_store import customers as fc
+from feature_store import offer_usage as fu
+from feature_store import privacy as fp
 from feature_store.connection import RedisSettings
 from feature_store.embedded import EmbeddedRedis
 from feature_store.export import export_events
@@ -56,7 +58,7 @@ from formats import bundle as b
 from formats.errors import InvalidRequest
 from formats.events import Event, decode
 from recsvc.cli import main
-from recsvc.customers import Customers
+from recsvc.customer_service import Customers
 from recsvc.server import Running
 from recsvc.services import SCOPES
 from recsvc.v1 import recommender_pb2 as pb
@@ -397,69 +399,69 @@ def test_set_loyalty_accepts_the_longest_tier(store: FeatureStore) -> None:
 # 2. Redemptions: caps, budgets, idempotency, concurrency
 
 
-def usage(store: FeatureStore, offer: str, customer: str) -> fc.OfferUsage:
-    usages, _ = fc.offer_state(store, customer, [offer])
+def usage(store: FeatureStore, offer: str, customer: str) -> fu.OfferUsage:
+    usages, _ = fu.offer_state(store, customer, [offer])
     return usages[offer]
 
 
 def test_redeem_per_customer_cap(store: FeatureStore) -> None:
     offer = "o-cap"
     for event in ("e1", "e2"):
-        assert fc.redeem(store, offer, "c1", event, cost=1.0, max_per_customer=2) is None
-    reason = fc.redeem(store, offer, "c1", "e3", cost=1.0, max_per_customer=2)
+        assert fu.redeem(store, offer, "c1", event, cost=1.0, max_per_customer=2) is None
+    reason = fu.redeem(store, offer, "c1", "e3", cost=1.0, max_per_customer=2)
     assert reason is not None and "limit" in reason
     # The cap is per customer: another customer still gets it.
-    assert fc.redeem(store, offer, "c2", "e4", cost=1.0, max_per_customer=2) is None
-    assert usage(store, offer, "c1") == fc.OfferUsage(redemptions=2, spent=3.0)
+    assert fu.redeem(store, offer, "c2", "e4", cost=1.0, max_per_customer=2) is None
+    assert usage(store, offer, "c1") == fu.OfferUsage(redemptions=2, spent=3.0)
     assert usage(store, offer, "c2").redemptions == 1
     # 0 = no cap
     for i in range(5):
-        assert fc.redeem(store, "o-uncapped", "c1", f"u{i}", cost=0.0) is None
+        assert fu.redeem(store, "o-uncapped", "c1", f"u{i}", cost=0.0) is None
     assert usage(store, "o-uncapped", "c1").redemptions == 5
 
 
 def test_redeem_budget_cap(store: FeatureStore) -> None:
     offer = "o-budget"
-    assert fc.redeem(store, offer, "c1", "e1", cost=2.5, budget=7.5) is None
-    assert fc.redeem(store, offer, "c2", "e2", cost=2.5, budget=7.5) is None
-    assert fc.redeem(store, offer, "c3", "e3", cost=2.5, budget=7.5) is None  # exactly spent
-    reason = fc.redeem(store, offer, "c4", "e4", cost=2.5, budget=7.5)
+    assert fu.redeem(store, offer, "c1", "e1", cost=2.5, budget=7.5) is None
+    assert fu.redeem(store, offer, "c2", "e2", cost=2.5, budget=7.5) is None
+    assert fu.redeem(store, offer, "c3", "e3", cost=2.5, budget=7.5) is None  # exactly spent
+    reason = fu.redeem(store, offer, "c4", "e4", cost=2.5, budget=7.5)
     assert reason is not None and "budget" in reason
     # A cheaper redemption does not fit either: nothing is left.
-    assert fc.redeem(store, offer, "c4", "e5", cost=0.5, budget=7.5) is not None
-    assert usage(store, offer, "c4") == fc.OfferUsage(redemptions=0, spent=7.5)
+    assert fu.redeem(store, offer, "c4", "e5", cost=0.5, budget=7.5) is not None
+    assert usage(store, offer, "c4") == fu.OfferUsage(redemptions=0, spent=7.5)
 
 
 def test_redeem_is_idempotent_per_event_id(store: FeatureStore) -> None:
     offer = "o-idem"
-    assert fc.redeem(store, offer, "c1", "same", cost=4.0, max_per_customer=1) is None
+    assert fu.redeem(store, offer, "c1", "same", cost=4.0, max_per_customer=1) is None
     # A retry of the granted call is granted again, and not counted twice.
-    assert fc.redeem(store, offer, "c1", "same", cost=4.0, max_per_customer=1) is None
-    assert usage(store, offer, "c1") == fc.OfferUsage(redemptions=1, spent=4.0)
+    assert fu.redeem(store, offer, "c1", "same", cost=4.0, max_per_customer=1) is None
+    assert usage(store, offer, "c1") == fu.OfferUsage(redemptions=1, spent=4.0)
     # A different redemption is refused by the cap of 1.
-    assert fc.redeem(store, offer, "c1", "other", cost=4.0, max_per_customer=1) is not None
+    assert fu.redeem(store, offer, "c1", "other", cost=4.0, max_per_customer=1) is not None
     # Budgets as well: the retry does not spend the budget again.
-    assert fc.redeem(store, "o-idem-b", "c1", "x", cost=5.0, budget=5.0) is None
-    assert fc.redeem(store, "o-idem-b", "c1", "x", cost=5.0, budget=5.0) is None
-    assert usage(store, "o-idem-b", "c1") == fc.OfferUsage(redemptions=1, spent=5.0)
+    assert fu.redeem(store, "o-idem-b", "c1", "x", cost=5.0, budget=5.0) is None
+    assert fu.redeem(store, "o-idem-b", "c1", "x", cost=5.0, budget=5.0) is None
+    assert usage(store, "o-idem-b", "c1") == fu.OfferUsage(redemptions=1, spent=5.0)
 
 
 def test_concurrent_redemptions_against_a_cap_of_one(store: FeatureStore) -> None:
     offer = "o-race"
     results = concurrently(
-        20, lambda i: fc.redeem(store, offer, "c-race", f"ev-{i}", cost=1.0, max_per_customer=1)
+        20, lambda i: fu.redeem(store, offer, "c-race", f"ev-{i}", cost=1.0, max_per_customer=1)
     )
     granted = [r for r in results if r is None]
     refused = [r for r in results if r is not None]
     assert len(granted) == 1
     assert len(refused) == 19 and all("limit" in r for r in refused)
-    assert usage(store, offer, "c-race") == fc.OfferUsage(redemptions=1, spent=1.0)
+    assert usage(store, offer, "c-race") == fu.OfferUsage(redemptions=1, spent=1.0)
 
 
 def test_concurrent_redemptions_against_a_budget(store: FeatureStore) -> None:
     offer = "o-race-budget"
     results = concurrently(
-        20, lambda i: fc.redeem(store, offer, f"c-{i}", f"ev-{i}", cost=2.5, budget=7.5)
+        20, lambda i: fu.redeem(store, offer, f"c-{i}", f"ev-{i}", cost=2.5, budget=7.5)
     )
     assert sum(r is None for r in results) == 3
     assert all("budget" in r for r in results if r is not None)
@@ -476,8 +478,8 @@ def test_record_offer_events_and_offer_state(store: FeatureStore) -> None:
     now = datetime.now(UTC)
     ts = int(now.timestamp() * 1000)
     yesterday = int((now - timedelta(days=1)).timestamp() * 1000)
-    fc.record_offer_events(store, [])  # nothing to do
-    fc.record_offer_events(
+    fu.record_offer_events(store, [])  # nothing to do
+    fu.record_offer_events(
         store,
         [
             ("c1", "o1", "impression", ts),
@@ -490,19 +492,19 @@ def test_record_offer_events_and_offer_state(store: FeatureStore) -> None:
             ("c1", "o1", "redemption", ts),
         ],
     )
-    usages, stats = fc.offer_state(store, "c1", ["o1", "o2", "o3"], now=now)
+    usages, stats = fu.offer_state(store, "c1", ["o1", "o2", "o3"], now=now)
     assert {o: u.impressions_today for o, u in usages.items()} == {"o1": 3, "o2": 1, "o3": 0}
     assert stats == {
-        "o1": fc.OfferStats(impressions=4, clicks=1, redemptions=1),
-        "o2": fc.OfferStats(impressions=1, clicks=1, redemptions=0),
-        "o3": fc.OfferStats(),
+        "o1": fu.OfferStats(impressions=4, clicks=1, redemptions=1),
+        "o2": fu.OfferStats(impressions=1, clicks=1, redemptions=0),
+        "o3": fu.OfferStats(),
     }
-    other, _ = fc.offer_state(store, "c2", ["o1", "o2"], now=now)
+    other, _ = fu.offer_state(store, "c2", ["o1", "o2"], now=now)
     assert (other["o1"].impressions_today, other["o2"].impressions_today) == (1, 0)
-    earlier, _ = fc.offer_state(store, "c1", ["o1"], now=now - timedelta(days=1))
+    earlier, _ = fu.offer_state(store, "c1", ["o1"], now=now - timedelta(days=1))
     assert earlier["o1"].impressions_today == 0
     # Day counters expire (bounded memory), not before the day is over anywhere.
-    ttl = store.writer.ttl(store.keys.offer_impressions("c1", fc.today(now)))
+    ttl = store.writer.ttl(store.keys.offer_impressions("c1", fu.today(now)))
     assert 0 < ttl <= OFFER_DAY_TTL
 
 
@@ -755,7 +757,7 @@ def forgotten(
         first = round_of_events(forgotten_id, 3) + round_of_events(kept_id, 2)
         s.track(*first)
         ts = now_ms()
-        fc.record_offer_events(
+        fu.record_offer_events(
             store,
             [
                 (forgotten_id, offers[0], "impression", ts),
@@ -768,7 +770,7 @@ def forgotten(
             (forgotten_id, offers[1], "r-f-2"),
             (kept_id, offers[0], "r-k-1"),
         ):
-            assert fc.redeem(store, offer, customer, event, cost=2.0, max_per_customer=1) is None
+            assert fu.redeem(store, offer, customer, event, cost=2.0, max_per_customer=1) is None
 
         # Exported before the forget: these files must be purged of the customer later.
         export_events(store, out, progress=False)
@@ -812,7 +814,7 @@ def forgotten(
             usage_after=usage_hashes(store),
             stream_after=stream_after,
             dedupe_after=dedupe_after,
-            tombstones=fc.tombstones(store),
+            tombstones=fp.tombstones(store),
             profile_after=s.profile(forgotten_id),
             loaded_points=loaded.points,
         )
@@ -942,19 +944,19 @@ def test_train_config_forget(tmp_path: Path) -> None:
 
 
 def test_forget_core_with_the_offer_catalog(store: FeatureStore) -> None:
-    """feature_store.customers.forget given the offer ids: usage of those offers is cleared,
+    """feature_store.privacy.forget given the offer ids: usage of those offers is cleared,
     including the record of which event redeemed it for whom."""
     who, other = "F-core", "F-other"
-    assert fc.redeem(store, "o-a", who, "ev-a", cost=1.0) is None
-    assert fc.redeem(store, "o-a", other, "ev-b", cost=1.0) is None
-    fc.record_offer_events(store, [(who, "o-a", "impression", now_ms())])
+    assert fu.redeem(store, "o-a", who, "ev-a", cost=1.0) is None
+    assert fu.redeem(store, "o-a", other, "ev-b", cost=1.0) is None
+    fu.record_offer_events(store, [(who, "o-a", "impression", now_ms())])
     Customers(store, list).set_loyalty(who, tier="gold")
-    exported_data = fc.export_customer(store, who, ["o-a"])
+    exported_data = fp.export_customer(store, who, ["o-a"])
     assert exported_data["offers"] == {
         "o-a": {"redemptions": 1, "impressions_today": 1, "spent": 2.0}
     }
-    report = fc.forget(store, who, ["o-a"])
-    assert report == fc.ForgetReport(keys_removed=2, events_removed=0)
+    report = fp.forget(store, who, ["o-a"])
+    assert report == fp.ForgetReport(keys_removed=2, events_removed=0)
     assert customer_keys(store, who) == []
     fields = store.writer.hgetall(store.keys.offer_usage("o-a"))
     text = {as_text(f): as_text(v) for f, v in fields.items()}
@@ -975,9 +977,9 @@ def test_forget_removes_impression_counters_of_other_days(store: FeatureStore) -
     forgetting the customer removes it as well (every key with the customer's hash tag)."""
     who = "F-days"
     days_ago = int((datetime.now(UTC) - timedelta(days=3)).timestamp() * 1000)
-    fc.record_offer_events(store, [(who, "o-a", "impression", days_ago)])
+    fu.record_offer_events(store, [(who, "o-a", "impression", days_ago)])
     assert len(customer_keys(store, who)) == 1
-    report = fc.forget(store, who, ["o-a"])
+    report = fp.forget(store, who, ["o-a"])
     assert customer_keys(store, who) == []
     assert report.keys_removed == 1
 
@@ -988,7 +990,7 @@ def test_offer_counts_are_kept_per_segment_too(store: FeatureStore) -> None:
         profile = json.dumps({"segment": segment})
         store.writer.set(store.keys.profile(1, customer), profile)
     ts = int(datetime.now(UTC).timestamp() * 1000)
-    fc.record_offer_events(
+    fu.record_offer_events(
         store,
         [
             ("h1", "o1", "impression", ts),
@@ -998,10 +1000,10 @@ def test_offer_counts_are_kept_per_segment_too(store: FeatureStore) -> None:
             ("nobody", "o1", "impression", ts),  # no loaded segment: overall counts only
         ],
     )
-    _, stats = fc.offer_state(store, "h1", ["o1"])
+    _, stats = fu.offer_state(store, "h1", ["o1"])
     o1 = stats["o1"]
     assert (o1.impressions, o1.redemptions) == (4, 1)
     assert o1.by_segment == {
-        "high_value": fc.OfferStats(impressions=2, redemptions=1),
-        "low_value": fc.OfferStats(impressions=1),
+        "high_value": fu.OfferStats(impressions=2, redemptions=1),
+        "low_value": fu.OfferStats(impressions=1),
     }

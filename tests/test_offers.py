@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from feature_store.offer_usage import OfferStats, OfferUsage
 from formats.errors import InvalidRequest, NotFound
 from recsvc.offers import (
     CustomerState,
@@ -22,8 +23,6 @@ from recsvc.offers import (
     OfferChoice,
     OfferContext,
     OfferPolicy,
-    OfferStats,
-    OfferUsage,
     birthday_distance,
     check_targets,
     eligible,

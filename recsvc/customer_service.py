@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
-from feature_store import customers as store_customers
+from feature_store import loyalty_balances, privacy
 from feature_store.store import Activity, FeatureStore
 from formats.errors import InvalidRequest, Unavailable
 from formats.ids import check_id
@@ -95,16 +95,14 @@ class Customers:
         if points is not None and points < 0:
             raise InvalidRequest(f"points {points} is negative; a balance is >= 0")
         return self._call(
-            lambda s: store_customers.set_loyalty(s, customer_id, tier, points, delta)
+            lambda s: loyalty_balances.set_loyalty(s, customer_id, tier, points, delta)
         )
 
-    def forget(self, customer_id: str) -> store_customers.ForgetReport:
+    def forget(self, customer_id: str) -> privacy.ForgetReport:
         check_id(customer_id, "customer_id")
-        return self._call(lambda s: store_customers.forget(s, customer_id, self.offer_ids()))
+        return self._call(lambda s: privacy.forget(s, customer_id, self.offer_ids()))
 
     def export(self, customer_id: str) -> str:
         check_id(customer_id, "customer_id")
-        data = self._call(
-            lambda s: store_customers.export_customer(s, customer_id, self.offer_ids())
-        )
-        return store_customers.dumps(data)
+        data = self._call(lambda s: privacy.export_customer(s, customer_id, self.offer_ids()))
+        return privacy.dumps(data)
