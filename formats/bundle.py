@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ INDEX = "items.faiss"
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
 DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX)
+MAX_VERSION_LENGTH = 128
+VERSION_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_VERSION_LENGTH - 1}}}")
 
 
 class BundleError(Exception):
@@ -240,13 +243,29 @@ def history(model_dir: Path) -> list[str]:
     return file.read_text().split() if file.is_file() else []
 
 
+def version_problem(version: str) -> str | None:
+    """Why ``version`` cannot name a bundle directory of MODEL_DIR, or None. (A path, "..",
+    or a trailing "/" would reach outside MODEL_DIR or name one bundle twice.)"""
+    if VERSION_NAME.fullmatch(version):
+        return None
+    shown = version if len(version) <= 40 else version[:40] + "..."
+    return (
+        f"{shown!r} is not a model version: versions are bundle names in the model directory "
+        f"(letters, digits, '.', '_' and '-', at most {MAX_VERSION_LENGTH} characters, not "
+        "starting with '.'); `recsvc models list` shows them"
+    )
+
+
 def resolve(model_dir: Path, version: str | None = None) -> Path:
     """The directory of ``version`` (default: the published one)."""
     version = version or current_version(model_dir)
     if version is None:
         raise BundleError(f"{model_dir}: no published model (train one with `recsvc train`)")
+    problem = version_problem(version)
+    if problem:
+        raise BundleError(problem)
     path = Path(model_dir) / version
-    if not path.is_dir() or version.startswith("."):
+    if not path.is_dir():
         raise BundleError(f"{model_dir}: no bundle named {version!r}")
     return path
 

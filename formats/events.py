@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from formats.ids import MAX_ID_LENGTH, id_problem
+from formats.limits import MAX_AMOUNT, MAX_FUTURE_MS, MAX_QUANTITY
 
 EVENT_TYPES: tuple[str, ...] = (
     "view",
@@ -40,8 +41,8 @@ INTEREST = {
     "purchase": "purchase",
 }
 
-MAX_FUTURE_MS = 5 * 60 * 1000  # clock skew tolerated on client timestamps
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: older timestamps are client bugs
+INVALID_TS_MS = -(2**63)  # a timestamp that is not a time at all (e.g. negative nanos)
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,17 @@ def check(event: Event, now_ms: int) -> str | None:
         value = getattr(event, name)
         if len(value) > MAX_ID_LENGTH:
             return f"{name} is {len(value)} characters long; the maximum is {MAX_ID_LENGTH}"
-    for name in ("quantity", "amount"):
+    for name, limit in (("quantity", MAX_QUANTITY), ("amount", MAX_AMOUNT)):
         value = getattr(event, name)
         if not math.isfinite(value) or value < 0:
             return f"{name} {value} is not a finite number >= 0"
+        if value > limit:
+            return f"{name} {value:g} is above the maximum {limit:g}"
+    if event.ts_ms == INVALID_TS_MS:
+        return (
+            "timestamp is not a valid time: seconds must lie within years 1-9999 and nanos "
+            "within 0-999,999,999"
+        )
     if event.ts_ms and event.ts_ms < MIN_TS_MS:
         return "timestamp is before 2000-01-01"
     if event.ts_ms > now_ms + MAX_FUTURE_MS:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from formats.errors import InvalidRequest
 
 # The prefix of a recommendation_id names the RPC that produced it, so campaign reports can
 # attribute events to their source without a lookup table.
@@ -24,6 +27,21 @@ class Filter:
     max_price: float | None = None
     include_purchased: bool = False
     max_per_category: int = 0  # 0 = the server default
+
+    def check(self) -> Filter:
+        """This filter, or InvalidRequest saying why it cannot select anything sensibly."""
+        for name in ("min_price", "max_price"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise InvalidRequest(f"filter.{name} {value} is not a finite price >= 0")
+        low, high = self.min_price, self.max_price
+        if low is not None and high is not None and low > high:
+            raise InvalidRequest(
+                f"filter.min_price {low:g} is above filter.max_price {high:g}; no product can match"
+            )
+        if self.max_per_category < 0:
+            raise InvalidRequest(f"filter.max_per_category {self.max_per_category} is negative")
+        return self
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@
 | RECSVC_MAX_PER_CATEGORY | 0 | default diversity cap per response (0 = none) |
 | RECSVC_FOLD_IN | 1 | 0 = ignore real-time activity when scoring (purchases still drop out) |
 | RECSVC_OFFERS | (none) | the offer catalog file (YAML or JSON) for RecommendOffers |
+| RECSVC_RATE_LIMIT | 0 | calls per second per token and worker, "RATE[/s][:BURST]" (0 = off) |
+| RECSVC_MAX_CONCURRENT_RPCS | 16 x threads | calls held per worker; more: RESOURCE_EXHAUSTED |
 
 Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_store.connection import RedisSettings, SettingsError
+from recsvc.ratelimit import Limit
 from recsvc.services import SCOPES
 
 
@@ -45,8 +48,9 @@ def parse_tokens(text: str, source: str) -> dict[str, frozenset[str]]:
         if not entry:
             continue
         token, sep, scopes = entry.rpartition("=")  # tokens may end in base64 "=" padding
-        names = frozenset(s.strip() for s in scopes.split("+") if s.strip())
-        unknown = names - set(SCOPES)
+        parts = [s.strip() for s in scopes.split("+")]
+        names = frozenset(parts)
+        unknown = names - set(SCOPES)  # "" (from "admin+" or "a++b") is unknown too
         if not sep or not token.strip() or not names or unknown:
             shown = token.strip()[:4] + "..." if token.strip() else "(empty)"
             raise ConfigError(
@@ -73,6 +77,8 @@ class ServeConfig:
     max_per_category: int = 0
     fold_in: bool = True
     offers: Path | None = None
+    rate_limit: Limit | None = None  # per token, per worker process
+    max_concurrent_rpcs: int = 0  # 0 = 16 x threads
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -110,6 +116,7 @@ class ServeConfig:
             ("threads", "RECSVC_THREADS", int),
             ("reload_interval", "RECSVC_RELOAD_INTERVAL", float),
             ("max_per_category", "RECSVC_MAX_PER_CATEGORY", int),
+            ("max_concurrent_rpcs", "RECSVC_MAX_CONCURRENT_RPCS", int),
         )
         for key, name, kind in numbers:
             if (value := number(name, kind)) is not None:
@@ -129,6 +136,11 @@ class ServeConfig:
             tokens.update(parse_tokens(text, value))
         if tokens:
             values["auth_tokens"] = tokens
+        if (value := get("RECSVC_RATE_LIMIT")) is not None:
+            try:
+                values["rate_limit"] = Limit.parse(value, "RECSVC_RATE_LIMIT")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if (value := get("RECSVC_FOLD_IN")) is not None:
             if value not in ("0", "1"):
                 raise ConfigError(f"RECSVC_FOLD_IN={value!r}: use 1 or 0")
@@ -161,7 +173,16 @@ class ServeConfig:
             raise ConfigError(f"RECSVC_RELOAD_INTERVAL={self.reload_interval}: must be > 0 seconds")
         if self.max_per_category < 0:
             raise ConfigError(f"RECSVC_MAX_PER_CATEGORY={self.max_per_category}: must be >= 0")
+        if self.max_concurrent_rpcs < 0:
+            raise ConfigError(
+                f"RECSVC_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}: must be >= 0"
+            )
         return self
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Calls a worker holds at once (running or waiting for a thread)."""
+        return self.max_concurrent_rpcs or 16 * self.threads
 
     @property
     def is_loopback(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from formats.events import Event
+from formats.events import INVALID_TS_MS, Event
 from formats.types import Context, EventResult, Filter, Item
 from recsvc.v1 import recommender_pb2 as pb
 
@@ -16,6 +16,9 @@ def _enum_names(enum: Any, prefix: str) -> dict[Any, str]:
     return {code: name.removeprefix(prefix).lower() for name, code in enum.items() if code}
 
 
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+MIN_SECONDS = -62_135_596_800
+MAX_SECONDS = 253_402_300_799
 SURFACE_NAMES = _enum_names(pb.Surface, "SURFACE_")
 EVENT_TYPE_NAMES = _enum_names(pb.EventType, "EVENT_TYPE_")
 EVENT_STATUS_NAMES = _enum_names(pb.EventStatus, "EVENT_STATUS_")
@@ -68,6 +71,17 @@ def context_to_pb(c: Context | None) -> pb.Context:
     )
 
 
+def timestamp_ms(e: pb.Event) -> int:
+    """The event's time in Unix ms; 0 when not given, INVALID_TS_MS when the Timestamp breaks
+    its own rules (protobuf's ToMilliseconds would raise and sink the whole batch)."""
+    if not e.HasField("timestamp"):
+        return 0
+    ts = e.timestamp
+    if not (0 <= ts.nanos < 1_000_000_000 and MIN_SECONDS <= ts.seconds <= MAX_SECONDS):
+        return INVALID_TS_MS
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
 def event_from_pb(e: pb.Event) -> Event:
     return Event(
         event_id=e.event_id,
@@ -75,7 +89,7 @@ def event_from_pb(e: pb.Event) -> Event:
         type=EVENT_TYPE_NAMES.get(e.type, ""),
         product_id=e.product_id,
         offer_id=e.offer_id,
-        ts_ms=e.timestamp.ToMilliseconds() if e.HasField("timestamp") else 0,
+        ts_ms=timestamp_ms(e),
         quantity=e.quantity,
         amount=e.amount,
         recommendation_id=e.recommendation_id,

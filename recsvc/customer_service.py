@@ -17,6 +17,7 @@ from feature_store import loyalty_balances, privacy
 from feature_store.store import Activity, FeatureStore
 from formats.errors import InvalidRequest, Unavailable
 from formats.ids import check_id
+from formats.limits import MAX_POINTS
 from formats.types import CustomerProfile
 
 T = TypeVar("T")
@@ -92,6 +93,8 @@ class Customers:
         for name, value in (("points", points), ("points_delta", delta)):
             if value is not None and not math.isfinite(value):
                 raise InvalidRequest(f"{name} {value} is not a finite number")
+            if value is not None and abs(value) > MAX_POINTS:
+                raise InvalidRequest(f"{name} {value:g} is beyond the limit of {MAX_POINTS:g}")
         if points is not None and points < 0:
             raise InvalidRequest(f"points {points} is negative; a balance is >= 0")
         return self._call(

@@ -112,7 +112,7 @@ class Engine:
         declined personalization (``activity.consent`` false) gets popular products."""
         check_id(customer_id, "customer_id")
         limit = self._limit(limit)
-        filter = filter or Filter()
+        filter = (filter or Filter()).check()
         context = context or Context()
         excluded = self._indexes(filter.exclude_product_ids)
         if context.current_product_id in self.product_index:
@@ -144,7 +144,7 @@ class Engine:
         idx = self.product_index.get(product_id)
         if idx is None:
             raise NotFound(f"product {product_id!r} is not in the catalog of model {self.version}")
-        filter = filter or Filter()
+        filter = (filter or Filter()).check()
         excluded = self._indexes(filter.exclude_product_ids) | {idx}
         reason = f"similar to {self.titles[idx] or product_id}"
         chosen = [(i, s, reason) for i, s in self._best(self.vectors(idx), limit, filter, excluded)]

@@ -23,6 +23,7 @@ from feature_store.store import Activity, FeatureStore
 from formats.errors import InvalidRequest, NotFound, Unavailable
 from formats.events import Event, check
 from formats.ids import check_id
+from formats.limits import MAX_PRICE, MAX_STOCK
 from formats.types import EventResult, ProductChange
 from recsvc.engine import Engine
 
@@ -209,10 +210,14 @@ class Realtime:
                 )
             if c.stock is None and c.price is None:
                 raise InvalidRequest(f"update of {c.product_id!r} sets neither stock nor price")
-            if c.stock is not None and c.stock < 0:
-                raise InvalidRequest(f"stock {c.stock} of {c.product_id!r} is negative")
-            if c.price is not None and not (math.isfinite(c.price) and c.price >= 0):
-                raise InvalidRequest(f"price {c.price} of {c.product_id!r} is not a number >= 0")
+            if c.stock is not None and not 0 <= c.stock <= MAX_STOCK:
+                raise InvalidRequest(
+                    f"stock {c.stock} of {c.product_id!r} is outside 0..{MAX_STOCK:,}"
+                )
+            if c.price is not None and not (math.isfinite(c.price) and 0 <= c.price <= MAX_PRICE):
+                raise InvalidRequest(
+                    f"price {c.price:g} of {c.product_id!r} is not a number in 0..{MAX_PRICE:g}"
+                )
         store = self._writable()
         try:
             self._sync_catalog(engine, store, store.update_products(changes))

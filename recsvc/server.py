@@ -18,6 +18,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -120,8 +121,11 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
             initializer=faiss.omp_set_num_threads,
             initargs=(1,),
         ),
-        interceptors=[MetricsInterceptor(), AuthInterceptor(config.auth_tokens)],
+        interceptors=[MetricsInterceptor(), AuthInterceptor(config.auth_tokens, config.rate_limit)],
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        # Past this many calls in progress or queued, answer RESOURCE_EXHAUSTED at once
+        # instead of queueing without bound (latency would grow for everyone).
+        maximum_concurrent_rpcs=config.concurrency_limit,
     )
     realtime = Realtime(feature_store(config), metrics.DEGRADED.inc, metrics.OUTAGES.inc)
 
@@ -159,21 +163,37 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     reflection.enable_server_reflection(names, server)
     host = f"[{config.host.strip('[]')}]" if ":" in config.host else config.host  # IPv6
     address = f"{host}:{config.port}"
-    try:
-        if config.tls_cert is not None and config.tls_key is not None:
-            credentials = grpc.ssl_server_credentials(
-                [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())]
-            )
-            port = server.add_secure_port(address, credentials)
-        else:
-            port = server.add_insecure_port(address)
-    except RuntimeError:  # grpcio raises when it cannot bind
-        port = 0
-    if port == 0:
+
+    def fail(message: str) -> ConfigError:
         store.close()
         if realtime.store is not None:
             realtime.store.close()
-        raise ConfigError(f"cannot listen on {address} (in use, or not an address of this host)")
+        return ConfigError(message)
+
+    tls = config.tls_cert is not None and config.tls_key is not None
+    try:
+        if config.tls_cert is not None and config.tls_key is not None:
+            pair = [
+                (
+                    read_pem(config.tls_key, "RECSVC_TLS_KEY"),
+                    read_pem(config.tls_cert, "RECSVC_TLS_CERT"),
+                )
+            ]
+            port = server.add_secure_port(address, grpc.ssl_server_credentials(pair))
+        else:
+            port = server.add_insecure_port(address)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    except RuntimeError:  # grpcio raises when it cannot bind or cannot use the key pair
+        port = 0
+    if port == 0:
+        if tls:
+            raise fail(
+                f"cannot listen on {address} with TLS: the address is in use or not of this "
+                "host, or RECSVC_TLS_CERT and RECSVC_TLS_KEY are not a matching PEM "
+                "certificate and private key"
+            )
+        raise fail(f"cannot listen on {address} (in use, or not an address of this host)")
     server.start()
     store.watch(config.reload_interval)
     for name in ("", *SERVICES):
@@ -182,6 +202,17 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     store_health.start()  # Events and Privacy: NOT_SERVING while Redis cannot store
     log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
     return Running(server, port, store, health_servicer, realtime, store_health)
+
+
+def read_pem(path: Path, variable: str) -> bytes:
+    """A PEM file's bytes, or ConfigError naming the variable and what is wrong."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise ConfigError(f"{variable}: {path} is not a PEM file (no '-----BEGIN' line)")
+    return data
 
 
 def _worker(config: ServeConfig, reuse_port: bool) -> None:

@@ -324,6 +324,9 @@ class AdminServicer(pb_grpc.AdminServicer):
     ) -> pb.ReloadModelResponse:
         def reload() -> tuple[bool, str]:
             before = self.store.engine.version
+            problem = bundles.version_problem(request.version) if request.version else None
+            if problem:
+                raise InvalidRequest(problem)
             if request.version:
                 # Publish first so every worker process (and a restart) serves the same version.
                 bundles.publish(self.store.model_dir, request.version)

@@ -231,7 +231,7 @@ def test_publish_of_unknown_version_keeps_the_good_one(
     (model_dir / ".tmp-v2-abc").mkdir()
     with pytest.raises(BundleError, match="no bundle named 'v3'"):
         publish(model_dir, "v3")
-    with pytest.raises(BundleError, match="no bundle named"):
+    with pytest.raises(BundleError, match="is not a model version"):
         publish(model_dir, ".tmp-v2-abc")
     assert current_version(model_dir) == "v1"
     assert history(model_dir) == ["v1"]

@@ -334,7 +334,9 @@ def test_update_products_validation(
     bad: list[tuple[ProductChange, type[Exception], str]] = [
         (ProductChange("P-missing", stock=1), NotFound, "'P-missing' is not in the catalog"),
         (ProductChange("", stock=1), InvalidRequest, "product_id is empty"),
-        (ProductChange("P000001", stock=-1), InvalidRequest, "stock -1 of 'P000001' is negative"),
+        (ProductChange("P000001", stock=-1), InvalidRequest, "stock -1 of 'P000001' is outside"),
+        (ProductChange("P000001", stock=2**63 - 1), InvalidRequest, "is outside 0..1,000,000,000"),
+        (ProductChange("P000001", price=1e308), InvalidRequest, "price 1e"),
         (ProductChange("P000001", price=math.nan), InvalidRequest, "price nan"),
         (ProductChange("P000001", price=math.inf), InvalidRequest, "price inf"),
         (ProductChange("P000001", price=-0.5), InvalidRequest, "price -0.5"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,8 @@ import numpy as np
 import polars as pl
 
 from formats.events import INTERACTION_TYPES
+from formats.ids import MAX_ID_LENGTH
+from formats.limits import MAX_FUTURE_MS, MIN_TRAINING_TS_MS
 from training.schema import CATALOG, CUSTOMERS, INTERACTIONS, Column
 
 OnError = Literal["fail", "skip"]
@@ -111,7 +114,7 @@ def _as_text(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Utf8).str.strip_chars()
 
 
-def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+def _parse(column: Column, dtype: pl.DataType, now_ms: int) -> tuple[pl.Expr, pl.Expr]:
     """Return (parsed value, reason-or-null) expressions for one column."""
     name = column.name
     raw = pl.col(name)
@@ -123,7 +126,13 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
     if column.kind == "id":
         value = text
         empty = text.is_null() | (text == "")
-        reason = pl.when(empty).then(pl.lit(f"empty {name}")).otherwise(_NO_REASON)
+        reason = (
+            pl.when(empty)
+            .then(pl.lit(f"empty {name}"))
+            .when(text.str.len_chars() > MAX_ID_LENGTH)
+            .then(pl.lit(f"{name} longer than {MAX_ID_LENGTH} characters"))
+            .otherwise(_NO_REASON)
+        )
     elif column.kind == "timestamp":
         if isinstance(dtype, pl.Datetime):
             value = (
@@ -143,7 +152,18 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
             candidates.append(epoch.dt.replace_time_zone("UTC"))
             value = pl.coalesce(candidates)
         bad = pl.lit(f"unparseable {name} ") + shown
-        reason = pl.when(value.is_null()).then(bad).otherwise(_NO_REASON)
+        # As the event API: a future time is a clock bug, and one such row would make every
+        # real-time event look older than the training data (fold-in would never run).
+        ms = value.dt.epoch("ms")
+        reason = (
+            pl.when(value.is_null())
+            .then(bad)
+            .when(ms > now_ms + MAX_FUTURE_MS)
+            .then(pl.lit(f"{name} in the future ") + shown)
+            .when(ms < MIN_TRAINING_TS_MS)
+            .then(pl.lit(f"{name} before 1970 ") + shown)
+            .otherwise(_NO_REASON)
+        )
     elif column.kind == "event":
         value = text.str.to_lowercase()
         if column.default is not None:
@@ -172,6 +192,8 @@ def _parse(column: Column, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
             .then(pl.lit(f"non-finite {name}"))
             .when(parsed < 0)
             .then(pl.lit(f"negative {name} ") + shown)
+            .when(parsed > (column.maximum if column.maximum is not None else float("inf")))
+            .then(pl.lit(f"{name} above the maximum {column.maximum:g} ") + shown)
             .otherwise(_NO_REASON)
         )
     elif column.kind == "bool":
@@ -233,8 +255,11 @@ def validate(
     file: str,
     on_error: OnError = "fail",
     is_csv: bool = True,
+    now: datetime | None = None,
 ) -> tuple[pl.DataFrame, ValidationReport]:
-    """Check and type ``frame`` against ``columns``; extra columns are kept as attributes."""
+    """Check and type ``frame`` against ``columns``; extra columns are kept as attributes.
+    Timestamps after ``now`` (default: the clock) plus a few minutes are rejected."""
+    now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     missing = [c.name for c in columns if c.required and c.name not in frame.columns]
     if missing:
         raise InputError(
@@ -247,7 +272,7 @@ def validate(
     parsed: list[pl.Expr] = []
     reasons: list[pl.Expr] = []
     for c in columns:
-        value, reason = _parse(c, frame.schema[c.name])
+        value, reason = _parse(c, frame.schema[c.name], now_ms)
         parsed.append(value)
         reasons.append(reason)
     known = {c.name for c in columns}
