@@ -5,8 +5,8 @@ the whole session; every test works under its own key namespace (:func:`new_name
 tests never see each other's keys. :class:`RedisProcess` runs the same redis-server binary on
 a fixed loopback TCP port, for tests that kill Redis and start it again on the same address
 (a restarted embedded Redis listens on a new unix socket path, which a running server cannot
-follow). A test module uses a fixture by importing its function (``*_fixture``); the fixture
-itself is named without the suffix, so test arguments do not shadow the import.
+follow). conftest.py registers this module as a plugin, so its fixtures (``embedded_redis``,
+``redis_url``, ``store``, ``redis_process``) reach every test module without an import.
 """
 
 from __future__ import annotations

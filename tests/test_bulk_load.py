@@ -15,11 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 from frames import InteractionRow, interactions_frame
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    embedded_redis_fixture,
-    new_namespace,
-    redis_url_fixture,
-)
+from redis_fixtures import new_namespace
 
 from feature_store import bulk
 from feature_store.store import FeatureStore

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 import pytest
 from frames import interactions_frame
-from redis_fixtures import (  # noqa: F401  (fixtures)
+from redis_fixtures import (
     ADMIN,
     ALL,
     EVENTS,
@@ -38,10 +38,8 @@ from redis_fixtures import (  # noqa: F401  (fixtures)
     REC,
     TOKENS,
     WRITE_TIMEOUT_S,
-    embedded_redis_fixture,
     new_namespace,
     start_server,
-    store_fixture,
 )
 from serving_fixtures import add_copy, trained
 

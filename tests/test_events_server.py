@@ -21,17 +21,7 @@ import numpy as np
 import pytest
 import redis
 from prometheus_client import REGISTRY
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    ADMIN,
-    ALL,
-    EVENTS,
-    REC,
-    RedisProcess,
-    embedded_redis_fixture,
-    new_namespace,
-    redis_process_fixture,
-    start_server,
-)
+from redis_fixtures import ADMIN, ALL, EVENTS, REC, RedisProcess, new_namespace, start_server
 from serving_fixtures import add_copy, trained
 
 from feature_store.embedded import EmbeddedRedis

@@ -15,13 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    READ_TIMEOUT_S,
-    RedisProcess,
-    embedded_redis_fixture,
-    redis_process_fixture,
-    store_fixture,
-)
+from redis_fixtures import READ_TIMEOUT_S, RedisProcess
 from serving_fixtures import free_port, trained
 
 from feature_store.embedded import EmbeddedRedis
