@@ -20,7 +20,9 @@ AddBundle = Callable[..., str]
 
 # Fixture modules, registered here once for every test module: a test asks for a fixture by
 # argument name and never imports it (plain helpers in them are imported as usual).
-pytest_plugins = ("redis_fixtures",)
+# grpc_helpers first: redis_fixtures imports it, and a plugin imported before it is registered
+# loses pytest's assertion rewriting.
+pytest_plugins = ("grpc_helpers", "redis_fixtures")
 
 
 @pytest.fixture(autouse=True)

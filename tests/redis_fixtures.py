@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc_helpers
 import psutil
 import pytest
 import redis
@@ -34,17 +35,6 @@ from feature_store.embedded import EmbeddedRedis, start_embedded
 from feature_store.store import FeatureStore
 from recsvc.config import ServeConfig
 from recsvc.server import Running, start
-
-TOKENS = {
-    "rec-token": frozenset({"recommend"}),
-    "events-token": frozenset({"events"}),
-    "admin-token": frozenset({"admin"}),
-    "all-token": frozenset({"recommend", "events", "admin"}),
-}
-REC = (("authorization", "Bearer rec-token"),)
-EVENTS = (("authorization", "Bearer events-token"),)
-ADMIN = (("authorization", "Bearer admin-token"),)
-ALL = (("authorization", "Bearer all-token"),)
 
 # Generous timeouts: a loaded test machine must not turn a live Redis into "degraded".
 READ_TIMEOUT_S = 2.0
@@ -110,16 +100,8 @@ def store_fixture(embedded_redis: EmbeddedRedis) -> Iterator[FeatureStore]:
 
 
 def serve_config(model_dir: Path, redis_url: str, namespace: str, **overrides: Any) -> ServeConfig:
-    """A one-process server on a free loopback port with TOKENS, wired to ``redis_url``."""
+    """grpc_helpers.serve_config (TOKENS, a free loopback port) wired to ``redis_url``."""
     values: dict[str, Any] = {
-        "model_dir": model_dir,
-        "host": "127.0.0.1",
-        "port": 0,
-        "metrics_port": 0,
-        "workers": 1,
-        "threads": 8,
-        "auth_tokens": TOKENS,
-        "reload_interval": 60.0,
         "redis": RedisSettings(
             url=redis_url,
             namespace=namespace,
@@ -128,7 +110,7 @@ def serve_config(model_dir: Path, redis_url: str, namespace: str, **overrides: A
         ),
     }
     values.update(overrides)
-    return ServeConfig(**values)
+    return grpc_helpers.serve_config(model_dir, **values)
 
 
 def start_server(model_dir: Path, redis_url: str, namespace: str, **overrides: Any) -> Running:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,8 +19,8 @@ import grpc
 import numpy as np
 import pytest
 import redis
-from prometheus_client import REGISTRY
-from redis_fixtures import ADMIN, ALL, EVENTS, REC, RedisProcess, new_namespace, start_server
+from grpc_helpers import ADMIN, ALL, EVENTS, REC, Metadata, new_id, now_ms, rpc_error, sample
+from redis_fixtures import RedisProcess, new_namespace, start_server
 from serving_fixtures import add_copy, trained
 
 from feature_store.embedded import EmbeddedRedis
@@ -33,24 +32,6 @@ from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
 V1 = "20260101T000000Z-first"
-Metadata = tuple[tuple[str, str], ...]
-
-
-def rpc_error(fn: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    """Call ``fn``, expect an RPC error, return its status code and details."""
-    with pytest.raises(grpc.RpcError) as info:
-        fn()
-    err = info.value
-    assert isinstance(err, grpc.Call)
-    return err.code(), err.details() or ""
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def pb_event(
@@ -71,10 +52,6 @@ def pb_event(
     if ts_ms is not None:
         event.timestamp.FromMilliseconds(ts_ms)
     return event
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stream(url: str, namespace: str) -> list[Event]:
@@ -117,28 +94,6 @@ def server(
     running = start_server(model_dir, embedded_redis.url, namespace)
     yield running
     running.stop(grace=1.0)
-
-
-@pytest.fixture(scope="module")
-def channel(server: Running) -> Iterator[grpc.Channel]:
-    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    yield ch
-    ch.close()
-
-
-@pytest.fixture(scope="module")
-def rec_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.RecommenderStub(channel)
-
-
-@pytest.fixture(scope="module")
-def events_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.EventsStub(channel)
-
-
-@pytest.fixture(scope="module")
-def admin_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.AdminStub(channel)
 
 
 def recommend(stub: Any, customer: str, metadata: Metadata = REC, **filter: Any) -> Any:
