@@ -470,7 +470,7 @@ def test_concurrent_readers_see_a_complete_old_or_new_profile_never_none_or_a_mi
 
     stop = threading.Event()
     readers = 6
-    started = threading.Barrier(readers + 1)
+    started = threading.Barrier(readers + 1, timeout=60)  # a reader failing early breaks it
     reads: list[list[tuple[str, Profile | None]]] = [[] for _ in range(readers)]
     errors: list[BaseException] = []
 
@@ -502,8 +502,9 @@ def test_concurrent_readers_see_a_complete_old_or_new_profile_never_none_or_a_mi
     finally:
         stop.set()
         for t in threads:
-            t.join()
+            t.join(timeout=60)
 
+    assert not any(t.is_alive() for t in threads), "a reader never stopped"
     assert errors == []
     for out in reads:
         seen = 0  # a reader never goes back to an older load once it saw a newer one

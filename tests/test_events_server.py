@@ -357,7 +357,9 @@ class Readers:
         outage it started: see test_realtime's in-flight test)."""
         with self.lock:
             self._paused = True
+        deadline = time.monotonic() + 20  # a call gives up after 10 s
         while self.in_flight:
+            assert time.monotonic() < deadline, f"{self.in_flight} reader calls never returned"
             time.sleep(0.002)
         try:
             yield
@@ -376,6 +378,7 @@ class Readers:
         for t in self.threads:
             t.join(timeout=15)
         self.channel.close()
+        assert not any(t.is_alive() for t in self.threads), "reader threads did not stop"
 
 
 class Tracker:
@@ -391,6 +394,7 @@ class Tracker:
         self.statuses: Counter[str] = Counter()
         self.unavailable = 0
         self.batches = 0
+        self.gave_up = ""  # why the thread stopped retrying, if it did
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
@@ -402,6 +406,7 @@ class Tracker:
                 for i in range(self.batch)
             ]
             request = pb.TrackEventsRequest(events=events)
+            deadline = time.monotonic() + 60  # the outage lasts seconds
             while True:  # the same batch until it is answered
                 try:
                     reply = self.stub.TrackEvents(request, metadata=EVENTS, timeout=10)
@@ -411,6 +416,9 @@ class Tracker:
                     self.statuses[exc.code().name] += 1
                     if exc.code() == grpc.StatusCode.UNAVAILABLE:
                         self.unavailable += 1
+                    if time.monotonic() > deadline:
+                        self.gave_up = f"batch {n} unanswered for 60 s: {self.statuses}"
+                        return
                     time.sleep(0.01)
             for r in reply.results:
                 self.statuses[pb.EventStatus.Name(r.status)] += 1
@@ -423,6 +431,7 @@ class Tracker:
         target = self.batches + n
         deadline = time.monotonic() + timeout
         while self.batches < target:
+            assert not self.gave_up, self.gave_up
             assert time.monotonic() < deadline, f"tracker stalled: {self.statuses}"
             time.sleep(0.005)
 
@@ -435,6 +444,9 @@ class Tracker:
         self.stopping.set()
         self.thread.join(timeout=30)
         self.channel.close()
+        # Its acknowledged events are final only once it stopped.
+        assert not self.thread.is_alive(), f"tracker did not stop: {self.statuses}"
+        assert not self.gave_up, self.gave_up
 
 
 def test_serving_through_a_redis_outage(

@@ -329,7 +329,8 @@ def test_sigkill_at_several_points_then_a_full_run_exports_each_event_once(
             time.sleep(rng.choice([0.0, 0.0, 0.001, 0.003, 0.01, 0.02]) * (attempt % 3))
             proc.send_signal(signal.SIGKILL)
         finally:
-            proc.wait()
+            proc.kill()  # also when the wait above failed: do not wait for a whole export
+            proc.wait(timeout=30)
         killed += proc.returncode == -signal.SIGKILL
     assert killed >= 1, "no run was interrupted: the test needs more events"
 

@@ -135,6 +135,8 @@ class Load:
         for t in self.threads:
             t.join(timeout=15)
         self.channel.close()
+        # What they recorded is final only once they stopped.
+        assert not any(t.is_alive() for t in self.threads), "load threads did not stop"
 
 
 def wait_for_version(stub: Any, version: str, timeout: float = 10.0) -> None:
@@ -435,7 +437,9 @@ def test_client_deadline_is_honoured(
         results: list[Any] = []
         first = threading.Thread(target=lambda: results.append(recommend("C-slow-2", 10)))
         first.start()
+        deadline = time.monotonic() + 10
         while len(computed) < 2:
+            assert time.monotonic() < deadline, f"the second slow call never started: {computed}"
             time.sleep(0.01)
         code, _ = rpc_error(lambda: recommend("C-queued", 0.2))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
