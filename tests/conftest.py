@@ -18,6 +18,12 @@ WriteCsv = Callable[[str, Sequence[str]], Path]
 MakeContents = Callable[..., BundleContents]
 AddBundle = Callable[..., str]
 
+# Fixture modules, registered here once for every test module: a test asks for a fixture by
+# argument name and never imports it (plain helpers in them are imported as usual).
+# grpc_helpers first: redis_fixtures imports it, and a plugin imported before it is registered
+# loses pytest's assertion rewriting.
+pytest_plugins = ("grpc_helpers", "redis_fixtures")
+
 
 @pytest.fixture(autouse=True)
 def _fixed_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,8 +5,8 @@ the whole session; every test works under its own key namespace (:func:`new_name
 tests never see each other's keys. :class:`RedisProcess` runs the same redis-server binary on
 a fixed loopback TCP port, for tests that kill Redis and start it again on the same address
 (a restarted embedded Redis listens on a new unix socket path, which a running server cannot
-follow). A test module uses a fixture by importing its function (``*_fixture``); the fixture
-itself is named without the suffix, so test arguments do not shadow the import.
+follow). conftest.py registers this module as a plugin, so its fixtures (``embedded_redis``,
+``redis_url``, ``store``, ``redis_process``) reach every test module without an import.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc_helpers
 import psutil
 import pytest
 import redis
@@ -31,17 +32,6 @@ from feature_store.embedded import EmbeddedRedis, start_embedded
 from feature_store.store import FeatureStore
 from recsvc.config import ServeConfig
 from recsvc.server import Running, start
-
-TOKENS = {
-    "rec-token": frozenset({"recommend"}),
-    "events-token": frozenset({"events"}),
-    "admin-token": frozenset({"admin"}),
-    "all-token": frozenset({"recommend", "events", "admin"}),
-}
-REC = (("authorization", "Bearer rec-token"),)
-EVENTS = (("authorization", "Bearer events-token"),)
-ADMIN = (("authorization", "Bearer admin-token"),)
-ALL = (("authorization", "Bearer all-token"),)
 
 # Generous timeouts: a loaded test machine must not turn a live Redis into "degraded".
 READ_TIMEOUT_S = 2.0
@@ -99,16 +89,8 @@ def store_fixture(embedded_redis: EmbeddedRedis) -> Iterator[FeatureStore]:
 
 
 def serve_config(model_dir: Path, redis_url: str, namespace: str, **overrides: Any) -> ServeConfig:
-    """A one-process server on a free loopback port with TOKENS, wired to ``redis_url``."""
+    """grpc_helpers.serve_config (TOKENS, a free loopback port) wired to ``redis_url``."""
     values: dict[str, Any] = {
-        "model_dir": model_dir,
-        "host": "127.0.0.1",
-        "port": 0,
-        "metrics_port": 0,
-        "workers": 1,
-        "threads": 8,
-        "auth_tokens": TOKENS,
-        "reload_interval": 60.0,
         "redis": RedisSettings(
             url=redis_url,
             namespace=namespace,
@@ -117,7 +99,7 @@ def serve_config(model_dir: Path, redis_url: str, namespace: str, **overrides: A
         ),
     }
     values.update(overrides)
-    return ServeConfig(**values)
+    return grpc_helpers.serve_config(model_dir, **values)
 
 
 def start_server(model_dir: Path, redis_url: str, namespace: str, **overrides: Any) -> Running:

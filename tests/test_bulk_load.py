@@ -15,11 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 from frames import InteractionRow, interactions_frame
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    embedded_redis_fixture,
-    new_namespace,
-    redis_url_fixture,
-)
+from redis_fixtures import new_namespace
 
 from feature_store import bulk
 from feature_store.store import FeatureStore
@@ -474,7 +470,7 @@ def test_concurrent_readers_see_a_complete_old_or_new_profile_never_none_or_a_mi
 
     stop = threading.Event()
     readers = 6
-    started = threading.Barrier(readers + 1)
+    started = threading.Barrier(readers + 1, timeout=60)  # a reader failing early breaks it
     reads: list[list[tuple[str, Profile | None]]] = [[] for _ in range(readers)]
     errors: list[BaseException] = []
 
@@ -506,8 +502,9 @@ def test_concurrent_readers_see_a_complete_old_or_new_profile_never_none_or_a_mi
     finally:
         stop.set()
         for t in threads:
-            t.join()
+            t.join(timeout=60)
 
+    assert not any(t.is_alive() for t in threads), "a reader never stopped"
     assert errors == []
     for out in reads:
         seen = 0  # a reader never goes back to an older load once it saw a newer one

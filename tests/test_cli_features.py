@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    embedded_redis_fixture,
-    new_namespace,
-    redis_url_fixture,
-)
+from redis_fixtures import new_namespace
 from serving_fixtures import free_port
 
 from feature_store.store import FeatureStore

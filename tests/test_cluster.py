@@ -31,7 +31,7 @@ SLOTS = 16384
 
 def _free_node_port() -> int:
     """A port whose cluster bus port (port + 10000, fixed in Redis 6) is free too."""
-    while True:
+    for _ in range(1000):
         port = random.randint(20000, 50000)
         try:
             for p in (port, port + 10000):
@@ -40,6 +40,7 @@ def _free_node_port() -> int:
         except OSError:
             continue
         return port
+    raise AssertionError("no free port pair (port, port + 10000) in 1000 tries")
 
 
 def _server_binary() -> Path:

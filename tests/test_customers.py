@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,19 +29,8 @@ import numpy as np
 import polars as pl
 import pytest
 from frames import interactions_frame
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    ADMIN,
-    ALL,
-    EVENTS,
-    READ_TIMEOUT_S,
-    REC,
-    TOKENS,
-    WRITE_TIMEOUT_S,
-    embedded_redis_fixture,
-    new_namespace,
-    start_server,
-    store_fixture,
-)
+from grpc_helpers import ADMIN, ALL, EVENTS, PRIVACY, REC, Metadata, new_id, now_ms, rpc_error
+from redis_fixtures import READ_TIMEOUT_S, WRITE_TIMEOUT_S, new_namespace, start_server
 from serving_fixtures import add_copy, trained
 
 from feature_store import bulk
@@ -60,7 +47,6 @@ from formats.events import Event, decode
 from recsvc.cli import main
 from recsvc.customer_service import Customers
 from recsvc.server import Running
-from recsvc.services import SCOPES
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 from training import synth
@@ -69,32 +55,7 @@ from training.features import feature_frames
 from training.train import run
 
 V1 = "20260101T000000Z-customers"
-Metadata = tuple[tuple[str, str], ...]
-# The shared tokens lack the privacy scope: add a privacy-only token and one with every scope.
-SERVE_TOKENS = {
-    **TOKENS,
-    "privacy-token": frozenset({"privacy"}),
-    "root-token": frozenset(SCOPES),
-}
-PRIVACY = (("authorization", "Bearer privacy-token"),)
 QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def rpc_error(fn: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    """Call ``fn``, expect an RPC error, return its status code and details."""
-    with pytest.raises(grpc.RpcError) as info:
-        fn()
-    err = info.value
-    assert isinstance(err, grpc.Call)
-    return err.code(), err.details() or ""
 
 
 def pb_event(customer: str, type: pb.EventType, product_id: str = "", **fields: Any) -> pb.Event:
@@ -245,9 +206,9 @@ class Served:
 
 @contextmanager
 def serving(models: Path, redis_url: str | None) -> Iterator[Served]:
-    """A server on ``models`` with SERVE_TOKENS; ``redis_url`` None = no feature store."""
+    """A server on ``models`` (grpc_helpers.TOKENS); ``redis_url`` None = no feature store."""
     namespace = new_namespace()
-    overrides: dict[str, Any] = {"auth_tokens": SERVE_TOKENS}
+    overrides: dict[str, Any] = {}
     if redis_url is None:
         overrides["redis"] = RedisSettings()  # url None: bundle-only serving
     running = start_server(models, redis_url or "", namespace, **overrides)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,18 +19,8 @@ import grpc
 import numpy as np
 import pytest
 import redis
-from prometheus_client import REGISTRY
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    ADMIN,
-    ALL,
-    EVENTS,
-    REC,
-    RedisProcess,
-    embedded_redis_fixture,
-    new_namespace,
-    redis_process_fixture,
-    start_server,
-)
+from grpc_helpers import ADMIN, ALL, EVENTS, REC, Metadata, new_id, now_ms, rpc_error, sample
+from redis_fixtures import RedisProcess, new_namespace, start_server
 from serving_fixtures import add_copy, trained
 
 from feature_store.embedded import EmbeddedRedis
@@ -43,24 +32,6 @@ from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
 V1 = "20260101T000000Z-first"
-Metadata = tuple[tuple[str, str], ...]
-
-
-def rpc_error(fn: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    """Call ``fn``, expect an RPC error, return its status code and details."""
-    with pytest.raises(grpc.RpcError) as info:
-        fn()
-    err = info.value
-    assert isinstance(err, grpc.Call)
-    return err.code(), err.details() or ""
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def pb_event(
@@ -81,10 +52,6 @@ def pb_event(
     if ts_ms is not None:
         event.timestamp.FromMilliseconds(ts_ms)
     return event
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def stream(url: str, namespace: str) -> list[Event]:
@@ -127,28 +94,6 @@ def server(
     running = start_server(model_dir, embedded_redis.url, namespace)
     yield running
     running.stop(grace=1.0)
-
-
-@pytest.fixture(scope="module")
-def channel(server: Running) -> Iterator[grpc.Channel]:
-    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    yield ch
-    ch.close()
-
-
-@pytest.fixture(scope="module")
-def rec_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.RecommenderStub(channel)
-
-
-@pytest.fixture(scope="module")
-def events_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.EventsStub(channel)
-
-
-@pytest.fixture(scope="module")
-def admin_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.AdminStub(channel)
 
 
 def recommend(stub: Any, customer: str, metadata: Metadata = REC, **filter: Any) -> Any:
@@ -412,7 +357,9 @@ class Readers:
         outage it started: see test_realtime's in-flight test)."""
         with self.lock:
             self._paused = True
+        deadline = time.monotonic() + 20  # a call gives up after 10 s
         while self.in_flight:
+            assert time.monotonic() < deadline, f"{self.in_flight} reader calls never returned"
             time.sleep(0.002)
         try:
             yield
@@ -431,6 +378,7 @@ class Readers:
         for t in self.threads:
             t.join(timeout=15)
         self.channel.close()
+        assert not any(t.is_alive() for t in self.threads), "reader threads did not stop"
 
 
 class Tracker:
@@ -446,6 +394,7 @@ class Tracker:
         self.statuses: Counter[str] = Counter()
         self.unavailable = 0
         self.batches = 0
+        self.gave_up = ""  # why the thread stopped retrying, if it did
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
@@ -457,6 +406,7 @@ class Tracker:
                 for i in range(self.batch)
             ]
             request = pb.TrackEventsRequest(events=events)
+            deadline = time.monotonic() + 60  # the outage lasts seconds
             while True:  # the same batch until it is answered
                 try:
                     reply = self.stub.TrackEvents(request, metadata=EVENTS, timeout=10)
@@ -466,6 +416,9 @@ class Tracker:
                     self.statuses[exc.code().name] += 1
                     if exc.code() == grpc.StatusCode.UNAVAILABLE:
                         self.unavailable += 1
+                    if time.monotonic() > deadline:
+                        self.gave_up = f"batch {n} unanswered for 60 s: {self.statuses}"
+                        return
                     time.sleep(0.01)
             for r in reply.results:
                 self.statuses[pb.EventStatus.Name(r.status)] += 1
@@ -478,6 +431,7 @@ class Tracker:
         target = self.batches + n
         deadline = time.monotonic() + timeout
         while self.batches < target:
+            assert not self.gave_up, self.gave_up
             assert time.monotonic() < deadline, f"tracker stalled: {self.statuses}"
             time.sleep(0.005)
 
@@ -490,6 +444,9 @@ class Tracker:
         self.stopping.set()
         self.thread.join(timeout=30)
         self.channel.close()
+        # Its acknowledged events are final only once it stopped.
+        assert not self.thread.is_alive(), f"tracker did not stop: {self.statuses}"
+        assert not self.gave_up, self.gave_up
 
 
 def test_serving_through_a_redis_outage(

@@ -22,11 +22,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    embedded_redis_fixture,
-    new_namespace,
-    redis_url_fixture,
-)
+from redis_fixtures import new_namespace
 
 from feature_store import export
 from feature_store.store import FeatureStore
@@ -333,7 +329,8 @@ def test_sigkill_at_several_points_then_a_full_run_exports_each_event_once(
             time.sleep(rng.choice([0.0, 0.0, 0.001, 0.003, 0.01, 0.02]) * (attempt % 3))
             proc.send_signal(signal.SIGKILL)
         finally:
-            proc.wait()
+            proc.kill()  # also when the wait above failed: do not wait for a whole export
+            proc.wait(timeout=30)
         killed += proc.returncode == -signal.SIGKILL
     assert killed >= 1, "no run was interrupted: the test needs more events"
 

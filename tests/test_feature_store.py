@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import pytest
 from redis.crc import key_slot
-from redis_fixtures import embedded_redis_fixture, store_fixture  # noqa: F401  (fixtures)
 
 from feature_store.keys import (
     DEDUPE_TTL,

@@ -12,15 +12,8 @@ from typing import Any
 import grpc
 import polars as pl
 import pytest
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    ADMIN,
-    ALL,
-    EVENTS,
-    REC,
-    embedded_redis_fixture,
-    new_namespace,
-    start_server,
-)
+from grpc_helpers import ADMIN, ALL, EVENTS, REC
+from redis_fixtures import new_namespace, start_server
 from serving_fixtures import add_copy, trained
 
 from feature_store import bulk

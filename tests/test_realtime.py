@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
@@ -15,13 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_fixtures import (  # noqa: F401  (fixtures)
-    READ_TIMEOUT_S,
-    RedisProcess,
-    embedded_redis_fixture,
-    redis_process_fixture,
-    store_fixture,
-)
+from grpc_helpers import new_id, now_ms
+from redis_fixtures import READ_TIMEOUT_S, RedisProcess
 from serving_fixtures import free_port, trained
 
 from feature_store.embedded import EmbeddedRedis
@@ -47,14 +40,6 @@ def engine(bundle_path: Path) -> Engine:
 @pytest.fixture
 def realtime(store: FeatureStore) -> Realtime:
     return Realtime(store)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def events_of(customer: str, products: list[str], type: str = "purchase") -> list[Event]:

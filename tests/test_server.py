@@ -21,10 +21,10 @@ import polars as pl
 import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_helpers import ADMIN, ALL, REC, rpc_error, sample, serve_config
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from prometheus_client import REGISTRY
 from serving_fixtures import add_copy, trained
 
 from formats import bundle as b
@@ -36,43 +36,7 @@ from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
 V1, V2, V3 = "20260101T000000Z-first", "20260102T000000Z-second", "20260103T000000Z-damaged"
-TOKENS = {
-    "rec-token": frozenset({"recommend"}),
-    "admin-token": frozenset({"admin"}),
-    "all-token": frozenset({"recommend", "admin"}),
-}
-REC = (("authorization", "Bearer rec-token"),)
-ADMIN = (("authorization", "Bearer admin-token"),)
-ALL = (("authorization", "Bearer all-token"),)
 RECOMMEND_METHOD = "recsvc.v1.Recommender/RecommendProducts"
-
-
-def serve_config(model_dir: Path, **overrides: Any) -> ServeConfig:
-    values: dict[str, Any] = {
-        "model_dir": model_dir,
-        "host": "127.0.0.1",
-        "port": 0,
-        "metrics_port": 0,
-        "workers": 1,
-        "threads": 8,
-        "auth_tokens": TOKENS,
-        "reload_interval": 60.0,
-    }
-    values.update(overrides)
-    return ServeConfig(**values)
-
-
-def rpc_error(fn: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
-    """Call ``fn``, expect an RPC error, return its status code and details."""
-    with pytest.raises(grpc.RpcError) as info:
-        fn()
-    err = info.value
-    assert isinstance(err, grpc.Call)
-    return err.code(), err.details() or ""
-
-
-def sample(name: str, labels: dict[str, str]) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture(scope="module")
@@ -95,23 +59,6 @@ def server(model_dir: Path) -> Iterator[Running]:
     running = start(serve_config(model_dir))
     yield running
     running.stop(grace=1.0)
-
-
-@pytest.fixture(scope="module")
-def channel(server: Running) -> Iterator[grpc.Channel]:
-    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}")
-    yield ch
-    ch.close()
-
-
-@pytest.fixture(scope="module")
-def rec_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.RecommenderStub(channel)
-
-
-@pytest.fixture(scope="module")
-def admin_stub(channel: grpc.Channel) -> Any:
-    return pb_grpc.AdminStub(channel)
 
 
 @pytest.fixture
@@ -188,6 +135,8 @@ class Load:
         for t in self.threads:
             t.join(timeout=15)
         self.channel.close()
+        # What they recorded is final only once they stopped.
+        assert not any(t.is_alive() for t in self.threads), "load threads did not stop"
 
 
 def wait_for_version(stub: Any, version: str, timeout: float = 10.0) -> None:
@@ -492,7 +441,9 @@ def test_client_deadline_is_honoured(
         results: list[Any] = []
         first = threading.Thread(target=lambda: results.append(recommend("C-slow-2", 10)))
         first.start()
+        deadline = time.monotonic() + 10
         while len(computed) < 2:
+            assert time.monotonic() < deadline, f"the second slow call never started: {computed}"
             time.sleep(0.01)
         code, _ = rpc_error(lambda: recommend("C-queued", 0.2))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
