@@ -23,6 +23,7 @@ from feature_store.keys import (
 from feature_store.store import FeatureStore, RecentEvent
 from formats import events as ev
 from formats.events import Event, check, decode, encode
+from formats.limits import MAX_FUTURE_MS
 from formats.types import ProductChange
 
 NOW_MS = int(time.time() * 1000)
@@ -141,7 +142,7 @@ LONG = "x" * 129
         ({"ts_ms": 1}, "timestamp is before 2000-01-01"),
         ({"ts_ms": ev.MIN_TS_MS - 1}, "timestamp is before 2000-01-01"),
         ({"ts_ms": -5}, "timestamp is before 2000-01-01"),
-        ({"ts_ms": NOW_MS + ev.MAX_FUTURE_MS + 1}, "more than 5 minutes in the future"),
+        ({"ts_ms": NOW_MS + MAX_FUTURE_MS + 1}, "more than 5 minutes in the future"),
     ],
 )
 def test_check_rejects(changes: dict[str, object], reason: str) -> None:
@@ -156,7 +157,7 @@ def test_check_accepts() -> None:
         Event("e1", "C1", "view", product_id="P1"),  # no timestamp: the server's clock
         Event("e2", "C1", "purchase", product_id="P1", quantity=2, amount=19.9, ts_ms=NOW_MS),
         Event("e3", "C1", "offer_click", offer_id="O1", ts_ms=ev.MIN_TS_MS),
-        Event("e4", "C1", "click", product_id="P1", ts_ms=NOW_MS + ev.MAX_FUTURE_MS),
+        Event("e4", "C1", "click", product_id="P1", ts_ms=NOW_MS + MAX_FUTURE_MS),
         Event("e" * 128, "C" * 128, "rec_click", product_id="P" * 128, recommendation_id="r"),
     ]
     for e in accepted:
