@@ -61,7 +61,6 @@ import polars as pl
 import psutil
 from threadpoolctl import threadpool_limits
 
-from bench.common import machine, run_timed, today, write_results
 from bench.events_load import (
     TYPE_SHARES,
     EventMaker,
@@ -71,6 +70,7 @@ from bench.events_load import (
     RunResult,
     serve_events,
 )
+from bench.harness import machine, run_timed, today, write_results
 from bench.serve import (
     RECOMMEND,
     TOKEN,

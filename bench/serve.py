@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.common import machine, today, write_results
+from bench.harness import machine, today, write_results
 from bench.serve_bundle import (
     WORKDIR,
     Catalog,

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from bench.common import run_timed
+from bench.harness import run_timed
 from formats.bundle import CUSTOMERS, PRODUCTS, BundleError, read_manifest, resolve
 from recsvc.v1 import recommender_pb2 as pb
 

@@ -1,14 +1,11 @@
-"""Shared bits of the benchmarks: machine description and timed child processes."""
+"""What every benchmark report carries: the machine, the date, figures formatted alike, and
+the results files."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,29 +27,6 @@ def machine() -> str:
 
 def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
-
-
-@dataclass(frozen=True)
-class Timed:
-    seconds: float
-    peak_rss_gib: float
-    stdout: str
-
-
-def run_timed(args: list[str], env: dict[str, str] | None = None) -> Timed:
-    """Run a child process; wall time and its peak resident memory (from wait4)."""
-    full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=full_env, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.stdout.write(out)
-        raise SystemExit(f"{' '.join(args)} failed with exit code {proc.returncode}")
-    return Timed(seconds, usage.ru_maxrss / 2**20, out)
 
 
 def write_results(out: Path, report: str, command: str, data: dict[str, Any]) -> None:
