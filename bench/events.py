@@ -47,8 +47,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
@@ -70,20 +69,30 @@ from bench.events_load import (
     RunResult,
     serve_events,
 )
-from bench.harness import machine, run_timed, today, write_results
-from bench.serve import (
+from bench.harness import (
     RECOMMEND,
     TOKEN,
+    Catalog,
+    Job,
     LoadGenerators,
+    Phase,
+    PhaseResult,
     Server,
+    check_reply,
     cpu_seconds,
     fmt,
     host_busy,
     ints,
+    machine,
+    median,
+    pct,
+    published,
     sleep_until,
+    synth_once,
+    today,
+    train_bundle,
+    write_results,
 )
-from bench.serve_bundle import Catalog, published
-from bench.serve_load import Job, Phase, PhaseResult
 from feature_store.connection import connect
 from feature_store.embedded import EmbeddedRedis, start_embedded
 from feature_store.keys import Keys
@@ -97,56 +106,29 @@ TRACK_METHOD = "recsvc.v1.Events/TrackEvents"
 PARTS = ("track", "foldin", "bulk")
 
 
-def median(xs: list[float]) -> float:
-    return float(np.median(xs)) if xs else math.nan
-
-
-def pct(ns_or_ms: np.ndarray, q: float) -> float:
-    return float(np.percentile(ns_or_ms, q)) if len(ns_or_ms) else math.nan
-
-
 # -- world, bundle, Redis --------------------------------------------------------------------
-
-
-def recsvc_bin() -> str:
-    return str(Path(sys.executable).with_name("recsvc"))
 
 
 def world(path: Path, customers: int, products: int, seed: int) -> Path:
     """The synthetic world, generated once."""
-    if not (path / "interactions.parquet").exists():
-        print(f"generating the world in {path} (once) ...", flush=True)
-        t = run_timed(
-            [
-                recsvc_bin(),
-                *("data", "synth", "--customers", str(customers), "--products", str(products)),
-                *("--seed", str(seed), "--out", str(path)),
-            ]
-        )
-        print(f"  synth: {t.seconds:.0f} s, peak {t.peak_rss_gib:.1f} GiB", flush=True)
-    return path
+    return synth_once(
+        path,
+        ["--customers", str(customers), "--products", str(products), "--seed", str(seed)],
+        note="generating the world",
+    )
 
 
 def bundle(model_dir: Path, world_dir: Path) -> Catalog:
     """The bundle trained on the world, trained once (light evaluation: it is not measured)."""
     if (catalog := published("events", model_dir)) is not None:
         return catalog
-    print(f"training the bundle in {model_dir} (once) ...", flush=True)
-    t = run_timed(
-        [
-            recsvc_bin(),
-            "train",
-            *("--interactions", str(world_dir / "interactions.parquet")),
-            *("--catalog", str(world_dir / "catalog.parquet")),
-            *("--eval-users", "2000", "--baselines", "popularity", "--no-refit"),
-            *("--model-dir", str(model_dir), "--quiet"),
-        ]
+    return train_bundle(
+        "events",
+        model_dir,
+        world_dir,
+        ["--eval-users", "2000", "--baselines", "popularity", "--no-refit"],
+        note="training the bundle",
     )
-    print(f"  train: {t.seconds:.0f} s, peak {t.peak_rss_gib:.1f} GiB", flush=True)
-    catalog = published("events", model_dir)
-    if catalog is None:
-        raise SystemExit(f"recsvc train did not publish a bundle in {model_dir}")
-    return catalog
 
 
 class Redis:
@@ -207,21 +189,6 @@ class Redis:
         self.embedded.close()
 
 
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """os.environ with ``values`` for the duration (bench.serve.Server passes it on)."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class Others:
     """Cores kept busy by processes other than ``ours`` and their children (redis-cli,
     redis-benchmark, Redis's snapshot forks) over a span: someone else's work on this shared
@@ -271,9 +238,7 @@ def start_server(
         "RECSVC_FOLD_IN": "1" if fold_in else "0",
         "RECSVC_AUTH_TOKENS_FILE": str(tokens),
     }
-    with environment(env):
-        server = Server(catalog, workers, log)
-    return server
+    return Server(catalog, workers, log, env)
 
 
 # -- 1. TrackEvents ----------------------------------------------------------------------------
@@ -590,7 +555,6 @@ def fold_in_grpc(
     result: FoldInResult,
 ) -> None:
     """RecommendProducts at concurrency 1 against each server in turn (A B A B ...)."""
-    from bench.serve import check_reply
     from recsvc.v1 import recommender_pb2 as pb
 
     requests = [

@@ -4,11 +4,64 @@ A benchmark module imports this harness and the project's packages, never anothe
 (a benchmark split into parts, such as bench.events, has a driver that imports its own parts).
 The submodules only keep each file short:
 
-- report: machine description, date, results files
-- host: timed child processes
+- report: machine description, date, percentiles and number formats, results files
+- host: timed child processes, CPU time of processes and of the host, the monotonic schedule
+- servers: bundles built once and reused, `recsvc serve` in a subprocess
+- load: gRPC load generator processes
 """
 
-from bench.harness.host import Timed, run_timed
-from bench.harness.report import machine, today, write_results
+from bench.harness.host import (
+    Timed,
+    cpu_seconds,
+    host_busy,
+    recsvc_bin,
+    run_timed,
+    sleep_until,
+)
+from bench.harness.load import Job, LoadGenerators, Phase, PhaseResult, serve_jobs
+from bench.harness.report import fmt, ints, machine, median, pct, today, write_results
+from bench.harness.servers import (
+    HEALTH,
+    RECOMMEND,
+    SERVE_REDIS_DIR,
+    TOKEN,
+    Catalog,
+    Server,
+    check_reply,
+    free_port,
+    published,
+    synth_once,
+    train_bundle,
+)
 
-__all__ = ["Timed", "machine", "run_timed", "today", "write_results"]
+__all__ = [
+    "HEALTH",
+    "RECOMMEND",
+    "SERVE_REDIS_DIR",
+    "TOKEN",
+    "Catalog",
+    "Job",
+    "LoadGenerators",
+    "Phase",
+    "PhaseResult",
+    "Server",
+    "Timed",
+    "check_reply",
+    "cpu_seconds",
+    "fmt",
+    "free_port",
+    "host_busy",
+    "ints",
+    "machine",
+    "median",
+    "pct",
+    "published",
+    "recsvc_bin",
+    "run_timed",
+    "serve_jobs",
+    "sleep_until",
+    "synth_once",
+    "today",
+    "train_bundle",
+    "write_results",
+]

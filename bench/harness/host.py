@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,32 @@ def run_timed(args: list[str], env: dict[str, str] | None = None) -> Timed:
         sys.stdout.write(out)
         raise SystemExit(f"{' '.join(args)} failed with exit code {proc.returncode}")
     return Timed(seconds, usage.ru_maxrss / 2**20, out)
+
+
+def recsvc_bin() -> str:
+    """The recsvc console script of this interpreter's environment."""
+    return str(Path(sys.executable).with_name("recsvc"))
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User+system CPU seconds of ``procs`` (those gone meanwhile count nothing)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def host_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole host since boot, every core and every user."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return sum(t) - idle, sum(t)
+
+
+def sleep_until(t: float) -> None:
+    """Sleep until time.monotonic() reaches ``t`` (load generators share that clock)."""
+    time.sleep(max(0.0, t - time.monotonic()))

@@ -4,11 +4,14 @@ the results files."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def machine() -> str:
@@ -36,3 +39,21 @@ def write_results(out: Path, report: str, command: str, data: dict[str, Any]) ->
     (out / "results.md").write_text(report + "\n")
     header = {"date": today(), "machine": machine(), "command": command}
     (out / "results.json").write_text(json.dumps(header | data, indent=1))
+
+
+def median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else math.nan
+
+
+def pct(values: np.ndarray, q: float) -> float:
+    """The q-th percentile (numpy's linear interpolation); NaN when there is none."""
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if x != x else f"{x:.{digits}f}"
+
+
+def ints(text: str) -> list[int]:
+    """An argparse type: "1,8,32" -> [1, 8, 32]."""
+    return [int(x) for x in text.split(",") if x.strip()]

@@ -1,5 +1,5 @@
-"""The load generator of the serving benchmark: a process with one asyncio event loop
-(grpc.aio), ``channels`` TCP connections and ``concurrency`` closed-loop callers.
+"""Load generators for gRPC benchmarks: processes with one asyncio event loop (grpc.aio)
+each, ``channels`` TCP connections and ``concurrency`` closed-loop callers.
 
 Requests are sent pre-serialized and responses are not parsed (no serializers on the
 multi-callable), so the client spends its CPU on gRPC itself. Callers of all processes follow
@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import grpc
 import numpy as np
+import psutil
 
 Call = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
 
@@ -131,3 +134,25 @@ def serve_jobs(conn: Connection) -> None:
             conn.send(asyncio.run(_run(job)))
         except Exception as exc:  # reported by the parent, which owns the run
             conn.send(exc)
+
+
+class LoadGenerators:
+    """``n`` processes running serve_jobs; send each a Job on its pipe, receive its results."""
+
+    def __init__(self, n: int) -> None:
+        ctx = get_context("spawn")  # a fresh interpreter: no gRPC state inherited
+        self.pipes: list[Connection] = []
+        self.procs: list[BaseProcess] = []
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=serve_jobs, args=(child,), name="bench-serve-load")
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+        self.ps = [psutil.Process(p.pid) for p in self.procs if p.pid is not None]
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            pipe.send(None)
+        for proc in self.procs:
+            proc.join(timeout=10)
