@@ -5,12 +5,13 @@ A benchmark module imports this harness and the project's packages, never anothe
 The submodules only keep each file short:
 
 - report: machine description, date, percentiles and number formats, results files
-- host: timed child processes, CPU time of processes and of the host, the monotonic schedule
-- servers: bundles built once and reused, `recsvc serve` in a subprocess
-- load: gRPC load generator processes
+- host: timed child processes, CPU time of processes, of the host and of other users
+- servers: bundles built once and reused, `recsvc serve` in a subprocess, an embedded Redis
+- load: gRPC load generator processes, random TrackEvents traffic
 """
 
 from bench.harness.host import (
+    Others,
     Timed,
     cpu_seconds,
     host_busy,
@@ -18,14 +19,26 @@ from bench.harness.host import (
     run_timed,
     sleep_until,
 )
-from bench.harness.load import Job, LoadGenerators, Phase, PhaseResult, serve_jobs
+from bench.harness.load import (
+    TYPE_SHARES,
+    EventMaker,
+    EventMix,
+    Job,
+    LoadGenerators,
+    Phase,
+    PhaseResult,
+    serialize,
+    serve_jobs,
+)
 from bench.harness.report import fmt, ints, machine, median, pct, today, write_results
 from bench.harness.servers import (
+    EVENTS_TOKEN,
     HEALTH,
     RECOMMEND,
     SERVE_REDIS_DIR,
     TOKEN,
     Catalog,
+    Redis,
     Server,
     check_reply,
     free_port,
@@ -35,15 +48,21 @@ from bench.harness.servers import (
 )
 
 __all__ = [
+    "EVENTS_TOKEN",
     "HEALTH",
     "RECOMMEND",
     "SERVE_REDIS_DIR",
     "TOKEN",
+    "TYPE_SHARES",
     "Catalog",
+    "EventMaker",
+    "EventMix",
     "Job",
     "LoadGenerators",
+    "Others",
     "Phase",
     "PhaseResult",
+    "Redis",
     "Server",
     "Timed",
     "check_reply",
@@ -58,6 +77,7 @@ __all__ = [
     "published",
     "recsvc_bin",
     "run_timed",
+    "serialize",
     "serve_jobs",
     "sleep_until",
     "synth_once",

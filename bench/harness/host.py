@@ -1,7 +1,8 @@
-"""Processes on this host: timed child processes and the CPU time they use."""
+"""Processes on this host: timed child processes and the CPU time they use, ours and others'."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -62,3 +63,38 @@ def host_busy() -> tuple[float, float]:
 def sleep_until(t: float) -> None:
     """Sleep until time.monotonic() reaches ``t`` (load generators share that clock)."""
     time.sleep(max(0.0, t - time.monotonic()))
+
+
+class Others:
+    """Cores kept busy by processes other than ``ours`` and their children (redis-cli,
+    redis-benchmark, Redis's snapshot forks) over a span: someone else's work on this shared
+    host, measured so that a disturbed figure can be told from a clean one."""
+
+    def __init__(self, ours: list[psutil.Process]) -> None:
+        self.ours = ours
+        self.cores = math.nan
+
+    @staticmethod
+    def _ours(procs: list[psutil.Process]) -> float:
+        """CPU seconds of ``procs``, their reaped children and their running descendants."""
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+                running = p.children(recursive=True)
+            except psutil.Error:
+                continue
+            total += cpu_seconds(running)
+        return total
+
+    def __enter__(self) -> Others:
+        self._busy, _ = host_busy()
+        self._cpu = self._ours(self.ours)
+        self._t = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, _ = host_busy()
+        other = (busy - self._busy) - (self._ours(self.ours) - self._cpu)
+        self.cores = max(0.0, other / (time.perf_counter() - self._t))

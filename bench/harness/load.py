@@ -1,5 +1,6 @@
 """Load generators for gRPC benchmarks: processes with one asyncio event loop (grpc.aio)
-each, ``channels`` TCP connections and ``concurrency`` closed-loop callers.
+each, ``channels`` TCP connections and ``concurrency`` closed-loop callers; and the random
+TrackEvents traffic of the events benchmark's parts.
 
 Requests are sent pre-serialized and responses are not parsed (no serializers on the
 multi-callable), so the client spends its CPU on gRPC itself. Callers of all processes follow
@@ -10,7 +11,9 @@ metrics at the window boundaries.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
@@ -19,6 +22,10 @@ from multiprocessing.process import BaseProcess
 import grpc
 import numpy as np
 import psutil
+
+from formats.events import Event
+from recsvc.convert import EVENT_TYPE_CODES
+from recsvc.v1 import recommender_pb2 as pb
 
 Call = grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]
 
@@ -156,3 +163,78 @@ class LoadGenerators:
             pipe.send(None)
         for proc in self.procs:
             proc.join(timeout=10)
+
+
+# -- TrackEvents traffic -----------------------------------------------------------------------
+
+# What a shop's event forwarder sends: mostly views and clicks, some carts and purchases.
+TYPE_SHARES: tuple[tuple[str, float], ...] = (
+    ("view", 0.60),
+    ("click", 0.25),
+    ("add_to_cart", 0.10),
+    ("purchase", 0.05),
+)
+
+
+@dataclass(frozen=True)
+class EventMix:
+    """Where random events come from: customers uniformly, products by popularity."""
+
+    customers: list[str]
+    products: list[str]
+    cum_weights: list[float]  # cumulative product popularity (random.choices cum_weights)
+    prices: list[float]  # per product, for purchase amounts
+    batch: int = 100
+
+
+class EventMaker:
+    """Random realistic events with unique event_ids (uuid4 strings)."""
+
+    def __init__(self, mix: EventMix, seed: int) -> None:
+        self.mix = mix
+        self.rng = random.Random(seed)
+        self.types = [t for t, _ in TYPE_SHARES]
+        self.type_cum = list(np.cumsum([s for _, s in TYPE_SHARES]))
+
+    def events(self, n: int, customer: str | None = None, ts_ms: int = 0) -> list[Event]:
+        """``n`` events (of one customer when given), stamped ``ts_ms`` (0: now)."""
+        rng, mix = self.rng, self.mix
+        now = ts_ms or int(time.time() * 1000)
+        kinds = rng.choices(self.types, cum_weights=self.type_cum, k=n)
+        products = rng.choices(range(len(mix.products)), cum_weights=mix.cum_weights, k=n)
+        out = []
+        for kind, p in zip(kinds, products, strict=True):
+            quantity = float(rng.randint(1, 3)) if kind in ("add_to_cart", "purchase") else 0.0
+            amount = round(quantity * mix.prices[p], 2) if kind == "purchase" else 0.0
+            out.append(
+                Event(
+                    event_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    customer_id=customer or rng.choice(mix.customers),
+                    type=kind,
+                    product_id=mix.products[p],
+                    ts_ms=now,
+                    quantity=quantity,
+                    amount=amount,
+                )
+            )
+        return out
+
+    def request(self) -> bytes:
+        return serialize(self.events(self.mix.batch))
+
+
+def serialize(events: list[Event]) -> bytes:
+    """A serialized TrackEventsRequest (what recsvc.client.Client.track sends)."""
+    request = pb.TrackEventsRequest()
+    for e in events:
+        message = request.events.add(
+            event_id=e.event_id,
+            customer_id=e.customer_id,
+            type=EVENT_TYPE_CODES[e.type],
+            product_id=e.product_id,
+            quantity=e.quantity,
+            amount=e.amount,
+        )
+        if e.ts_ms:
+            message.timestamp.FromMilliseconds(e.ts_ms)
+    return request.SerializeToString()

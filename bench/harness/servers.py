@@ -1,9 +1,10 @@
-"""What the benchmarks serve and how: bundles (built once, then reused) and `recsvc serve`
-in a subprocess."""
+"""What the benchmarks serve and how: bundles (built once, then reused), `recsvc serve` in a
+subprocess, and an embedded Redis started fresh for a run."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,10 +16,13 @@ from typing import Any
 
 import psutil
 
-from bench.harness.host import recsvc_bin, run_timed
+from bench.harness.host import cpu_seconds, recsvc_bin, run_timed
+from feature_store.connection import connect
+from feature_store.embedded import EmbeddedRedis, start_embedded
 from formats.bundle import BundleError, read_manifest, resolve
 
 TOKEN = "bench-serve-token"  # the recommend-scope token every Server accepts
+EVENTS_TOKEN = "bench-events-token"  # events+recommend, for a server given a tokens file
 RECOMMEND = "/recsvc.v1.Recommender/RecommendProducts"
 HEALTH = "/grpc.health.v1.Health/Check"
 # The embedded feature store, where a served recsvc has one, stays out of the bundles' dirs.
@@ -240,3 +244,65 @@ def check_reply(raw: bytes) -> None:
     reply = pb.RecommendProductsResponse.FromString(raw)
     if not reply.items or not reply.model_version:
         raise SystemExit(f"unexpected RecommendProducts answer: {reply}")
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+class Redis:
+    """The embedded Redis, started fresh for the run, and what we watch of it."""
+
+    def __init__(self, data_dir: Path, save: str | None = None, namespace: str = "bench") -> None:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        self.namespace = namespace  # of every key the benchmark writes
+        self.embedded: EmbeddedRedis = start_embedded(data_dir)
+        self.url = self.embedded.url
+        self.socket = self.url.removeprefix("unix://")
+        self.client = connect(self.url, timeout_s=60.0)
+        if save is not None:  # RDB snapshot schedule, e.g. "" = none (the AOF only)
+            self.client.config_set("save", save)
+        server = self.client.info("server")
+        self.version = str(server["redis_version"])
+        self.process = psutil.Process(int(server["process_id"]))
+        persistence = self.client.info("persistence")
+        config = self.client.config_get("*")
+        self.config = (
+            f"redis-server {self.version}, appendonly {config.get('appendonly')}, "
+            f"appendfsync {config.get('appendfsync')}, save '{config.get('save')}', "
+            f"aof_enabled {persistence.get('aof_enabled')}"
+        )
+
+    def cpu(self) -> float:
+        """User+system CPU seconds of redis-server and its children (BGSAVE, AOF rewrites),
+        finished or running."""
+        t = self.process.cpu_times()
+        running = cpu_seconds(self.process.children())
+        return t.user + t.system + t.children_user + t.children_system + running
+
+    def forks(self) -> int:
+        return int(self.client.info("stats")["total_forks"])
+
+    def script_seconds(self) -> float:
+        """Time Redis spent running Lua scripts (EVAL/EVALSHA, their commands included)."""
+        stats = self.client.info("commandstats")
+        usec = sum(float(stats.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in ("evalsha", "eval"))
+        return usec / 1e6
+
+    def quiesce(self, timeout: float = 600.0) -> float:
+        """Wait until no snapshot or AOF rewrite runs (started by the previous measurement)."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < timeout:
+            p = self.client.info("persistence")
+            busy = ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "aof_rewrite_scheduled")
+            if not any(int(p.get(k, 0)) for k in busy):
+                return time.perf_counter() - start
+            time.sleep(0.2)
+        raise SystemExit(f"Redis still saving after {timeout:.0f} s")
+
+    def used_gib(self) -> float:
+        return int(self.client.info("memory")["used_memory"]) / 2**30
+
+    def close(self) -> None:
+        self.client.flushall()  # so the shutdown save is instant
+        self.client.close()
+        self.embedded.close()
