@@ -21,10 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any
 
 import grpc
 import numpy as np
@@ -35,6 +32,7 @@ from bench.harness import (
     TYPE_SHARES,
     EventMaker,
     EventMix,
+    LoadGenerators,
     Redis,
     Server,
     cpu_seconds,
@@ -175,37 +173,6 @@ def serve_events(conn: Connection, mix: EventMix) -> None:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-class EventLoad:
-    """Load generator processes (serve_events above), each given the event mix once."""
-
-    def __init__(self, n: int, mix: EventMix) -> None:
-        ctx = get_context("spawn")  # a fresh interpreter: no gRPC state inherited
-        self.pipes: list[Connection] = []
-        self.procs: list[BaseProcess] = []
-        for _ in range(n):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=serve_events, args=(child, mix), name="bench-events-load")
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
-        self.ps = [psutil.Process(p.pid) for p in self.procs if p.pid is not None]
-
-    def ask(self, pipes: list[Connection], jobs: list[Any]) -> list[Any]:
-        for pipe, job in zip(pipes, jobs, strict=True):
-            pipe.send(job)
-        replies = [pipe.recv() for pipe in pipes]
-        for r in replies:
-            if isinstance(r, Exception):
-                raise SystemExit(f"load generator failed: {r!r}")
-        return replies
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send(None)
-        for proc in self.procs:
-            proc.join(timeout=10)
-
-
 @dataclass(frozen=True)
 class TrackPoint:
     concurrency: int
@@ -252,7 +219,9 @@ class Edge:
     handler: tuple[float, float]
 
 
-def edge(server: Server, server_procs: list[psutil.Process], load: EventLoad, redis: Redis) -> Edge:
+def edge(
+    server: Server, server_procs: list[psutil.Process], load: LoadGenerators, redis: Redis
+) -> Edge:
     busy, total = host_busy()
     return Edge(
         cpu_seconds(server_procs),
@@ -269,7 +238,7 @@ def edge(server: Server, server_procs: list[psutil.Process], load: EventLoad, re
 
 def track_level(
     server: Server,
-    load: EventLoad,
+    load: LoadGenerators,
     redis: Redis,
     concurrency: int,
     level: int,
@@ -433,7 +402,7 @@ def run(
     ready(server, f"TrackEvents, {args.workers} workers")
     stream = Keys(redis.namespace).stream
     before = int(redis.client.xlen(stream))
-    load = EventLoad(args.clients, mix)
+    load = LoadGenerators(args.clients, serve_events, (mix,), "bench-events-load")
     points: list[TrackPoint] = []
     acknowledged = 0
     try:

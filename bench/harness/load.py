@@ -14,10 +14,12 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import grpc
 import numpy as np
@@ -144,19 +146,36 @@ def serve_jobs(conn: Connection) -> None:
 
 
 class LoadGenerators:
-    """``n`` processes running serve_jobs; send each a Job on its pipe, receive its results."""
+    """``n`` load generator processes, each running ``target(pipe, *args)`` (by default
+    serve_jobs); the parent sends each a job on its pipe and receives the results."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(
+        self,
+        n: int,
+        target: Callable[..., None] = serve_jobs,
+        args: tuple[Any, ...] = (),
+        name: str = "bench-serve-load",
+    ) -> None:
         ctx = get_context("spawn")  # a fresh interpreter: no gRPC state inherited
         self.pipes: list[Connection] = []
         self.procs: list[BaseProcess] = []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=serve_jobs, args=(child,), name="bench-serve-load")
+            proc = ctx.Process(target=target, args=(child, *args), name=name)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)
         self.ps = [psutil.Process(p.pid) for p in self.procs if p.pid is not None]
+
+    def ask(self, pipes: list[Connection], jobs: list[Any]) -> list[Any]:
+        """Send each pipe its job, wait for every answer; a failure ends the benchmark."""
+        for pipe, job in zip(pipes, jobs, strict=True):
+            pipe.send(job)
+        replies = [pipe.recv() for pipe in pipes]
+        for r in replies:
+            if isinstance(r, Exception):
+                raise SystemExit(f"load generator failed: {r!r}")
+        return replies
 
     def close(self) -> None:
         for pipe in self.pipes:
