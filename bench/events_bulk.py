@@ -120,6 +120,8 @@ def flush_scratch(redis: Redis) -> None:
 def run(
     redis: Redis, world_dir: Path, model_version: str, reps: int, diagnostics: bool, out: Path
 ) -> list[BulkRep]:
+    """``reps`` times: redis-benchmark, then the load (then the diagnostics), each once Redis
+    runs no snapshot or AOF rewrite."""
     from feature_store import bulk as fs_bulk
     from training.ingest import read_catalog, read_customers, read_interactions
 

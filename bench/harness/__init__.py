@@ -1,7 +1,8 @@
 """The one harness the benchmarks share: import everything from ``bench.harness``.
 
-A benchmark module imports this harness and the project's packages, never another benchmark
-(a benchmark split into parts, such as bench.events, has a driver that imports its own parts).
+A benchmark module imports this harness and the project's packages, never another benchmark.
+A benchmark split into parts has a driver that alone imports its own parts: bench.events
+(events_track, events_foldin, events_bulk) and bench.serve (serve_inproc).
 The submodules only keep each file short:
 
 - report: machine description, date, percentiles and number formats, results files
