@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bench.common import machine, today
+from bench.harness import machine, today
 from training.analytics import AnalyticsConfig, HoldoutReport, holdout_check, holdout_split
 from training.synth import SynthConfig, generate
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.common import machine, today
+from bench.harness import machine, today
 from formats import bundle as b
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine, today
+from bench.harness import machine, today
 from feature_store.offer_usage import OfferStats, OfferUsage
 from formats.loyalty import LIFECYCLE_STAGES, PROSPECT, SURFACES, VALUE_SEGMENTS
 from recsvc.offers import (

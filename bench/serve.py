@@ -25,39 +25,125 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import psutil
 
-from bench.common import machine, today, write_results
-from bench.serve_bundle import (
-    WORKDIR,
+from bench.harness import (
+    HEALTH,
+    RECOMMEND,
+    TOKEN,
     Catalog,
-    RequestMix,
-    million_catalog,
-    request_mix,
-    scale_catalog,
+    Job,
+    LoadGenerators,
+    Phase,
+    PhaseResult,
+    Server,
+    check_reply,
+    cpu_seconds,
+    fmt,
+    host_busy,
+    ints,
+    machine,
+    pct,
+    published,
+    sleep_until,
+    synth_once,
+    today,
+    train_bundle,
+    write_results,
 )
-from bench.serve_load import Job, Phase, PhaseResult, serve_jobs
+from formats.bundle import CUSTOMERS, PRODUCTS
+from recsvc.v1 import recommender_pb2 as pb
 
-TOKEN = "bench-serve-token"
-RECOMMEND = "/recsvc.v1.Recommender/RecommendProducts"
-HEALTH = "/grpc.health.v1.Health/Check"
+SCALE_MODELS = Path("var/bench/scale/models")
+WORKDIR = Path("var/bench/serve")
 RPC_NAMES = {RECOMMEND: "RecommendProducts", HEALTH: "health Check"}
+
+
+def scale_catalog(model_dir: Path = SCALE_MODELS) -> Catalog:
+    catalog = published("100k", model_dir)
+    if catalog is None:
+        raise SystemExit(
+            f"no published bundle in {model_dir}: make it with `python -m bench.train_scale` "
+            "(1M customers x 100k products; about 5 minutes on 2 cores)"
+        )
+    return catalog
+
+
+def million_catalog(workdir: Path = WORKDIR, products: int = 1_000_000) -> Catalog:
+    """A bundle over ``products`` products, trained once and cached under ``workdir``."""
+    tag = "1m" if products == 1_000_000 else f"{products}"
+    models = workdir / f"models-{tag}"
+    label = "1M" if products == 1_000_000 else f"{products:,}"
+    if (catalog := published(label, models)) is not None:
+        return catalog
+    world = synth_once(
+        workdir / f"world-{tag}",
+        [
+            *("--customers", str(max(products * 3 // 10, 1000)), "--products", str(products)),
+            *("--events-per-customer", "10", "--seed", "2"),
+        ],
+        note=f"building the {label}-product world",
+    )
+    return train_bundle(
+        label,
+        models,
+        world,
+        ["--eval-users", "2000", "--baselines", "popularity"],
+        note=f"training the {label}-product bundle",
+    )
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """Serialized requests, cycled by the load generator."""
+
+    recommend: list[bytes]
+    health: list[bytes]
+    category_share: float
+    categories: int  # distinct categories used by the filtered requests
+
+
+def request_mix(
+    catalog: Catalog, n: int = 4000, category_share: float = 0.2, limit: int = 20, seed: int = 0
+) -> RequestMix:
+    """Random known customers, ``limit`` items; ``category_share`` of them filtered to one
+    category, drawn with the catalog's popularity (a category page of a busy aisle)."""
+    from grpc_health.v1 import health_pb2
+
+    rng = random.Random(seed)
+    customers = pl.read_parquet(catalog.bundle / CUSTOMERS, columns=["customer_id"])
+    ids = customers["customer_id"].to_list()
+    products = pl.read_parquet(catalog.bundle / PRODUCTS, columns=["category", "popularity"])
+    weights = (
+        products.with_columns(pl.col("category").cast(pl.Utf8).fill_null("uncategorized"))
+        .group_by("category")
+        .agg(pl.col("popularity").sum() + 1.0)
+        .sort("category")
+    )
+    names = weights["category"].to_list()
+    cum = weights["popularity"].to_list()
+    requests = []
+    used: set[str] = set()
+    for _ in range(n):
+        request = pb.RecommendProductsRequest(customer_id=rng.choice(ids), limit=limit)
+        if rng.random() < category_share:
+            category = rng.choices(names, weights=cum)[0]
+            used.add(category)
+            request.filter.include_categories.append(category)
+        requests.append(request.SerializeToString())
+    health = [health_pb2.HealthCheckRequest(service="").SerializeToString()]
+    return RequestMix(requests, health, category_share, len(used))
 
 
 @dataclass(frozen=True)
@@ -83,156 +169,6 @@ class Point:
         return self.calls / self.seconds
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`recsvc serve` in its own session; stopped with SIGTERM (SIGKILL to its group if stuck)."""
-
-    def __init__(self, catalog: Catalog, workers: int, log: Path) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
-        self.workers = workers
-        self.log = log
-        recsvc = str(Path(sys.executable).with_name("recsvc"))
-        self.command = [
-            recsvc,
-            "serve",
-            "--model-dir",
-            str(catalog.model_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--metrics-port",
-            str(self.metrics_port),
-            "--workers",
-            str(workers),
-        ]
-        env = {
-            **os.environ,
-            "OPENBLAS_NUM_THREADS": "1",
-            "RECSVC_AUTH_TOKENS": f"{TOKEN}=recommend",
-            # The embedded feature store, where this recsvc has one, stays out of var/bench/scale.
-            "RECSVC_REDIS_DIR": str(WORKDIR / "redis"),
-        }
-        log.parent.mkdir(parents=True, exist_ok=True)
-        self._stream = log.open("w")
-        self.process = subprocess.Popen(
-            self.command,
-            stdout=self._stream,
-            stderr=subprocess.STDOUT,  # one JSON line per request: a file, never a pipe
-            env=env,
-            start_new_session=True,
-        )
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 600.0) -> float:
-        """Seconds until every worker logged that it serves."""
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout:
-            if self.process.poll() is not None:
-                raise SystemExit(
-                    f"recsvc serve exited with {self.process.returncode}:\n{self.tail()}"
-                )
-            if self.log.read_text(errors="replace").count('"msg": "serving model') >= self.workers:
-                return time.perf_counter() - start
-            time.sleep(0.2)
-        raise SystemExit(f"recsvc serve not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def rss_gib(self) -> list[float]:
-        out = []
-        for p in self.workers_pids():
-            try:
-                if "redis" not in " ".join(p.cmdline()):
-                    out.append(p.memory_info().rss / 2**30)
-            except psutil.Error:
-                continue
-        return out
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def processes(self) -> list[psutil.Process]:
-        root = psutil.Process(self.process.pid)
-        return [root, *root.children(recursive=True)]
-
-    def workers_pids(self) -> list[psutil.Process]:
-        procs = self.processes()
-        return procs if self.workers == 1 else procs[1:]
-
-    def connections(self) -> str:
-        counts = []
-        for p in self.workers_pids():
-            try:
-                if "redis" in " ".join(p.cmdline()):
-                    continue
-                conns = p.net_connections(kind="tcp")
-            except psutil.Error:
-                continue
-            n = sum(
-                1
-                for c in conns
-                if c.laddr and c.laddr.port == self.port and c.status == psutil.CONN_ESTABLISHED
-            )
-            counts.append(n)
-        return "+".join(str(n) for n in counts)
-
-    def metrics(self) -> dict[str, tuple[float, float]]:
-        """(sum, count) of recsvc_rpc_duration_seconds per method, OK answers."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            text = r.read().decode()
-        out: dict[str, list[float]] = {}
-        for family in text_string_to_metric_families(text):
-            if family.name != "recsvc_rpc_duration_seconds":
-                continue
-            for s in family.samples:
-                if s.labels.get("code") != "OK":
-                    continue
-                entry = out.setdefault(s.labels["method"], [0.0, 0.0])
-                if s.name.endswith("_sum"):
-                    entry[0] += s.value
-                elif s.name.endswith("_count"):
-                    entry[1] += s.value
-        return {k: (v[0], v[1]) for k, v in out.items()}
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._stream.close()
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
-def host_busy() -> tuple[float, float]:
-    t = psutil.cpu_times()
-    idle = t.idle + getattr(t, "iowait", 0.0)
-    return sum(t) - idle, sum(t)
-
-
 @dataclass
 class Sample:
     server_cpu: float
@@ -242,33 +178,9 @@ class Sample:
     metrics: dict[str, tuple[float, float]]
 
 
-class LoadGenerators:
-    def __init__(self, n: int) -> None:
-        ctx = get_context("spawn")  # a fresh interpreter: no gRPC state inherited
-        self.pipes: list[Connection] = []
-        self.procs: list[BaseProcess] = []
-        for _ in range(n):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=serve_jobs, args=(child,), name="bench-serve-load")
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
-        self.ps = [psutil.Process(p.pid) for p in self.procs if p.pid is not None]
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send(None)
-        for proc in self.procs:
-            proc.join(timeout=10)
-
-
 def sample(server: Server, server_procs: list[psutil.Process], load: LoadGenerators) -> Sample:
     busy, total = host_busy()
     return Sample(cpu_seconds(server_procs), cpu_seconds(load.ps), busy, total, server.metrics())
-
-
-def sleep_until(t: float) -> None:
-    time.sleep(max(0.0, t - time.monotonic()))
 
 
 def run_level(
@@ -333,9 +245,9 @@ def run_level(
                 concurrency=concurrency,
                 calls=calls,
                 seconds=phase.seconds,
-                p50_ms=float(np.percentile(lat, 50)) if calls else float("nan"),
-                p90_ms=float(np.percentile(lat, 90)) if calls else float("nan"),
-                p99_ms=float(np.percentile(lat, 99)) if calls else float("nan"),
+                p50_ms=pct(lat, 50),
+                p90_ms=pct(lat, 90),
+                p99_ms=pct(lat, 99),
                 handler_ms=(s1 - s0) / (n1 - n0) * 1e3 if n1 > n0 else float("nan"),
                 server_cpu_ms=(b.server_cpu - a.server_cpu) / max(calls, 1) * 1e3,
                 client_cpu_ms=(b.client_cpu - a.client_cpu) / max(calls, 1) * 1e3,
@@ -345,18 +257,6 @@ def run_level(
             )
         )
     return points
-
-
-def check_reply(raw: bytes) -> None:
-    from recsvc.v1 import recommender_pb2 as pb
-
-    reply = pb.RecommendProductsResponse.FromString(raw)
-    if not reply.items or not reply.model_version:
-        raise SystemExit(f"unexpected RecommendProducts answer: {reply}")
-
-
-def fmt(x: float, digits: int = 2) -> str:
-    return "n/a" if x != x else f"{x:.{digits}f}"
 
 
 def table(points: list[Point]) -> str:
@@ -398,10 +298,6 @@ def breakdown_table(rows: list[Any]) -> str:
             f"| {b.parse_ms:.4f} | {b.serialize_ms:.4f} |"
         )
     return "\n".join(lines)
-
-
-def ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from typing import Any, NoReturn, cast
 import grpc
 import numpy as np
 
-from bench.serve_bundle import Catalog
+from bench.harness import Catalog
 from recsvc.convert import context_from_pb as to_context
 from recsvc.convert import filter_from_pb as to_filter
 from recsvc.logs import JsonFormatter

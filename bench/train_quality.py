@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import machine, today
+from bench.harness import machine, today
 from formats.weights import WeightConfig
 from training import movielens
 from training.config import TrainConfig

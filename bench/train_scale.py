@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.common import machine, run_timed, today
+from bench.harness import machine, run_timed, today
 from formats.bundle import load_bundle, resolve
 
 

@@ -1,17 +1,17 @@
-"""Shared bits of the benchmarks: machine description and timed child processes."""
+"""What every benchmark report carries: the machine, the date, figures formatted alike, and
+the results files."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def machine() -> str:
@@ -32,29 +32,6 @@ def today() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
-@dataclass(frozen=True)
-class Timed:
-    seconds: float
-    peak_rss_gib: float
-    stdout: str
-
-
-def run_timed(args: list[str], env: dict[str, str] | None = None) -> Timed:
-    """Run a child process; wall time and its peak resident memory (from wait4)."""
-    full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=full_env, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.stdout.write(out)
-        raise SystemExit(f"{' '.join(args)} failed with exit code {proc.returncode}")
-    return Timed(seconds, usage.ru_maxrss / 2**20, out)
-
-
 def write_results(out: Path, report: str, command: str, data: dict[str, Any]) -> None:
     """Print the report; keep it as out/results.md and the figures as out/results.json."""
     print()
@@ -62,3 +39,21 @@ def write_results(out: Path, report: str, command: str, data: dict[str, Any]) ->
     (out / "results.md").write_text(report + "\n")
     header = {"date": today(), "machine": machine(), "command": command}
     (out / "results.json").write_text(json.dumps(header | data, indent=1))
+
+
+def median(xs: list[float]) -> float:
+    return float(np.median(xs)) if xs else math.nan
+
+
+def pct(values: np.ndarray, q: float) -> float:
+    """The q-th percentile (numpy's linear interpolation); NaN when there is none."""
+    return float(np.percentile(values, q)) if len(values) else math.nan
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    return "n/a" if x != x else f"{x:.{digits}f}"
+
+
+def ints(text: str) -> list[int]:
+    """An argparse type: "1,8,32" -> [1, 8, 32]."""
+    return [int(x) for x in text.split(",") if x.strip()]

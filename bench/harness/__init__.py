@@ -1,0 +1,88 @@
+"""The one harness the benchmarks share: import everything from ``bench.harness``.
+
+A benchmark module imports this harness and the project's packages, never another benchmark.
+A benchmark split into parts has a driver that alone imports its own parts: bench.events
+(events_track, events_foldin, events_bulk) and bench.serve (serve_inproc).
+The submodules only keep each file short:
+
+- report: machine description, date, percentiles and number formats, results files
+- host: timed child processes, CPU time of processes, of the host and of other users
+- servers: bundles built once and reused, `recsvc serve` in a subprocess, an embedded Redis
+- load: gRPC load generator processes, random TrackEvents traffic
+"""
+
+from bench.harness.host import (
+    Others,
+    Timed,
+    cpu_seconds,
+    host_busy,
+    recsvc_bin,
+    run_timed,
+    sleep_until,
+)
+from bench.harness.load import (
+    TYPE_SHARES,
+    EventMaker,
+    EventMix,
+    Job,
+    LoadGenerators,
+    Phase,
+    PhaseResult,
+    serialize,
+    serve_jobs,
+)
+from bench.harness.report import fmt, ints, machine, median, pct, today, write_results
+from bench.harness.servers import (
+    EVENTS_TOKEN,
+    HEALTH,
+    RECOMMEND,
+    SERVE_REDIS_DIR,
+    TOKEN,
+    Catalog,
+    Redis,
+    Server,
+    check_reply,
+    free_port,
+    published,
+    synth_once,
+    train_bundle,
+)
+
+__all__ = [
+    "EVENTS_TOKEN",
+    "HEALTH",
+    "RECOMMEND",
+    "SERVE_REDIS_DIR",
+    "TOKEN",
+    "TYPE_SHARES",
+    "Catalog",
+    "EventMaker",
+    "EventMix",
+    "Job",
+    "LoadGenerators",
+    "Others",
+    "Phase",
+    "PhaseResult",
+    "Redis",
+    "Server",
+    "Timed",
+    "check_reply",
+    "cpu_seconds",
+    "fmt",
+    "free_port",
+    "host_busy",
+    "ints",
+    "machine",
+    "median",
+    "pct",
+    "published",
+    "recsvc_bin",
+    "run_timed",
+    "serialize",
+    "serve_jobs",
+    "sleep_until",
+    "synth_once",
+    "today",
+    "train_bundle",
+    "write_results",
+]
