@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from formats.loyalty import LIFECYCLE_STAGES
 from training.analytics.config import LifecycleRules
+
+# The names come from the shared vocabulary; unpacking fails at import if its shape changes.
+PROSPECT, NEW, ACTIVE, LOYAL, AT_RISK, LAPSED = LIFECYCLE_STAGES
 
 
 def lifecycle_stage(rules: LifecycleRules) -> pl.Expr:
@@ -14,14 +18,14 @@ def lifecycle_stage(rules: LifecycleRules) -> pl.Expr:
     )
     return (
         pl.when(pl.col("x").is_null())
-        .then(pl.lit("prospect"))
+        .then(pl.lit(PROSPECT))
         .when(tenure <= rules.new_days)
-        .then(pl.lit("new"))
+        .then(pl.lit(NEW))
         .when((recency <= rules.active_days) & loyal)
-        .then(pl.lit("loyal"))
+        .then(pl.lit(LOYAL))
         .when(recency <= rules.active_days)
-        .then(pl.lit("active"))
+        .then(pl.lit(ACTIVE))
         .when(recency <= rules.at_risk_days)
-        .then(pl.lit("at_risk"))
-        .otherwise(pl.lit("lapsed"))
+        .then(pl.lit(AT_RISK))
+        .otherwise(pl.lit(LAPSED))
     )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import polars as pl
 
+from formats.loyalty import PROSPECT, VALUE_SEGMENTS
 from training.analytics.config import SegmentRules
+
+# The names come from the shared vocabulary; unpacking fails at import if its shape changes.
+HIGH_VALUE, MID_VALUE, LOW_VALUE = VALUE_SEGMENTS
 
 
 def _scores(values: pl.Expr, bins: int, higher_is_better: bool) -> pl.Expr:
@@ -45,12 +49,12 @@ def value_segment(rules: SegmentRules, bins: int, use_clv: bool) -> pl.Expr:
         share = higher / clv.count()
         value = (
             pl.when(clv.is_null())
-            .then(pl.lit("low_value"))  # a buyer the model could not score
+            .then(pl.lit(LOW_VALUE))  # a buyer the model could not score
             .when(share < rules.clv_high_share)
-            .then(pl.lit("high_value"))
+            .then(pl.lit(HIGH_VALUE))
             .when(share < rules.clv_high_share + rules.clv_mid_share)
-            .then(pl.lit("mid_value"))
-            .otherwise(pl.lit("low_value"))
+            .then(pl.lit(MID_VALUE))
+            .otherwise(pl.lit(LOW_VALUE))
         )
     else:
         rf = pl.col("r_score") + pl.col("f_score")
@@ -61,9 +65,9 @@ def value_segment(rules: SegmentRules, bins: int, use_clv: bool) -> pl.Expr:
         high, mid = rules.rfm_totals(bins)
         value = (
             pl.when(total >= high)
-            .then(pl.lit("high_value"))
+            .then(pl.lit(HIGH_VALUE))
             .when(total >= mid)
-            .then(pl.lit("mid_value"))
-            .otherwise(pl.lit("low_value"))
+            .then(pl.lit(MID_VALUE))
+            .otherwise(pl.lit(LOW_VALUE))
         )
-    return pl.when(buyer).then(value).otherwise(pl.lit("prospect"))
+    return pl.when(buyer).then(value).otherwise(pl.lit(PROSPECT))
