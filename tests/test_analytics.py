@@ -28,6 +28,8 @@ from training.analytics import (
     purchase_days,
     top_categories,
 )
+from training.analytics.btyd import predict
+from training.analytics.selection import rank_candidates
 
 AS_OF = date(2025, 6, 30)
 # No repeat-buying model for the hand-made histories: the rules are what is under test.
@@ -279,13 +281,13 @@ def test_choice_rule() -> None:
     )
     failed = CandidateResult(Candidate("bgnbd", 0.01), {}, None, error="did not fit")
     # Smallest |error| wins ...
-    assert [r.candidate.model for r in analytics._rank([bg, mbg, pareto, failed], 0.0)] == [
+    assert [r.candidate.model for r in rank_candidates([bg, mbg, pareto, failed], 0.0)] == [
         "paretonbd",
         "bgnbd",
         "mbgnbd",
     ]
     # ... and within the tolerance the best correlation does.
-    assert [r.candidate.model for r in analytics._rank([bg, mbg, pareto], 0.05)] == [
+    assert [r.candidate.model for r in rank_candidates([bg, mbg, pareto], 0.05)] == [
         "mbgnbd",
         "bgnbd",
         "paretonbd",
@@ -418,7 +420,7 @@ def test_pareto_heavy_buyer_on_the_last_day() -> None:
     fitter = ParetoNBDFitter()
     fitter.params_ = pd.Series({"r": 0.9007, "alpha": 42.86, "s": 0.3159, "beta": 66.06})
     summary = pl.DataFrame({"x": [203, 203, 20, 20], "tx": [271, 270, 271, 270], "T": [271] * 4})
-    pred = analytics._predict(fitter, summary, 90)
+    pred = predict(fitter, summary, 90)
     assert np.isfinite(pred.expected).all()
     assert pred.p_alive[0] == 1.0 and pred.p_alive[2] == 1.0
     # Continuous in tx: a day earlier gives nearly the same answer.

@@ -10,8 +10,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from training import synth
-from training.synth import SynthConfig, World, generate, write_world
+from training.synth import SynthConfig, World, generate, generator, simulate, write_world
 
 TINY = SynthConfig(customers=1_500, products=300, seed=11)
 
@@ -229,9 +228,9 @@ def test_category_count_follows_config() -> None:
 
 def test_chunking_and_blocking_only_change_work_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = SynthConfig(customers=900, products=250, seed=5, events_per_customer=6.0)
-    monkeypatch.setattr(synth, "_CHUNK_CUSTOMERS", 200)
+    monkeypatch.setattr(generator, "_CHUNK_CUSTOMERS", 200)
     base = generate(cfg)
-    monkeypatch.setattr(synth, "_BLOCK_CELLS", 500)  # many small softmax blocks, same draws
+    monkeypatch.setattr(simulate, "_BLOCK_CELLS", 500)  # many small softmax blocks, same draws
     blocked = generate(cfg)
     assert_frame_equal(base.interactions, blocked.interactions)
     assert_frame_equal(base.customers, blocked.customers)
