@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
+from formats.errors import RecsvcError
 from formats.files import fsync_dir, write_atomic
 
 FORMAT = "recsvc-model-bundle"
@@ -46,7 +47,7 @@ HISTORY = "HISTORY"
 DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX)
 
 
-class BundleError(Exception):
+class BundleError(RecsvcError):
     """A bundle that is missing, damaged or of another format version."""
 
 

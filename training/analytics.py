@@ -62,6 +62,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from formats.errors import RecsvcError
+
 log = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
@@ -91,7 +93,7 @@ ModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
 _MODEL_LABELS: dict[str, str] = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "paretonbd": "Pareto/NBD"}
 
 
-class AnalyticsError(ValueError):
+class AnalyticsError(RecsvcError, ValueError):
     """Bad arguments, or data the analytics cannot work with; the message says which."""
 
 
