@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from formats.errors import RecsvcError
 from recsvc.cli import analytics, client, data, events, features, models, report, serve, train
 
 # Before numpy/implicit load (only the handlers load them): one BLAS thread per process (a
@@ -42,33 +43,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from redis.exceptions import RedisError
-
-    from feature_store.bulk import LoadError
-    from formats.bundle import BundleError
-    from recsvc.cli.common import CliError
-    from recsvc.config import ConfigError
-    from training.analytics import AnalyticsError
-    from training.ingest import InputError, ValidationFailed
-    from training.movielens import DownloadError
-    from training.report import ReportError
-    from training.train import TrainError
-
     try:
         args.func(args)
-    except (
-        CliError,
-        InputError,
-        ValidationFailed,
-        BundleError,
-        TrainError,
-        ConfigError,
-        DownloadError,
-        LoadError,
-        RedisError,
-        ReportError,
-        AnalyticsError,
-    ) as exc:
+    except Exception as exc:
+        if not isinstance(exc, RecsvcError) and not _is_redis_error(exc):
+            raise  # a bug: keep the traceback
         print(f"recsvc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _is_redis_error(exc: Exception) -> bool:
+    """Whether ``exc`` is redis-py's RedisError, without importing redis (~80 ms) for the
+    commands that never use it: only a command that loaded redis can have raised one."""
+    redis_exceptions = sys.modules.get("redis.exceptions")
+    return redis_exceptions is not None and isinstance(exc, redis_exceptions.RedisError)

@@ -20,13 +20,10 @@ class CliError(RecsvcError):
 @contextmanager
 def feature_store(model_dir: Path) -> Iterator[tuple[FeatureStore, str]]:
     """The feature store of these settings (REDIS_URL or the embedded Redis)."""
-    from feature_store.connection import RedisSettings, SettingsError, redis_url
+    from feature_store.connection import RedisSettings, redis_url
     from feature_store.store import FeatureStore
 
-    try:
-        settings = RedisSettings.from_env(model_dir)
-    except SettingsError as exc:
-        raise CliError(str(exc)) from None
+    settings = RedisSettings.from_env(model_dir)  # a bad one is a SettingsError, a RecsvcError
     with redis_url(settings) as url:
         store = FeatureStore(
             url,
