@@ -29,11 +29,12 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from feature_store.store import FeatureStore
+from formats.errors import RecsvcError
 
 log = logging.getLogger(__name__)
 
 
-class LoadError(RuntimeError):
+class LoadError(RecsvcError, RuntimeError):
     """The load could not complete; the live generation is unchanged."""
 
 

@@ -22,13 +22,15 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
+from formats.errors import RecsvcError
+
 # redis.Redis or RedisCluster. Typed loosely on purpose: redis-py annotates every command as
 # returning "Awaitable | Any" (its sync and async clients share the stubs), which strict mypy
 # cannot use; each caller converts replies to plain types right away.
 RedisClient = Any
 
 
-class SettingsError(ValueError):
+class SettingsError(RecsvcError, ValueError):
     """A Redis setting that cannot work; the message names the variable."""
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 from scipy.sparse import csr_matrix
 
+from formats.errors import RecsvcError
 from formats.files import fsync_dir, write_atomic
 
 FORMAT = "recsvc-model-bundle"
@@ -49,7 +50,7 @@ MAX_VERSION_LENGTH = 128
 VERSION_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_VERSION_LENGTH - 1}}}")
 
 
-class BundleError(Exception):
+class BundleError(RecsvcError):
     """A bundle that is missing, damaged or of another format version."""
 
 

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from feature_store.connection import RedisSettings, SettingsError
+from formats.errors import RecsvcError
 from recsvc.ratelimit import Limit
 from recsvc.services import SCOPES
 
 
-class ConfigError(ValueError):
+class ConfigError(RecsvcError, ValueError):
     """A setting that cannot work; the message names the variable or flag."""
 
 

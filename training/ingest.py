@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from formats.errors import RecsvcError
 from formats.events import INTERACTION_TYPES
 from formats.ids import MAX_ID_LENGTH
 from formats.limits import MAX_FUTURE_MS, MIN_TRAINING_TS_MS
@@ -38,7 +39,7 @@ _MAX_EXAMPLES = 20
 _NO_REASON = pl.lit(None, dtype=pl.Utf8)
 
 
-class InputError(Exception):
+class InputError(RecsvcError):
     """A file that cannot be read at all: missing, unknown format, missing a required column."""
 
 
@@ -72,7 +73,7 @@ class ValidationReport:
         return text
 
 
-class ValidationFailed(Exception):
+class ValidationFailed(RecsvcError):
     """Bad records found with ``on_error="fail"``; the message lists them."""
 
     def __init__(self, report: ValidationReport) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
+from formats.errors import RecsvcError
+
 WHEEL = "recbole==1.2.1"
 MEMBERS = {
     "ml-100k.inter": "recbole/dataset_example/ml-100k/ml-100k.inter",
@@ -22,7 +24,7 @@ MEMBERS = {
 }
 
 
-class DownloadError(Exception):
+class DownloadError(RecsvcError):
     """The recbole wheel could not be downloaded or read."""
 
 

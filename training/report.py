@@ -15,11 +15,12 @@ from pathlib import Path
 
 import polars as pl
 
+from formats.errors import RecsvcError
 from formats.exported import COLUMNS
 from formats.types import SOURCES
 
 
-class ReportError(ValueError):
+class ReportError(RecsvcError, ValueError):
     """The events cannot be reported on; the message says why."""
 
 

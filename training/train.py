@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from formats import __version__
 from formats.bundle import BundleContents, new_version, publish, write_bundle
+from formats.errors import RecsvcError
 from training.config import TrainConfig
 from training.dataset import (
     Dataset,
@@ -42,7 +43,7 @@ from training.tune import Trial, tune
 log = logging.getLogger(__name__)
 
 
-class TrainError(Exception):
+class TrainError(RecsvcError):
     """Training finished but its result must not be published."""
 
 

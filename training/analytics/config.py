@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Final, Literal
 
+from formats.errors import RecsvcError
+
 ModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
 _MODEL_LABELS: dict[str, str] = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "paretonbd": "Pareto/NBD"}
 
 
-class AnalyticsError(ValueError):
+class AnalyticsError(RecsvcError, ValueError):
     """Bad arguments, or data the analytics cannot work with; the message says which."""
 
 

@@ -1,0 +1,56 @@
+"""`recsvc report`: campaign funnels per offer and per recommendation source."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recsvc.cli.args import _datetime
+
+if TYPE_CHECKING:
+    from recsvc.cli.args import Subparsers
+
+
+def register(sub: Subparsers) -> None:
+    rp = sub.add_parser(
+        "report",
+        help="campaign funnels per offer and per recommendation source",
+        description="Impressions, clicks, conversions, CTR, conversion and redemption rates and "
+        "revenue per offer and per recommendation source (RecommendProducts, SimilarProducts, "
+        "RankProducts, RecommendOffers: purchases attributed through recommendation_id), over "
+        "the events exported by `recsvc events export`.",
+    )
+    rp.add_argument("--events", type=Path, required=True, help="the export directory")
+    rp.add_argument("--from", dest="start", type=_datetime, help="start (ISO date or time, UTC)")
+    rp.add_argument("--to", dest="end", type=_datetime, help="end, exclusive (ISO, UTC)")
+    rp.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    rp.add_argument("--plot", type=Path, help="also draw the funnels to this PNG file")
+    rp.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from training.report import campaign_report, format_table, plot_funnel, read_events
+
+    report = campaign_report(read_events(args.events), args.start, args.end)
+    if args.format == "json":
+        print(
+            json.dumps(
+                {"offers": report.offers.to_dicts(), "sources": report.sources.to_dicts()},
+                indent=2,
+            )
+        )
+    elif args.format == "csv":
+        print("# offers")
+        print(report.offers.write_csv(), end="")
+        print("# sources")
+        print(report.sources.write_csv(), end="")
+    else:
+        print(f"{report.events:,} events")
+        print(format_table(report.offers, "per offer"))
+        print(format_table(report.sources, "per recommendation source"))
+    if args.plot:
+        plot_funnel(report, args.plot)
+        print(f"funnel drawn to {args.plot}", file=sys.stderr)
