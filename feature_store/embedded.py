@@ -65,6 +65,24 @@ def socket_path(data_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"recsvc-redis-{digest}.sock"
 
 
+def lock_within(path: Path, exclusive: bool, timeout_s: float, poll_s: float = 0.02) -> int | None:
+    """An fd of ``path`` holding its flock (exclusive or shared), or None if that could not
+    be had within ``timeout_s``. The lock lasts until the fd is closed by every process that
+    shares it (forked children do)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(poll_s)
+
+
 def _lock_free(path: Path) -> bool:
     """True when nobody holds ``path`` (probed without keeping it)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -188,21 +206,14 @@ def start_embedded(data_dir: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> Embe
     """Use the embedded server of ``data_dir``: attach to the running one or start exactly
     one, and return once it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            # The keeper holds it exclusively only while it shuts an idle server down.
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise EmbeddedError(
-                    f"the embedded Redis in {data_dir} is still shutting down after "
-                    f"{timeout_s:.0f} s; see {data_dir / KEEPER_LOG}"
-                ) from None
-            time.sleep(0.02)
+    # The keeper holds it exclusively only while it shuts an idle server down.
+    fd = lock_within(data_dir / USERS_LOCK, exclusive=False, timeout_s=timeout_s)
+    if fd is None:
+        raise EmbeddedError(
+            f"the embedded Redis in {data_dir} is still shutting down after "
+            f"{timeout_s:.0f} s; see {data_dir / KEEPER_LOG}"
+        )
     embedded = EmbeddedRedis(data_dir, fd)
     try:
         embedded.ensure_keeper()

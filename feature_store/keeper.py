@@ -26,6 +26,7 @@ from feature_store.embedded import (
     SERVER_LOCK,
     SERVER_PID,
     USERS_LOCK,
+    lock_within,
     socket_path,
 )
 
@@ -70,18 +71,10 @@ def _start(data_dir: Path) -> subprocess.Popen[bytes]:
     """Start redis-server once the previous one (of a killed keeper, still flushing its
     append-only file) has exited: two servers on one directory would share the AOF, and the
     old one removes the socket file on its way out."""
-    lock = os.open(data_dir / SERVER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                log.error("the previous redis-server still runs after %.0f s", STOP_TIMEOUT_S)
-                os.close(lock)
-                raise SystemExit(1) from None
-            time.sleep(0.05)
+    lock = lock_within(data_dir / SERVER_LOCK, exclusive=True, timeout_s=STOP_TIMEOUT_S)
+    if lock is None:
+        log.error("the previous redis-server still runs after %.0f s", STOP_TIMEOUT_S)
+        raise SystemExit(1)
     try:
         server = subprocess.Popen(
             server_command(data_dir),
@@ -110,17 +103,10 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
 
 
 def keep(data_dir: Path) -> int:
-    keeper_fd = os.open(data_dir / KEEPER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = time.monotonic() + 1.0
-    while True:
-        try:
-            fcntl.flock(keeper_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            # A user's probe holds it for microseconds; another keeper holds it for good.
-            if time.monotonic() > deadline:
-                return 0
-            time.sleep(0.01)
+    # A user's probe holds it for microseconds; another keeper holds it for good.
+    keeper_fd = lock_within(data_dir / KEEPER_LOCK, exclusive=True, timeout_s=1.0, poll_s=0.01)
+    if keeper_fd is None:
+        return 0
     (data_dir / KEEPER_PID).write_text(f"{os.getpid()}\n")
     log.info("keeping the embedded Redis of %s", data_dir)
     users_fd = os.open(data_dir / USERS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)

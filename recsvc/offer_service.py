@@ -64,7 +64,7 @@ class Affinity:
             idx = _target_indexes(engine, offer.categories, offer.products)
             if len(idx) == 0:
                 continue  # store-wide, or targets the model does not know: affinity 0
-            mean = engine.vectors(idx).mean(axis=0)
+            mean = engine.catalog.vectors(idx).mean(axis=0)
             scores = sample @ mean
             self.targets[offer.offer_id] = (mean, float(scores.mean()), float(scores.std()) or 1.0)
 
@@ -77,12 +77,12 @@ class Affinity:
 def _target_indexes(
     engine: Engine, categories: tuple[str, ...], products: tuple[str, ...]
 ) -> np.ndarray:
-    idx = [engine.product_index[p] for p in products if p in engine.product_index]
+    idx = [engine.catalog.product_index[p] for p in products if p in engine.catalog.product_index]
     for name in categories:
-        code = engine.category_code.get(name)
+        code = engine.catalog.category_code.get(name)
         if code is not None:
-            start, end = engine.category_slice[code]
-            idx.extend(engine.by_category[start:end].tolist())
+            start, end = engine.catalog.category_slice[code]
+            idx.extend(engine.catalog.by_category[start:end].tolist())
     return np.unique(np.asarray(idx, dtype=np.int64))
 
 
@@ -146,7 +146,10 @@ class OfferService:
         if affinity is None or affinity.key != (engine.version, catalog.digest):
             affinity = Affinity(engine, catalog)  # once per model and catalog
             self._affinity = affinity
-            product_ids, categories = engine.product_index.keys(), engine.category_code.keys()
+            product_ids, categories = (
+                engine.catalog.product_index.keys(),
+                engine.catalog.category_code.keys(),
+            )
             for warning in check_targets(catalog, product_ids, categories):
                 log.warning("%s of model %s (affinity 0 for it)", warning, engine.version)
         return affinity

@@ -100,17 +100,17 @@ class Realtime:
         self._succeeded(started)
 
     def _sync_catalog(self, engine: Engine, store: FeatureStore, seq: int) -> None:
-        if seq < engine.change_seq:
+        if seq < engine.catalog.change_seq:
             # The sequence went back: Redis lost its data (no AOF, FLUSHALL, a failover to a
             # replica behind). Start over, or changes would be ignored until it caught up.
-            engine.change_seq = 0
-        if seq <= engine.change_seq:
+            engine.catalog.change_seq = 0
+        if seq <= engine.catalog.change_seq:
             return
         with self._catalog:  # one fetch per change, not one per concurrent request
-            if seq <= engine.change_seq:
+            if seq <= engine.catalog.change_seq:
                 return
-            latest, changes = store.changes_since(engine.change_seq)
-            engine.apply_product_changes(latest, changes)
+            latest, changes = store.changes_since(engine.catalog.change_seq)
+            engine.catalog.apply_changes(latest, changes)
 
     # -- writes ----------------------------------------------------------------------------
     def track(self, engine: Engine | None, events: list[Event]) -> list[EventResult]:
@@ -204,7 +204,7 @@ class Realtime:
             raise InvalidRequest(f"{len(changes)} updates; at most {MAX_PRODUCT_UPDATES} per call")
         for c in changes:
             check_id(c.product_id, "product_id")
-            if c.product_id not in engine.product_index:
+            if c.product_id not in engine.catalog.product_index:
                 raise NotFound(
                     f"product {c.product_id!r} is not in the catalog of model {engine.version}"
                 )

@@ -75,7 +75,7 @@ def history(engine: Engine, customer: str) -> list[str]:
         return []
     m = engine.bundle.user_items
     row = ids.index(customer)
-    return [engine.product_ids[i] for i in m.indices[m.indptr[row] : m.indptr[row + 1]]]
+    return [engine.catalog.product_ids[i] for i in m.indices[m.indptr[row] : m.indptr[row + 1]]]
 
 
 def passes(p: Product, f: Filter) -> bool:
@@ -177,7 +177,7 @@ def test_known_customer_gets_their_own_best_unseen_products(engine: Engine) -> N
     assert rec.personalized
     row = engine.customer_index[customer]
     scores = engine.item_factors @ engine.user_factors[row]
-    ranked = [engine.product_ids[i] for i in np.argsort(-scores, kind="stable")]
+    ranked = [engine.catalog.product_ids[i] for i in np.argsort(-scores, kind="stable")]
     assert [i.product_id for i in rec.items] == [p for p in ranked if p not in seen][:10]
     assert all(i.reason.startswith("because you liked ") for i in rec.items)
     assert not seen & {i.product_id for i in rec.items}
@@ -189,9 +189,9 @@ def test_include_purchased_lets_history_back_in(engine: Engine) -> None:
     customer = heavy_customer(engine)
     seen = set(history(engine, customer))
     everything = engine.recommend(customer, 200, Filter(include_purchased=True))
-    assert {i.product_id for i in everything.items} == set(engine.product_ids)
+    assert {i.product_id for i in everything.items} == set(engine.catalog.product_ids)
     unseen = engine.recommend(customer, 200)
-    assert {i.product_id for i in unseen.items} == set(engine.product_ids) - seen
+    assert {i.product_id for i in unseen.items} == set(engine.catalog.product_ids) - seen
 
 
 def test_repeat_purchase_categories_are_never_excluded_as_purchased(bundle: b.Bundle) -> None:
@@ -302,7 +302,7 @@ def test_a_narrow_filter_returns_exactly_the_few_eligible_products(
 
 def test_category_cap_from_the_server_default_and_from_the_request(bundle: b.Bundle) -> None:
     engine = Engine(bundle, EngineConfig(max_per_category=3))
-    n_categories = len(set(catalog(engine)[p].category for p in engine.product_ids))
+    n_categories = len(set(catalog(engine)[p].category for p in engine.catalog.product_ids))
     for customer in (heavy_customer(engine), UNKNOWN):
         rec = engine.recommend(customer, 20)
         check(engine, rec, eligible(engine, Filter(), customer), 20, cap=3)
@@ -387,9 +387,9 @@ def test_similar_excludes_the_query_and_honours_filters(any_engine: Engine, name
 
 def test_similar_products_are_the_nearest_by_inner_product(engine: Engine) -> None:
     query = "P000094"
-    idx = engine.product_index[query]
+    idx = engine.catalog.product_index[query]
     scores = engine.item_factors @ engine.item_factors[idx]
-    ranked = [engine.product_ids[i] for i in np.argsort(-scores, kind="stable") if i != idx]
+    ranked = [engine.catalog.product_ids[i] for i in np.argsort(-scores, kind="stable") if i != idx]
     rec = engine.similar(query, 10)
     assert [i.product_id for i in rec.items] == ranked[:10]
     assert all(i.reason.startswith("similar to ") for i in rec.items)
@@ -422,7 +422,7 @@ def test_rank_returns_each_product_once_best_first_unknown_last(engine: Engine) 
     vector = engine.user_factors[row]
     expected = sorted(
         ["P000005", "P000010", "P000150"],
-        key=lambda p: -float(engine.item_factors[engine.product_index[p]] @ vector),
+        key=lambda p: -float(engine.item_factors[engine.catalog.product_index[p]] @ vector),
     )
     assert [i.product_id for i in known] == expected
     assert [i.score for i in known] == sorted((i.score for i in known), reverse=True)
@@ -450,7 +450,7 @@ def test_rank_rejects_bad_lists(engine: Engine) -> None:
     ids = [f"P{n:06d}" for n in range(1000)]  # exactly the maximum: 200 known, 800 unknown
     rec = engine.rank(customer, ids)
     assert len(rec.items) == 1000
-    assert {i.product_id for i in rec.items[:200]} == set(engine.product_ids)
+    assert {i.product_id for i in rec.items[:200]} == set(engine.catalog.product_ids)
 
 
 # -- info -----------------------------------------------------------------------------------

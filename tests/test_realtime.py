@@ -68,13 +68,13 @@ def ordinary_customer(engine: Engine) -> str:
 def popular_in(
     engine: Engine, category: str, n: int, skip: AbstractSet[str] = frozenset()
 ) -> list[str]:
-    code = engine.category_code[category]
-    ids = [engine.product_ids[i] for i in engine.popular_by_category[code].tolist()]
+    code = engine.catalog.category_code[category]
+    ids = [engine.catalog.product_ids[i] for i in engine.catalog.popular_by_category[code].tolist()]
     return [p for p in ids if p not in skip][:n]
 
 
 def history(engine: Engine, customer: str) -> set[str]:
-    return {engine.product_ids[i] for i in engine._history(engine.customer_index[customer])}
+    return {engine.catalog.product_ids[i] for i in engine._history(engine.customer_index[customer])}
 
 
 def activity_counters(store: FeatureStore, customer: str) -> dict[str, str]:
@@ -184,7 +184,7 @@ def test_purchases_move_recommendations_toward_their_category(
     assert before.personalized
     shown = categories(before)
     # The category least present now, with enough products the customer never bought.
-    target = min(engine.category_names, key=lambda c: (shown[c], c))
+    target = min(engine.catalog.category_names, key=lambda c: (shown[c], c))
     bought = popular_in(engine, target, 5, skip=history(engine, customer) | product_ids(before))
     assert len(bought) == 5
 
@@ -212,7 +212,7 @@ def test_new_customer_is_personalized_after_a_few_events(
     assert not before.personalized
     assert not engine.rank(customer, ["P000001", "P000002"]).personalized
 
-    sizes = Counter(engine.category_names[c] for c in engine.category.tolist())
+    sizes = Counter(engine.catalog.category_names[c] for c in engine.catalog.category.tolist())
     target = sizes.most_common(1)[0][0]  # plenty of products left to recommend
     touched = popular_in(engine, target, 4)
     events = [
@@ -289,11 +289,11 @@ def test_price_changes_apply_to_price_filters(
     realtime: Realtime, engine: Engine, other_worker: tuple[Engine, Realtime]
 ) -> None:
     customer = ordinary_customer(engine)
-    ceiling = float(np.nanmax(engine.price)) + 1.0
+    ceiling = float(np.nanmax(engine.catalog.price)) + 1.0
     cheap = Filter(max_price=ceiling)
     before = engine.recommend(customer, 20, cheap, activity=realtime.activity(engine, customer))
     pricey = before.items[0].product_id
-    unpriced = engine.product_ids[int(np.flatnonzero(np.isnan(engine.price))[0])]
+    unpriced = engine.catalog.product_ids[int(np.flatnonzero(np.isnan(engine.catalog.price))[0])]
     everything = engine.recommend("C-new", 200, cheap, activity=realtime.activity(engine, "C-new"))
     assert unpriced not in product_ids(everything)  # no price fails every price bound
 
@@ -334,9 +334,9 @@ def test_update_products_validation(
         realtime.update_products(engine, [])
     with pytest.raises(InvalidRequest, match="1001 updates; at most 1000"):
         realtime.update_products(engine, [ok] * 1001)
-    assert store.change_seq() == 0 and engine.change_seq == 0
+    assert store.change_seq() == 0 and engine.catalog.change_seq == 0
     assert realtime.update_products(engine, [ok, ok, ProductChange("P000002", price=0.0)]) == 2
-    assert store.change_seq() == engine.change_seq == 1
+    assert store.change_seq() == engine.catalog.change_seq == 1
 
 
 # -- serving without Redis ----------------------------------------------------------------------
