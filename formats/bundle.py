@@ -13,6 +13,7 @@ Layout of ``MODEL_DIR``::
         factors.npz        user_factors, item_factors (float32; loaded without pickle)
         interactions.npz   the training confidence matrix, CSR (customers x products)
         items.faiss        inner-product index over item vectors (customers and similar products)
+        <extra>.npz        optional named groups of arrays (listed in the manifest's "extras")
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ INDEX = "items.faiss"
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
 DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX)
+EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_VERSION_LENGTH = 128
 VERSION_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_VERSION_LENGTH - 1}}}")
 
@@ -65,6 +67,9 @@ class BundleContents:
     item_factors: np.ndarray
     user_items: csr_matrix  # what each customer had in training (for seen-filtering, fold-in)
     index: Any  # faiss.Index over item_factors, inner product
+    # Optional models beside the factors, by name: each a group of plain arrays (no pickle),
+    # stored as <name>.npz, checksummed like every file; readers ignore names they don't use.
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,13 @@ def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Pat
             shape=np.asarray(m.shape, dtype=np.int64),
         )
         faiss.write_index(contents.index, str(tmp / INDEX))
+        extra_files = []
+        for name, arrays in sorted(contents.extras.items()):
+            if not EXTRA_NAME.fullmatch(name):
+                raise BundleError(f"extra {name!r}: use lowercase letters, digits and '_'")
+            named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+            np.savez(tmp / f"{name}.npz", **named)
+            extra_files.append(f"{name}.npz")
         manifest = dict(contents.manifest)
         manifest.update(
             format=FORMAT,
@@ -132,11 +144,12 @@ def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Pat
             },
             files={
                 name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
-                for name in DATA_FILES
+                for name in (*DATA_FILES, *extra_files)
             },
+            extras=sorted(contents.extras),
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        for name in (*DATA_FILES, MANIFEST):
+        for name in (*DATA_FILES, *extra_files, MANIFEST):
             with (tmp / name).open("rb") as f:
                 os.fsync(f.fileno())
         fsync_dir(tmp)
@@ -169,8 +182,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
+def _extra_files(manifest: dict[str, Any]) -> list[str]:
+    extras = manifest.get("extras", [])
+    if not isinstance(extras, list) or not all(
+        isinstance(e, str) and EXTRA_NAME.fullmatch(e) for e in extras
+    ):
+        raise BundleError("damaged manifest: extras is not a list of names")
+    return [f"{e}.npz" for e in extras]
+
+
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
-    for name in DATA_FILES:
+    for name in (*DATA_FILES, *_extra_files(manifest)):
         expected = manifest["files"].get(name)
         file = path / name
         if expected is None or not file.is_file():
@@ -198,6 +220,10 @@ def load_bundle(path: Path) -> Bundle:
         customers = pl.read_parquet(path / CUSTOMERS)["customer_id"]
         products = pl.read_parquet(path / PRODUCTS)
         index = faiss.read_index(str(path / INDEX))
+        extras = {}
+        for name in manifest.get("extras", []):
+            with np.load(path / f"{name}.npz", allow_pickle=False) as npz:
+                extras[name] = {k: npz[k] for k in npz.files}
     except Exception as exc:  # any decoder error means the same thing here
         raise BundleError(f"{path}: cannot read bundle files: {exc}") from exc
     problems = []
@@ -228,6 +254,7 @@ def load_bundle(path: Path) -> Bundle:
         item_factors=item_factors,
         user_items=user_items,
         index=index,
+        extras=extras,
         path=path,
     )
 
