@@ -7,6 +7,7 @@ parent through prometheus_client's multi-process mode.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -258,6 +259,31 @@ def with_auth(config: ServeConfig) -> ServeConfig:
     return replace(config, auth_tokens={token: frozenset(SCOPES)})
 
 
+def claim_port(config: ServeConfig) -> None:
+    """Refuse to start while another `recsvc serve` of this machine has the port.
+
+    Workers bind with SO_REUSEPORT, so the kernel would let a second server join the port and
+    take half of its connections, perhaps with another model. A lock per port, held for the
+    life of this process and its forked workers (and released by the kernel however they
+    end), tells the two apart."""
+    if config.port == 0:
+        return
+    host = config.host.strip("[]").replace(":", "_")
+    path = Path(tempfile.gettempdir()) / f"recsvc-serve-{host}-{config.port}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        owner = path.read_text().strip() or "another process"
+        raise ConfigError(
+            f"{config.host}:{config.port} is served by another recsvc serve on this machine "
+            f"(pid {owner}); stop it or choose another --port"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+
+
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     from formats.bundle import read_manifest, resolve, verify_files
@@ -272,6 +298,7 @@ def serve(config: ServeConfig) -> None:
             load_catalog(config.offers)
         except (OfferCatalogError, OSError) as exc:
             raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
+    claim_port(config)  # before the dev token: a second server must not replace the first's
     config = with_auth(config)
     with redis_url(config.redis, watch=True) as url:
         if config.redis.url is None:

@@ -45,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         args.func(args)
+    except BrokenPipeError:
+        # `recsvc client profile ... | head`: the reader left; not an error of ours. Point
+        # stdout at /dev/null so the flush at exit does not fail again (Python's advice).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if not isinstance(exc, RecsvcError) and not _is_redis_error(exc):
             raise  # a bug: keep the traceback
