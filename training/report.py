@@ -38,7 +38,9 @@ def read_events(directory: Path) -> pl.DataFrame:
     files = sorted(directory.glob("day=*/part-*.parquet"))
     if not files:
         return pl.DataFrame(schema=COLUMNS)
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+    frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in COLUMNS.items() if c not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def _rates(frame: pl.DataFrame, shown: str, clicked: str, converted: str) -> pl.DataFrame:

@@ -1,4 +1,4 @@
-"""Typed reads from one mapping of an offer catalog document.
+"""Typed reads from one mapping of an offer catalog (or promotions) document.
 
 Every problem is recorded with its place (file, offer, field) instead of raised, so one pass
 over a catalog reports all of them. Also the two spellings the offer modules share: a list of
@@ -8,10 +8,15 @@ names in a message, and an instant as UTC.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 class Fields:
@@ -126,6 +131,37 @@ class Fields:
             return as_utc(parsed)
         start = datetime.combine(parsed, time(), tzinfo=UTC)
         return start + timedelta(days=1) if end else start
+
+
+def read_document(path: Path, fail: Callable[[list[str]], Exception]) -> tuple[object, str]:
+    """A YAML or JSON file (by extension) parsed, and the SHA-256 of its bytes; ``fail`` makes
+    the exception to raise from a list of problems (file and line, what is wrong)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise fail([f"{path}: unsupported extension {suffix!r}; use .yaml or .json"])
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise fail([f"{path}: cannot read: {e.strerror or e}"]) from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail([f"{path}: not UTF-8 text ({e.reason} at byte {e.start})"]) from e
+    data: object
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise fail([f"{path}:{e.lineno}: invalid JSON: {e.msg}"]) from e
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(e, "problem", None) or str(e)
+            raise fail([f"{where}: invalid YAML: {problem}"]) from e
+    return data, hashlib.sha256(raw).hexdigest()
 
 
 def show(value: object) -> str:
