@@ -3,6 +3,7 @@ promotion kind and slot kind, checked against a brute-force reading of the contr
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -70,7 +71,7 @@ def holds(row: dict[str, object], c: AttributeCondition) -> bool:
 
 def non_increasing(rec: Recommendation) -> bool:
     scores = [i.score for i in rec.items]
-    return all(a >= b for a, b in zip(scores, scores[1:], strict=False))
+    return all(a >= b for a, b in itertools.pairwise(scores))
 
 
 CONDITIONS = {
