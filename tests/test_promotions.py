@@ -317,3 +317,28 @@ def test_a_bad_promotions_file_stops_the_start(
     bad.write_text("version: 1\npromotions:\n  - {promotion_id: x, share: 0.1}\n")
     with pytest.raises(ConfigError, match=r"RECSVC_PROMOTIONS: .*promotions\[0\] \(x\)"):
         start(grpc_helpers.serve_config(models, promotions=bad))
+
+
+def test_the_client_command(server: Running, capsys: pytest.CaptureFixture[str]) -> None:
+    from recsvc.cli import main
+
+    target = ["client", "--target", f"127.0.0.1:{server.port}"]
+    admin = [*target, "--token", "admin-token"]
+    rec = [*target, "--token", "rec-token"]
+    created = [
+        *("update-product", "--product", "CLI1", "--title", "Cli thing", "--category", "clis"),
+        *("--attribute", "colour=teal", "--price", "2.5"),
+    ]
+    assert main([*admin, *created]) == 0
+    assert "updated 1 product(s)" in capsys.readouterr().out
+    assert main([*rec, "recommend", "--customer", "C0000001", "--attribute", "colour=teal"]) == 0
+    out = capsys.readouterr().out
+    assert "CLI1" in out and "clis" in out
+    assert main([*rec, "recommend", "--customer", "C0000001", "--surface", "home"]) == 0
+    assert "promotion promo-a" in capsys.readouterr().out
+    assert main([*rec, "trending", "--limit", "3"]) == 0
+    assert "recommendation tr-" in capsys.readouterr().out
+    assert main([*admin, "reload-promotions"]) == 0
+    assert "1 promotions, 1 active now" in capsys.readouterr().out
+    assert main([*rec, "recommend", "--customer", "C1", "--attribute", "nothing"]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err
