@@ -23,12 +23,16 @@ from training.dataset import Dataset, binary_matrix, user_item_matrix
 from training.metrics import top_k
 from training.models import ALSModel, ALSParams
 
+_BATCH_CELLS = 1 << 23  # scores held at once (32 MB of float32)
+
 
 @dataclass(frozen=True)
 class ColdStartConfig:
     fraction: float = 0.1  # of the products with interactions; 0 = no evaluation
     k: int = 20
     max_customers: int = 10_000
+    max_hidden: int = 10_000  # candidates ranked per customer, at most
+    max_queries: int = 2_000  # hidden products whose neighbours are checked, at most
     seed: int = 0
 
 
@@ -42,13 +46,17 @@ def hidden_products(has_history: np.ndarray, fraction: float, seed: int) -> np.n
 
 def ranking_ndcg(users: np.ndarray, items: np.ndarray, relevant: csr_matrix, k: int) -> float:
     """Mean NDCG@k of ranking ``items`` (rows: the candidate products) by ``users @ items.T``."""
-    scores = users @ items.T
-    top = top_k(scores, k)
-    rel = np.asarray(relevant.todense()) > 0
-    hits = np.take_along_axis(rel, top, axis=1)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(discounts)[np.minimum(rel.sum(axis=1), k) - 1]
-    return float(((hits @ discounts[: top.shape[1]]) / ideal).mean())
+    total = 0.0
+    step = max(1, _BATCH_CELLS // max(len(items), 1))
+    for start in range(0, len(users), step):
+        scores = users[start : start + step] @ items.T
+        top = top_k(scores, k)
+        rel = np.asarray(relevant[start : start + step].todense()) > 0
+        hits = np.take_along_axis(rel, top, axis=1)
+        ideal = np.cumsum(discounts)[np.minimum(rel.sum(axis=1), k) - 1]
+        total += float(((hits @ discounts[: top.shape[1]]) / ideal).sum())
+    return total / max(len(users), 1)
 
 
 def random_ndcg(relevant: csr_matrix, k: int) -> float:
@@ -65,13 +73,17 @@ def category_precision(
     vectors: np.ndarray, category: np.ndarray, queries: np.ndarray, k: int
 ) -> tuple[float, float]:
     """(share of each query's k best inner-product neighbours in its category, base rate)."""
-    scores = vectors[queries] @ vectors.T
-    scores[np.arange(len(queries)), queries] = -np.inf
-    top = top_k(scores, k)
-    same = category[top] == category[queries][:, None]
+    shares = []
+    step = max(1, _BATCH_CELLS // max(len(vectors), 1))
+    for start in range(0, len(queries), step):
+        part = queries[start : start + step]
+        scores = vectors[part] @ vectors.T
+        scores[np.arange(len(part)), part] = -np.inf
+        top = top_k(scores, k)
+        shares.append((category[top] == category[part][:, None]).mean(axis=1))
     sizes = np.bincount(category, minlength=int(category.max()) + 1)
     base = (sizes[category[queries]] - 1) / max(len(category) - 1, 1)
-    return float(same.mean()), float(base.mean())
+    return float(np.concatenate(shares).mean()), float(base.mean())
 
 
 def category_means(vectors: np.ndarray, category: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -96,6 +108,8 @@ def evaluate_cold_start(
     seen = binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items))
     history = np.bincount(seen.indices, minlength=ds.n_items) > 0
     hidden = hidden_products(history, cfg.fraction, cfg.seed)
+    if len(hidden) > cfg.max_hidden:  # ranked for each customer: keep that bounded
+        hidden = np.sort(np.random.default_rng(cfg.seed).choice(hidden, cfg.max_hidden, False))
     if len(hidden) < 2:
         return None
     is_hidden = np.zeros(ds.n_items, dtype=bool)
@@ -119,7 +133,11 @@ def evaluate_cold_start(
     u, rel = als.user_factors[users], relevant[users]
     vectors = als.item_factors.copy()
     vectors[hidden] = predicted
-    precision, base = category_precision(vectors, category, hidden, cfg.k)
+    rng = np.random.default_rng(cfg.seed)
+    queries = (
+        hidden if len(hidden) <= cfg.max_queries else rng.choice(hidden, cfg.max_queries, False)
+    )
+    precision, base = category_precision(vectors, category, np.sort(queries), cfg.k)
     k = cfg.k
     return {
         "hidden_products": len(hidden),
