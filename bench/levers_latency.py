@@ -9,7 +9,10 @@ the home page and a score boost of two brands' tea and snacks). ``--new-products
 created live before they start (UpdateProducts' feature-store path), so exploration has new
 products to offer. The bench process calls the three one call at a time, per random trained
 customer (limit 20, surface home), in rotating order so all see the same machine noise;
-client-side latency over loopback, warm-up excluded. Outputs var/bench/levers/results.*.
+client-side latency over loopback, warm-up excluded. A second table replays the same requests
+in this process without gRPC or Redis (Engine.recommend with the same levers) and reports the
+CPU time of the calling thread per call, which a loaded machine disturbs less than wall time.
+Outputs var/bench/levers/results.*.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -77,6 +82,36 @@ def new_products(bundle: b.Bundle, n: int, seed: int = 0) -> list[ProductChange]
     return out
 
 
+def engine_cpu(
+    bundle: b.Bundle, created: list[ProductChange], customers: list[str], calls: int
+) -> dict[str, list[float]]:
+    """CPU microseconds per Engine.recommend call, per configuration, interleaved."""
+    from recsvc.engine import Engine, EngineConfig
+    from recsvc.engine.slots import Levers
+    from recsvc.promotions import load_promotions
+
+    now = int(time.time() * 1000)
+    stamped = [replace(c, created_ms=now) for c in created]
+    rules = load_promotions(ROOT / "examples" / "promotions.yaml").active(datetime.now(UTC), "home")
+    engines = {}
+    for name, extra in CONFIGS.items():
+        share = float(extra["RECSVC_EXPLORATION_SHARE"])
+        engine = Engine(bundle, EngineConfig(exploration_share=share))
+        engine.apply_changes(1, stamped)
+        levers = Levers(rules if "RECSVC_PROMOTIONS" in extra else (), None, now)
+        engines[name] = (engine, levers)
+    cpu: dict[str, list[float]] = {name: [] for name in engines}
+    rng = random.Random(1)
+    for n in range(calls + 200):
+        customer = rng.choice(customers)
+        for name, (engine, levers) in engines.items():
+            start = time.thread_time_ns()
+            engine.recommend(customer, 20, levers=levers)
+            if n >= 200:
+                cpu[name].append((time.thread_time_ns() - start) / 1000)
+    return cpu
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=20_000)
@@ -100,9 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     bundle = b.load_bundle(catalog.bundle)
     customers = [str(c) for c in bundle.customer_ids.to_list()]
+    created = new_products(bundle, args.new_products)
+    cpu = engine_cpu(bundle, created, customers, args.calls)
     redis = Redis(WORK / "redis", namespace=NAMESPACE)
     store = FeatureStore(redis.url, namespace=NAMESPACE)
-    products.update_products(store, new_products(bundle, args.new_products))
+    products.update_products(store, created)
     store.close()
     env = {"REDIS_URL": redis.url, "RECSVC_REDIS_NAMESPACE": NAMESPACE}
     servers = {
@@ -162,6 +199,15 @@ def main(argv: list[str] | None = None) -> None:
             f"| {name} | {pct(arr, 50):.2f} | {pct(arr, 90):.2f} | {pct(arr, 99):.2f} | "
             f"{arr.mean():.2f} | {statistics.median(values) / base:.2f}x | {shares} |"
         )
+    cpu_base = statistics.median(cpu["off"])
+    lines += [
+        "",
+        "| in process (Engine.recommend, no gRPC or Redis) | median CPU µs per call | vs off |",
+        "|---|---|---|",
+    ]
+    for name, values in cpu.items():
+        median_us = statistics.median(values)
+        lines.append(f"| {name} | {median_us:.0f} | {median_us / cpu_base:.2f}x |")
     write_results(
         WORK,
         "\n".join(lines),
@@ -172,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
                 "p90_ms": pct(np.asarray(v), 90),
                 "p99_ms": pct(np.asarray(v), 99),
                 "slots": slots[name],
+                "engine_cpu_us_median": statistics.median(cpu[name]),
             }
             for name, v in times.items()
         },

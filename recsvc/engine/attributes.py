@@ -2,7 +2,7 @@
 
 A numeric column keeps float64 values (NaN: missing or not a number). Any other column keeps
 an int32 code per product into its distinct values (-1: missing); a condition becomes the set
-of codes it accepts, so testing a few hundred candidates is one ``np.isin``. For a multi-valued
+of codes it accepts, so testing a few hundred candidates is one table lookup. For a multi-valued
 column (``formats.attributes``), a value is accepted when it equals the whole value or one of
 its items ("Action" matches "Action Comedy").
 
@@ -116,9 +116,13 @@ class AttributeTable:
                         f"filter.attributes[{i}] ({condition.name}): a numeric attribute; "
                         f"{', '.join(repr(v) for v in condition.values)} is not all numbers"
                     )
-                ok &= np.isin(column.numbers[idx], wanted)
+                values = column.numbers[idx]
+                ok &= np.logical_or.reduce([values == w for w in wanted])
             else:
-                ok &= np.isin(column.codes[idx], column.accepted(condition.values))
+                accepted = column.accepted(condition.values)
+                table = np.zeros(len(column.values) + 1, dtype=bool)
+                table[accepted.astype(np.int64) + 1] = True  # code -1 (missing) never matches
+                ok &= table[column.codes[idx] + 1]
         return ok
 
     def check(self, conditions: tuple[AttributeCondition, ...]) -> None:

@@ -24,6 +24,23 @@ from recsvc.engine.attributes import AttributeTable
 
 # Where a product's vector comes from.
 FROM_MODEL, FROM_CONTENT, NO_VECTOR = 0, 1, 2
+SMALL = 2048  # candidate arrays up to this size test set membership in Python (np.isin's
+# sorting costs ~100 µs even for a few dozen candidates)
+
+
+def in_set(idx: np.ndarray, members: set[int] | frozenset[int]) -> np.ndarray:
+    """``np.isin(idx, members)``, fast for the few hundred candidates of a request."""
+    if len(idx) <= SMALL:
+        return np.fromiter((i in members for i in idx.tolist()), dtype=bool, count=len(idx))
+    return np.isin(idx, np.fromiter(members, dtype=np.int64, count=len(members)))
+
+
+def in_codes(codes: np.ndarray, allowed: list[int] | np.ndarray, n: int) -> np.ndarray:
+    """Which ``codes`` (in -1..n-1; -1 = none) are ``allowed``: a lookup table, no sort."""
+    table = np.zeros(n + 1, dtype=bool)
+    table[np.asarray(allowed, dtype=np.int64) + 1] = True
+    result: np.ndarray = table[codes + 1]
+    return result
 
 
 class Catalog:
@@ -96,19 +113,27 @@ class Catalog:
             row: np.ndarray = self.grouped_factors[self.position[i]] if i < n else live[i - n]
             return row
         idx = np.asarray(idx, dtype=np.int64)
-        if not len(live) or not (idx >= n).any():
+        is_live = idx >= n
+        if not len(live) or not is_live.any():
             result: np.ndarray = self.grouped_factors[self.position[idx]]
             return result
+        if is_live.all():
+            only_live: np.ndarray = live[idx - n]
+            return only_live
         out = np.empty((len(idx), self.grouped_factors.shape[1]), dtype=np.float32)
-        trained = idx < n
-        out[trained] = self.grouped_factors[self.position[idx[trained]]]
-        out[~trained] = live[idx[~trained] - n]
+        rows = np.flatnonzero(~is_live)  # integer indexing: boolean setitem is far slower
+        out[rows] = self.grouped_factors[self.position[idx[rows]]]
+        rows = np.flatnonzero(is_live)
+        out[rows] = live[idx[rows] - n]
         return out
 
     def live_in(self, codes: list[int] | None = None) -> np.ndarray:
         """Indexes of live products (of categories ``codes`` when given)."""
         n = len(self.live_category)
-        rows = np.arange(n) if codes is None else np.flatnonzero(np.isin(self.live_category, codes))
+        if codes is None:
+            rows = np.arange(n)
+        else:
+            rows = np.flatnonzero(in_codes(self.live_category, codes, len(self.category_names)))
         return (rows + self.n_trained).astype(np.int64)
 
     def indexes(self, product_ids: Iterable[str]) -> set[int]:
@@ -124,13 +149,13 @@ class Catalog:
         """Vectorised filter over candidate product indexes (-1 = no candidate)."""
         ok = idx >= 0
         if excluded:
-            ok &= ~np.isin(idx, np.fromiter(excluded, dtype=np.int64, count=len(excluded)))
+            ok &= ~in_set(idx, excluded)
         safe = np.maximum(idx, 0)
         cats = self.category[safe]
         if filter.include_categories:
-            ok &= np.isin(cats, self.codes(filter.include_categories))
+            ok &= in_codes(cats, self.codes(filter.include_categories), len(self.category_names))
         if filter.exclude_categories:
-            ok &= ~np.isin(cats, self.codes(filter.exclude_categories))
+            ok &= ~in_codes(cats, self.codes(filter.exclude_categories), len(self.category_names))
         if filter.in_stock_only:
             ok &= self.in_stock[safe]
         if filter.min_price is not None or filter.max_price is not None:

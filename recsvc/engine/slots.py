@@ -29,12 +29,13 @@ import numpy as np
 
 from formats.errors import InvalidRequest
 from formats.types import AttributeCondition, Filter
-from recsvc.engine.catalog import NO_VECTOR, Catalog
+from recsvc.engine.catalog import NO_VECTOR, Catalog, in_codes, in_set
 from recsvc.engine.config import EngineConfig
 from recsvc.engine.retrieval import Chosen, Picked, Retrieval
 
 DAY_MS = 86_400_000
 MAX_SCORED = 200_000  # products of one promotion scored exactly per request, at most
+MAX_CACHED = 20_000  # vectors of a promotion's products kept between requests, at most
 # A trending source: category (None = all) -> (product id, interest events now), most first.
 TrendingSource = Callable[[str | None], list[tuple[str, float]]]
 
@@ -73,7 +74,9 @@ class Placed:
 @dataclass
 class _Cache:
     matches: dict[tuple[PromotionRule, int], np.ndarray] = field(default_factory=dict)
-    young: tuple[tuple[int, int], np.ndarray] | None = None
+    sets: dict[tuple[PromotionRule, int], frozenset[int]] = field(default_factory=dict)
+    young: tuple[tuple[int, int], np.ndarray, np.ndarray] | None = None  # key, idx, vectors
+    vectors: dict[tuple[PromotionRule, int], np.ndarray] = field(default_factory=dict)
 
 
 class Slots:
@@ -96,7 +99,8 @@ class Slots:
         else:
             idx = np.arange(cat.n_items, dtype=np.int64)
         if rule.categories:
-            idx = idx[np.isin(cat.category[idx], cat.codes(rule.categories))]
+            codes = cat.codes(rule.categories)
+            idx = idx[in_codes(cat.category[idx], codes, len(cat.category_names))]
         if rule.attributes and len(idx):
             try:
                 idx = idx[cat.attributes.mask(idx, rule.attributes)]
@@ -107,18 +111,45 @@ class Slots:
         self._cache.matches[key] = idx
         return idx
 
-    def young(self, now_ms: int) -> np.ndarray:
-        """Products introduced within ``new_product_days`` that have a vector."""
+    def match_set(self, rule: PromotionRule) -> frozenset[int]:
+        key = (rule, self.catalog.described)
+        found = self._cache.sets.get(key)
+        if found is None:
+            if len(self._cache.sets) > 256:
+                self._cache.sets.clear()
+            found = self._cache.sets[key] = frozenset(self.matches(rule).tolist())
+        return found
+
+    def young(self, now_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Products introduced within ``new_product_days`` that have a vector, and their
+        vectors (at most MAX_SCORED; cached for a minute or until the catalog changes)."""
         cat = self.catalog
         key = (cat.described, now_ms // 60_000)
-        if self._cache.young is not None and self._cache.young[0] == key:
-            return self._cache.young[1]
+        cached = self._cache.young
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
         since = now_ms - int(self.config.new_product_days * DAY_MS)
         introduced, source = cat.introduced_ms, cat.source
         n = min(len(introduced), len(source))
         idx = np.flatnonzero((introduced[:n] >= since) & (source[:n] != NO_VECTOR))
-        self._cache.young = (key, idx)
-        return idx
+        idx = idx[-MAX_SCORED:]  # the newest
+        vectors = cat.vectors(idx)
+        self._cache.young = (key, idx, vectors)
+        return idx, vectors
+
+    def match_vectors(self, rule: PromotionRule) -> tuple[np.ndarray, np.ndarray]:
+        """The promotion's products (at most MAX_SCORED) and their vectors; the vectors are
+        cached when there are at most MAX_CACHED of them."""
+        idx = self.matches(rule)[:MAX_SCORED]
+        if len(idx) > MAX_CACHED:
+            return idx, self.catalog.vectors(idx)
+        key = (rule, self.catalog.described)
+        found = self._cache.vectors.get(key)
+        if found is None:
+            if len(self._cache.vectors) > 64:
+                self._cache.vectors.clear()
+            found = self._cache.vectors[key] = self.catalog.vectors(idx)
+        return idx, found
 
     # -- one request ----------------------------------------------------------------------------
     def finish(
@@ -167,14 +198,13 @@ class Slots:
         rules: list[PromotionRule],
         explain: Callable[[Chosen], None],
     ) -> list[Placed]:
-        cat = self.catalog
         known = {p.idx: p for p in base}
         pool: dict[int, float] = {p.idx: p.score for p in base}
         for rule in rules:
-            idx = self.matches(rule)[:MAX_SCORED]
+            idx, vectors = self.match_vectors(rule)
             if not len(idx):
                 continue
-            scores = cat.vectors(idx) @ vector
+            scores = vectors @ vector
             top = np.argsort(-scores, kind="stable")[: limit * 2]
             pool.update(zip(idx[top].tolist(), scores[top].tolist(), strict=True))
         ids = np.fromiter(pool, dtype=np.int64, count=len(pool))
@@ -182,7 +212,7 @@ class Slots:
         factor = np.ones(len(ids))
         promo = [""] * len(ids)
         for rule in rules:
-            hit = np.isin(ids, self.matches(rule))
+            hit = in_set(ids, self.match_set(rule))
             factor[hit] *= rule.boost
             for j in np.flatnonzero(hit).tolist():
                 promo[j] = promo[j] or rule.promotion_id
@@ -204,6 +234,7 @@ class Slots:
     def _rank(
         self,
         idx: np.ndarray,
+        vectors: np.ndarray,
         vector: np.ndarray | None,
         levers: Levers,
         filter: Filter,
@@ -214,7 +245,7 @@ class Slots:
         """The ``n`` best eligible of ``idx``: by affinity, or by trending then popularity."""
         cat = self.catalog
         if vector is not None:
-            scores = (cat.vectors(idx) @ vector).astype(np.float64)
+            scores = (vectors @ vector).astype(np.float64)
         else:
             scores = cat.popularity[idx].astype(np.float64)
             trend = dict(levers.trending(None)) if levers.trending is not None else {}
@@ -238,8 +269,8 @@ class Slots:
         levers: Levers,
         specials: list[Placed],
     ) -> list[Placed]:
-        idx = self.matches(rule)[:MAX_SCORED]
-        picked = self._rank(idx, vector, levers, filter, excluded, n, specials)
+        idx, vectors = self.match_vectors(rule)
+        picked = self._rank(idx, vectors, vector, levers, filter, excluded, n, specials)
         cat = self.catalog
         return [
             Placed(
@@ -261,8 +292,8 @@ class Slots:
         now_ms: int,
         specials: list[Placed],
     ) -> list[Placed]:
-        idx = self.young(now_ms)[:MAX_SCORED]
-        picked = self._rank(idx, vector, Levers(), filter, excluded, n, specials)
+        idx, vectors = self.young(now_ms)
+        picked = self._rank(idx, vectors, vector, Levers(), filter, excluded, n, specials)
         cat = self.catalog
         return [
             Placed(i, s, f"new in {cat.category_of(i)}", "exploration") for i, s in picked if s > 0
