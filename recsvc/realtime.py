@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 
@@ -38,6 +39,7 @@ OFFER_KINDS = {
     "offer_redeemed": "redemption",
 }
 MAX_PRODUCT_UPDATES = 1000
+T = TypeVar("T")
 
 
 class Realtime:
@@ -68,6 +70,26 @@ class Realtime:
     # -- serving reads ---------------------------------------------------------------------
     def activity(self, engine: Engine, customer_id: str) -> Activity | None:
         """The customer's real-time activity, or None (answer from the bundle alone)."""
+
+        def read(store: FeatureStore) -> Activity:
+            activity = store.activity(customer_id)
+            self._sync_catalog(engine, store, activity.change_seq)
+            return activity
+
+        return self._read(read)
+
+    def sync_catalog(self, engine: Engine) -> None:
+        """Apply catalog changes made since this engine last looked (one GET)."""
+        self._read(lambda store: self._sync_catalog(engine, store, store.change_seq()))
+
+    def trending(self, category: str | None, n: int) -> list[tuple[str, float]] | None:
+        """The trend counters' top ``n`` (raw decayed scores), or None when Redis is not
+        configured or down."""
+        return self._read(lambda store: store.trending(category, n))
+
+    def _read(self, fn: Callable[[FeatureStore], T]) -> T | None:
+        """``fn(store)``, or None without a feature store, during an outage, or when it fails
+        (then the outage starts): serving reads never fail a request."""
         store = self.store
         if store is None:  # no feature store configured: not an outage
             return None
@@ -76,31 +98,13 @@ class Realtime:
             return None
         started = time.monotonic()
         try:
-            activity = store.activity(customer_id)
-            self._sync_catalog(engine, store, activity.change_seq)
+            result = fn(store)
         except RedisError as exc:
             self._failed(exc)
             self._degraded()
             return None
         self._succeeded(started)
-        return activity
-
-    def sync_catalog(self, engine: Engine) -> None:
-        """Apply stock and price changes made since this engine last looked (one GET)."""
-        store = self.store
-        if store is None:
-            return
-        if not self._should_try():
-            self._degraded()
-            return
-        started = time.monotonic()
-        try:
-            self._sync_catalog(engine, store, store.change_seq())
-        except RedisError as exc:
-            self._failed(exc)
-            self._degraded()
-            return
-        self._succeeded(started)
+        return result
 
     def _sync_catalog(self, engine: Engine, store: FeatureStore, seq: int) -> None:
         if seq < engine.catalog.change_seq:
@@ -248,25 +252,6 @@ class Realtime:
                         "a trained product's category changes with the next training run"
                     )
         return new
-
-    def trending(self, category: str | None, n: int) -> list[tuple[str, float]] | None:
-        """The trend counters' top ``n`` (raw decayed scores), or None when Redis is not
-        configured or down."""
-        store = self.store
-        if store is None:
-            return None
-        if not self._should_try():
-            self._degraded()
-            return None
-        started = time.monotonic()
-        try:
-            rows = store.trending(category, n)
-        except RedisError as exc:
-            self._failed(exc)
-            self._degraded()
-            return None
-        self._succeeded(started)
-        return rows
 
     def _writable(self) -> FeatureStore:
         if self.store is None:

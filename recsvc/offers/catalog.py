@@ -6,7 +6,7 @@ is a sample.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +15,15 @@ from typing import Final
 from formats.errors import NotFound
 from formats.ids import MAX_ID_LENGTH
 from formats.loyalty import LIFECYCLE_STAGES, SEGMENTS, SURFACES
-from recsvc.offers.fields import Fields, listing, read_document, show
+from recsvc.offers.fields import (
+    Fields,
+    ListedErrors,
+    document_version,
+    listing,
+    parse_items,
+    read_document,
+    show,
+)
 
 SUPPORTED_VERSIONS: Final = (1,)
 KINDS: Final = ("percent_off", "amount_off", "points_multiplier", "free_shipping", "gift")
@@ -53,17 +61,10 @@ _OFFER_KEYS: Final = (
     "reason",
 )
 _TOP_KEYS: Final = ("version", "tiers", "offers")
-_MAX_LISTED_ERRORS: Final = 50
 
 
-class OfferCatalogError(ValueError):
+class OfferCatalogError(ListedErrors):
     """The offer catalog cannot be used; ``errors`` lists every problem found, one a line."""
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        self.errors = list(errors)
-        shown = self.errors[:_MAX_LISTED_ERRORS]
-        more = len(self.errors) - len(shown)
-        super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
 
 
 @dataclass(frozen=True)
@@ -163,48 +164,19 @@ def parse_catalog(
 ) -> OfferCatalog:
     """Validate an already-parsed catalog document (what ``load_catalog`` does after reading)."""
     errors: list[str] = []
-    if not isinstance(data, dict):
-        raise OfferCatalogError(
-            [f"{source}: the catalog must be a mapping with 'version' and 'offers'"]
-        )
-    version = data.get("version")
-    if "version" not in data:
-        errors.append(f"{source}: version: missing; this reader supports version 1")
-    elif isinstance(version, bool) or not isinstance(version, int):
-        errors.append(f"{source}: version: expected an integer, got {show(version)}")
-    elif version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-        errors.append(f"{source}: version: {version} is not supported (supported: {supported})")
-    if errors:  # a document of another version may mean anything: stop here
-        raise OfferCatalogError(errors)
+    data, version = document_version(
+        data, source, SUPPORTED_VERSIONS, "offers", OfferCatalogError, "catalog"
+    )
     top = Fields(f"{source}: ", data, errors)
     top.reject_unknown(_TOP_KEYS)
     tiers = tuple(t.casefold() for t in top.strings("tiers"))
-    raw_offers = data.get("offers")
-    offers: list[Offer] = []
-    if "offers" not in data:
-        errors.append(f"{source}: offers: missing; give a list of offers (may be empty)")
-    elif not isinstance(raw_offers, list):
-        errors.append(f"{source}: offers: expected a list, got {show(raw_offers)}")
-    else:
-        seen: dict[str, int] = {}
-        for i, item in enumerate(raw_offers):
-            offer = _parse_offer(source, i, item, tiers, segments, stages, errors)
-            # Duplicates are checked on the raw id, so they are found even in invalid offers.
-            raw_id = item.get("offer_id") if isinstance(item, dict) else None
-            if isinstance(raw_id, str) and raw_id.strip():
-                if raw_id in seen:
-                    errors.append(
-                        f"{source}: offers[{i}] ({raw_id}): offer_id: duplicate of "
-                        f"offers[{seen[raw_id]}]"
-                    )
-                    continue
-                seen[raw_id] = i
-            if offer is not None:
-                offers.append(offer)
+
+    def parse(i: int, item: object) -> Offer | None:
+        return _parse_offer(source, i, item, tiers, segments, stages, errors)
+
+    offers = parse_items(source, data, "offers", "offer_id", parse, errors)
     if errors:
         raise OfferCatalogError(errors)
-    assert isinstance(version, int)
     return OfferCatalog(
         version=version, offers=tuple(offers), tiers=tiers, source=source, digest=digest
     )

@@ -14,9 +14,84 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+_MAX_LISTED_ERRORS = 50
+T = TypeVar("T")
+
+
+class ListedErrors(ValueError):
+    """A document that cannot be used; ``errors`` lists every problem found, one a line."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        shown = self.errors[:_MAX_LISTED_ERRORS]
+        more = len(self.errors) - len(shown)
+        super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
+
+
+def document_version(
+    data: object,
+    source: str,
+    supported: Sequence[int],
+    items: str,
+    fail: Callable[[list[str]], Exception],
+    what: str = "file",
+) -> tuple[dict[str, Any], int]:
+    """The document as a mapping and its version; ``fail`` when it is not a mapping or its
+    version is missing or unsupported (a document of another version may mean anything)."""
+    if not isinstance(data, dict):
+        raise fail([f"{source}: the {what} must be a mapping with 'version' and '{items}'"])
+    version = data.get("version")
+    errors = []
+    if "version" not in data:
+        errors.append(f"{source}: version: missing; this reader supports version 1")
+    elif isinstance(version, bool) or not isinstance(version, int):
+        errors.append(f"{source}: version: expected an integer, got {show(version)}")
+    elif version not in supported:
+        listed = ", ".join(map(str, supported))
+        errors.append(f"{source}: version: {version} is not supported (supported: {listed})")
+    if errors:
+        raise fail(errors)
+    assert isinstance(version, int)
+    return data, version
+
+
+def parse_items(
+    source: str,
+    data: Mapping[str, Any],
+    items: str,
+    id_key: str,
+    parse: Callable[[int, object], T | None],
+    errors: list[str],
+) -> list[T]:
+    """The list ``data[items]``, each entry parsed (None: invalid, its problems recorded);
+    duplicate ids are found on the raw id, so even among invalid entries."""
+    raw = data.get(items)
+    if items not in data:
+        errors.append(f"{source}: {items}: missing; give a list of {items} (may be empty)")
+        return []
+    if not isinstance(raw, list):
+        errors.append(f"{source}: {items}: expected a list, got {show(raw)}")
+        return []
+    out: list[T] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        parsed = parse(i, item)
+        raw_id = item.get(id_key) if isinstance(item, dict) else None
+        if isinstance(raw_id, str) and raw_id.strip():
+            if raw_id in seen:
+                errors.append(
+                    f"{source}: {items}[{i}] ({raw_id}): {id_key}: duplicate of "
+                    f"{items}[{seen[raw_id]}]"
+                )
+                continue
+            seen[raw_id] = i
+        if parsed is not None:
+            out.append(parsed)
+    return out
 
 
 class Fields:

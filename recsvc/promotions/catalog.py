@@ -21,7 +21,7 @@ Format (docs/promotions.md; examples/promotions.yaml is a sample)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +32,14 @@ from formats.ids import MAX_ID_LENGTH
 from formats.loyalty import SURFACES
 from formats.types import AttributeCondition
 from recsvc.engine.slots import PromotionRule
-from recsvc.offers.fields import Fields, read_document, show
+from recsvc.offers.fields import (
+    Fields,
+    ListedErrors,
+    document_version,
+    parse_items,
+    read_document,
+    show,
+)
 
 SUPPORTED_VERSIONS: Final = (1,)
 MAX_SHARE: Final = 0.5  # promotions and exploration together take at most half of a list
@@ -50,17 +57,10 @@ _KEYS: Final = (
     "share",
     "boost",
 )
-_MAX_LISTED_ERRORS: Final = 50
 
 
-class PromotionsError(ValueError):
+class PromotionsError(ListedErrors):
     """The promotions file cannot be used; ``errors`` lists every problem, one a line."""
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        self.errors = list(errors)
-        shown = self.errors[:_MAX_LISTED_ERRORS]
-        more = len(self.errors) - len(shown)
-        super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
 
 
 @dataclass(frozen=True)
@@ -124,44 +124,20 @@ def parse_promotions(
     data: object, source: str = "<promotions>", digest: str = ""
 ) -> PromotionCatalog:
     errors: list[str] = []
-    if not isinstance(data, dict):
-        raise PromotionsError(
-            [f"{source}: the file must be a mapping with 'version' and 'promotions'"]
-        )
-    version = data.get("version")
-    if "version" not in data:
-        errors.append(f"{source}: version: missing; this reader supports version 1")
-    elif isinstance(version, bool) or not isinstance(version, int):
-        errors.append(f"{source}: version: expected an integer, got {show(version)}")
-    elif version not in SUPPORTED_VERSIONS:
-        errors.append(f"{source}: version: {version} is not supported (supported: 1)")
-    if errors:  # a document of another version may mean anything: stop here
-        raise PromotionsError(errors)
+    data, version = document_version(
+        data, source, SUPPORTED_VERSIONS, "promotions", PromotionsError
+    )
     Fields(f"{source}: ", data, errors).reject_unknown(("version", "promotions"))
-    raw = data.get("promotions")
-    promotions: list[Promotion] = []
-    if "promotions" not in data:
-        errors.append(f"{source}: promotions: missing; give a list (may be empty)")
-    elif not isinstance(raw, list):
-        errors.append(f"{source}: promotions: expected a list, got {show(raw)}")
-    else:
-        seen: dict[str, int] = {}
-        for i, item in enumerate(raw):
-            promotion = _parse(source, i, item, errors)
-            raw_id = item.get("promotion_id") if isinstance(item, dict) else None
-            if isinstance(raw_id, str) and raw_id.strip():
-                if raw_id in seen:
-                    errors.append(
-                        f"{source}: promotions[{i}] ({raw_id}): promotion_id: duplicate of "
-                        f"promotions[{seen[raw_id]}]"
-                    )
-                    continue
-                seen[raw_id] = i
-            if promotion is not None:
-                promotions.append(promotion)
+    promotions = parse_items(
+        source,
+        data,
+        "promotions",
+        "promotion_id",
+        lambda i, item: _parse(source, i, item, errors),
+        errors,
+    )
     if errors:
         raise PromotionsError(errors)
-    assert isinstance(version, int)
     return PromotionCatalog(version, tuple(promotions), source, digest)
 
 
