@@ -212,3 +212,24 @@ def test_cold_start_evaluation_can_be_skipped(
     )
     assert result.manifest["content"]["cold_start_evaluation"] is None
     assert "cold start" in result.manifest["timings_s"]
+
+
+def test_the_cold_start_fit_can_use_a_sample_of_customers(
+    world_with_new_products: dict[str, Path],
+) -> None:
+    from formats.weights import WeightConfig
+    from training.cold_start import evaluate_cold_start
+    from training.dataset import build_dataset
+    from training.ingest import read_catalog, read_interactions
+    from training.models import ALSParams
+
+    files = world_with_new_products
+    ds, _ = build_dataset(
+        read_interactions(files["interactions"])[0], read_catalog(files["catalog"])[0]
+    )
+    cfg = ColdStartConfig(fraction=0.2, max_fit_customers=500, max_customers=100)
+    report = evaluate_cold_start(ds, WeightConfig(), ALSParams(factors=16), ContentConfig(), cfg)
+    assert report is not None
+    assert report["fit_customers"] == 500 < ds.n_users
+    assert 0 < report["customers"] <= 100  # scored customers come from the sample
+    assert report["ranking"]["content"] > report["ranking"]["random"]  # the content helps

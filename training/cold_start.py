@@ -30,7 +30,8 @@ _BATCH_CELLS = 1 << 23  # scores held at once (32 MB of float32)
 class ColdStartConfig:
     fraction: float = 0.1  # of the products with interactions; 0 = no evaluation
     k: int = 20
-    max_customers: int = 10_000
+    max_customers: int = 10_000  # customers whose ranking is scored, at most
+    max_fit_customers: int = 200_000  # the extra fit uses at most this many (bounds its cost)
     max_hidden: int = 10_000  # candidates ranked per customer, at most
     max_queries: int = 2_000  # hidden products whose neighbours are checked, at most
     seed: int = 0
@@ -114,7 +115,15 @@ def evaluate_cold_start(
         return None
     is_hidden = np.zeros(ds.n_items, dtype=bool)
     is_hidden[hidden] = True
-    matrix = user_item_matrix(ds.subset(~is_hidden[ds.item]), weights)
+    keep = ~is_hidden[ds.item]
+    fit_customers = ds.n_users
+    if ds.n_users > cfg.max_fit_customers:  # a sample of customers, all of their history
+        rng = np.random.default_rng(cfg.seed)
+        chosen = np.zeros(ds.n_users, dtype=bool)
+        chosen[rng.choice(ds.n_users, cfg.max_fit_customers, replace=False)] = True
+        keep &= chosen[ds.user]
+        fit_customers = cfg.max_fit_customers
+    matrix = user_item_matrix(ds.subset(keep), weights)
     als = ALSModel(als_params)
     als.fit(matrix)
     warm = np.bincount(matrix.indices, minlength=ds.n_items) > 0
@@ -142,6 +151,7 @@ def evaluate_cold_start(
     return {
         "hidden_products": len(hidden),
         "fraction": cfg.fraction,
+        "fit_customers": fit_customers,
         "customers": len(users),
         "k": k,
         "ranking": {
