@@ -342,3 +342,40 @@ def test_the_client_command(server: Running, capsys: pytest.CaptureFixture[str])
     assert "1 promotions, 1 active now" in capsys.readouterr().out
     assert main([*rec, "recommend", "--customer", "C1", "--attribute", "nothing"]) == 2
     assert "expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_recsvc_report_counts_promotions_end_to_end(
+    server: Running, rec_stub: Any, events_stub: Any, tmp_path: Path
+) -> None:
+    from feature_store.export import export_events
+    from training.report import campaign_report, read_events
+
+    reply = rec_stub.RecommendProducts(
+        pb.RecommendProductsRequest(customer_id="C0000003", limit=10), metadata=REC, timeout=10
+    )
+    promoted = [i.product_id for i in reply.items if i.promotion_id == "promo-a"]
+    shown = [
+        pb.Event(
+            event_id=new_id(),
+            customer_id="C0000003",
+            type=kind,
+            product_id=product,
+            recommendation_id=reply.recommendation_id,
+        )
+        for product, kind in (
+            (promoted[0], pb.EVENT_TYPE_REC_IMPRESSION),
+            (promoted[1], pb.EVENT_TYPE_REC_IMPRESSION),
+            (promoted[0], pb.EVENT_TYPE_REC_CLICK),
+        )
+    ]
+    events_stub.TrackEvents(pb.TrackEventsRequest(events=shown), metadata=EVENTS, timeout=10)
+    store = server.realtime.store
+    assert store is not None
+    store.flush_served()
+    export_events(store, tmp_path / "events", progress=False)
+    events = read_events(tmp_path / "events")
+    mine = events.filter(events["recommendation_id"] == reply.recommendation_id)
+    report = campaign_report(mine)
+    (row,) = report.promotions.to_dicts()
+    assert row["promotion_id"] == "promo-a"
+    assert (row["served"], row["impressions"], row["clicks"]) == (2, 2, 1)
