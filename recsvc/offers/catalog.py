@@ -19,10 +19,10 @@ from recsvc.offers.fields import (
     Fields,
     ListedErrors,
     document_version,
+    entry,
     listing,
     parse_items,
     read_document,
-    show,
 )
 
 SUPPORTED_VERSIONS: Final = (1,)
@@ -207,17 +207,11 @@ def _parse_offer(
     stages: Collection[str],
     errors: list[str],
 ) -> Offer | None:
-    if not isinstance(item, dict):
-        errors.append(f"{source}: offers[{i}]: expected a mapping of fields, got {show(item)}")
-        return None
-    raw_id = item.get("offer_id")
-    label = f"({raw_id})" if isinstance(raw_id, str) and raw_id.strip() else "(no offer_id)"
     before = len(errors)
-    f = Fields(f"{source}: offers[{i}] {label}: ", item, errors)
-    f.reject_unknown(_OFFER_KEYS)
-    offer_id = f.string("offer_id", required=True, max_length=MAX_ID_LENGTH)
-    if any(c.isspace() for c in offer_id):
-        f.error("offer_id", f"{offer_id!r} contains whitespace")
+    found = entry(source, "offers", "offer_id", _OFFER_KEYS, i, item, errors, MAX_ID_LENGTH)
+    if found is None:
+        return None
+    f, offer_id = found
     title = f.string("title", required=True)
     kind = f.string("kind", required=True)
     if kind and kind not in KINDS:
@@ -248,7 +242,7 @@ def _parse_offer(
     if valid_from is not None and valid_until is not None and valid_until <= valid_from:
         f.error(
             "valid_until",
-            f"{item.get('valid_until')} is not after valid_from {item.get('valid_from')}",
+            f"{f.raw.get('valid_until')} is not after valid_from {f.raw.get('valid_from')}",
         )
     max_redemptions = f.number("max_redemptions_per_customer", integer=True, positive=True)
     budget = f.number("budget", positive=True)

@@ -94,6 +94,31 @@ def parse_items(
     return out
 
 
+def entry(
+    source: str,
+    items: str,
+    id_key: str,
+    keys: Sequence[str],
+    i: int,
+    item: object,
+    errors: list[str],
+    max_id_length: int,
+) -> tuple[Fields, str] | None:
+    """Entry ``i`` of a document's list as Fields (unknown keys rejected) and its id (required,
+    at most ``max_id_length`` characters, no whitespace); None when it is not a mapping."""
+    if not isinstance(item, dict):
+        errors.append(f"{source}: {items}[{i}]: expected a mapping of fields, got {show(item)}")
+        return None
+    raw_id = item.get(id_key)
+    label = f"({raw_id})" if isinstance(raw_id, str) and raw_id.strip() else f"(no {id_key})"
+    f = Fields(f"{source}: {items}[{i}] {label}: ", item, errors)
+    f.reject_unknown(keys)
+    item_id = f.string(id_key, required=True, max_length=max_id_length)
+    if any(c.isspace() for c in item_id):
+        f.error(id_key, f"{item_id!r} contains whitespace")
+    return f, item_id
+
+
 class Fields:
     """Typed reads from one mapping; every problem is appended to ``errors`` with its place."""
 

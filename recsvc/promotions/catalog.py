@@ -36,6 +36,7 @@ from recsvc.offers.fields import (
     Fields,
     ListedErrors,
     document_version,
+    entry,
     parse_items,
     read_document,
     show,
@@ -142,22 +143,16 @@ def parse_promotions(
 
 
 def _parse(source: str, i: int, item: object, errors: list[str]) -> Promotion | None:
-    if not isinstance(item, dict):
-        errors.append(f"{source}: promotions[{i}]: expected a mapping of fields, got {show(item)}")
-        return None
-    raw_id = item.get("promotion_id")
-    label = f"({raw_id})" if isinstance(raw_id, str) and raw_id.strip() else "(no promotion_id)"
     before = len(errors)
-    f = Fields(f"{source}: promotions[{i}] {label}: ", item, errors)
-    f.reject_unknown(_KEYS)
-    promotion_id = f.string("promotion_id", required=True, max_length=MAX_ID_LENGTH)
-    if any(c.isspace() for c in promotion_id):
-        f.error("promotion_id", f"{promotion_id!r} contains whitespace")
+    found = entry(source, "promotions", "promotion_id", _KEYS, i, item, errors, MAX_ID_LENGTH)
+    if found is None:
+        return None
+    f, promotion_id = found
     title = f.string("title")
     reason = f.string("reason", max_length=MAX_REASON_LENGTH)
     categories = f.strings("categories")
     products = f.strings("products")
-    attributes = _attributes(f, item.get("attributes"))
+    attributes = _attributes(f, f.raw.get("attributes"))
     if not (categories or products or attributes) and len(errors) == before:
         f.error("categories", "the promotion selects no products: give categories, products "
                 "or attributes")  # fmt: skip
@@ -166,7 +161,7 @@ def _parse(source: str, i: int, item: object, errors: list[str]) -> Promotion | 
     if valid_from is not None and valid_until is not None and valid_until <= valid_from:
         f.error(
             "valid_until",
-            f"{item.get('valid_until')} is not after valid_from {item.get('valid_from')}",
+            f"{f.raw.get('valid_until')} is not after valid_from {f.raw.get('valid_from')}",
         )
     surfaces = f.strings("surfaces", SURFACES)
     share = f.number("share", positive=True)
