@@ -237,13 +237,7 @@ def _parse_offer(
         f.error("birthday_window_days", f"{int(birthday)} days either side covers the whole year")
     surfaces = f.strings("surfaces", SURFACES)
     channels = tuple(c.casefold() for c in f.strings("channels"))
-    valid_from = f.instant("valid_from", end=False)
-    valid_until = f.instant("valid_until", end=True)
-    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
-        f.error(
-            "valid_until",
-            f"{f.raw.get('valid_until')} is not after valid_from {f.raw.get('valid_from')}",
-        )
+    valid_from, valid_until = f.window()
     max_redemptions = f.number("max_redemptions_per_customer", integer=True, positive=True)
     budget = f.number("budget", positive=True)
     max_impressions = f.number("max_impressions_per_day", integer=True, positive=True)

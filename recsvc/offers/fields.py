@@ -209,6 +209,18 @@ class Fields:
                 out.append(item)
         return tuple(out)
 
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """``valid_from`` (inclusive) and ``valid_until`` (exclusive), the second after the
+        first."""
+        start = self.instant("valid_from", end=False)
+        until = self.instant("valid_until", end=True)
+        if start is not None and until is not None and until <= start:
+            self.error(
+                "valid_until",
+                f"{self.raw.get('valid_until')} is not after valid_from {self.raw.get('valid_from')}",
+            )
+        return start, until
+
     def instant(self, key: str, end: bool) -> datetime | None:
         """A date or datetime as a UTC instant; a date ends at the end of its day when ``end``."""
         value: Any = self.raw.get(key)  # absent and null (``key:`` in YAML) both mean omitted

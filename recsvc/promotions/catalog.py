@@ -156,13 +156,7 @@ def _parse(source: str, i: int, item: object, errors: list[str]) -> Promotion | 
     if not (categories or products or attributes) and len(errors) == before:
         f.error("categories", "the promotion selects no products: give categories, products "
                 "or attributes")  # fmt: skip
-    valid_from = f.instant("valid_from", end=False)
-    valid_until = f.instant("valid_until", end=True)
-    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
-        f.error(
-            "valid_until",
-            f"{f.raw.get('valid_until')} is not after valid_from {f.raw.get('valid_from')}",
-        )
+    valid_from, valid_until = f.window()
     surfaces = f.strings("surfaces", SURFACES)
     share = f.number("share", positive=True)
     boost = f.number("boost", positive=True)
