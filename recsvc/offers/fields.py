@@ -215,10 +215,8 @@ class Fields:
         start = self.instant("valid_from", end=False)
         until = self.instant("valid_until", end=True)
         if start is not None and until is not None and until <= start:
-            self.error(
-                "valid_until",
-                f"{self.raw.get('valid_until')} is not after valid_from {self.raw.get('valid_from')}",
-            )
+            shown_until, shown_from = self.raw.get("valid_until"), self.raw.get("valid_from")
+            self.error("valid_until", f"{shown_until} is not after valid_from {shown_from}")
         return start, until
 
     def instant(self, key: str, end: bool) -> datetime | None:
