@@ -4,6 +4,7 @@ promotion kind and slot kind, checked against a brute-force reading of the contr
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -253,9 +254,9 @@ def test_the_trending_rpc_core(engine: Engine) -> None:
     assert engine.trending("", 10, None, None).items == []
 
 
-def young_product(engine: Engine, customer: str) -> str:
-    """A product created live now, described like the customer's best recommendation."""
-    top = engine.recommend(customer, 1).items[0]
+def young_product(engine: Engine, customer: str, rank: int = 1) -> str:
+    """A product created live now, described like the customer's ``rank``-th recommendation."""
+    top = engine.recommend(customer, rank).items[-1]
     idx = engine.catalog.product_index[top.product_id]
     change = ProductChange(
         f"NEW-{customer}",
@@ -272,7 +273,7 @@ def test_exploration_offers_new_products_the_customer_likes(
     bundle: b.Bundle, customer: str
 ) -> None:
     explorer = Engine(bundle, EngineConfig(exploration_share=0.2, new_product_days=30))
-    new = young_product(explorer, customer)
+    new = young_product(explorer, customer, rank=40)  # liked, but not among the first 10
     vector, _, _ = explorer.customer_vector(customer, None)
     assert vector is not None
     assert float(explorer.catalog.vectors(explorer.catalog.product_index[new]) @ vector) > 0
@@ -281,6 +282,7 @@ def test_exploration_offers_new_products_the_customer_likes(
     assert new in [i.product_id for i in explored]
     assert all(i.reason == f"new in {i.category}" for i in explored)
     assert len(explored) <= 2 and non_increasing(rec)
+    assert len({i.product_id for i in rec.items}) == 10  # an explored product is there once
     # Not for a customer without a vector, and not once the product is old.
     assert all(i.slot != "exploration" for i in explorer.recommend("C-x", 10).items)
     later = Levers(now_ms=NOW + 40 * 86_400_000)
@@ -323,3 +325,24 @@ def test_rank_slots(engine: Engine, customer: str) -> None:
     assert {i.slot for i in engine.rank(customer, ids).items} == {"personalized"}
     assert {i.slot for i in engine.rank("C-unknown", ids).items} == {"popular"}
     assert engine.rank(customer, ["P-nope"]).items[0].slot == ""
+
+
+def test_promotions_exploration_and_fill_keep_the_category_cap(
+    bundle: b.Bundle, customer: str
+) -> None:
+    explorer = Engine(bundle, EngineConfig(exploration_share=0.2))
+    young_product(explorer, customer)
+    category = category_of(explorer, customer)
+    rule = PromotionRule("cat", categories=frozenset({category}), share=0.3)
+    ids = explorer.catalog.product_ids
+    trend = [(ids[n], 10.0 - n / 10) for n in range(30)]
+    capped = Filter(max_per_category=1)
+    for who in (customer, "C-unknown"):
+        levers = Levers((rule,), lambda c: trend, NOW)
+        rec = explorer.recommend(who, 12, capped, levers=levers)
+        per_category = Counter(i.category for i in rec.items)
+        assert max(per_category.values()) == 1, (who, per_category)
+        # One per category: as many items as categories (fewer than 12 in this world).
+        assert len(rec.items) == min(12, len(explorer.catalog.category_names))
+        assert any(i.slot == "promotion" for i in rec.items)
+        assert non_increasing(rec)

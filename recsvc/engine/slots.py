@@ -171,7 +171,6 @@ class Slots:
             base = self._boost(base, vector, limit, filter, excluded, boosts, explain)
         budget = limit // 2
         specials: list[Placed] = []
-        taken = {p.idx for p in base}
         for rule in (r for r in rules if r.share > 0):
             n = min(max(1, round(limit * rule.share)), budget - len(specials))
             if n <= 0:
@@ -182,11 +181,27 @@ class Slots:
             n = min(round(limit * share), budget - len(specials))
             if n > 0:
                 specials += self._explore(n, vector, filter, excluded, levers.now_ms, specials)
-        special_idx = {p.idx for p in specials}
-        base = [p for p in base if p.idx not in special_idx][: limit - len(specials)]
-        taken = {p.idx for p in base} | special_idx
-        filled = self._fill(base, limit - len(specials), filter, excluded | taken, levers)
+        # Specials win: the ranking keeps what they leave (no item twice, the category cap).
+        base = self._after(base, specials, self.retrieval.cap(filter))[: limit - len(specials)]
+        filled = self._fill(base, specials, limit, filter, excluded, levers)
         return _merge(base, specials, limit), filled
+
+    def _after(self, base: list[Placed], specials: list[Placed], cap: int) -> list[Placed]:
+        """``base`` without the items of ``specials``, within the category ``cap``."""
+        taken = {p.idx for p in specials}
+        category = self.catalog.category
+        count: dict[int, int] = {}
+        for p in specials:
+            c = int(category[p.idx])
+            count[c] = count.get(c, 0) + 1
+        kept = []
+        for p in base:
+            c = int(category[p.idx])
+            if p.idx in taken or (cap and count.get(c, 0) >= cap):
+                continue
+            count[c] = count.get(c, 0) + 1
+            kept.append(p)
+        return kept
 
     def _boost(
         self,
@@ -253,11 +268,12 @@ class Slots:
                 bonus = np.array([trend.get(cat.product_ids[i], 0.0) for i in idx.tolist()])
                 scores = scores + bonus * (float(scores.max(initial=0.0)) + 1.0)
         order = np.argsort(-scores, kind="stable")
-        prior = [(p.idx, p.score) for p in after]
+        # Items already in the answer count for the category cap and are not taken twice.
+        prior: Picked = [(p.idx, p.score) for p in after]
         picked = self.retrieval.take(
-            idx[order], scores[order], n + len(prior), filter, excluded | {i for i, _ in prior}
+            idx[order], scores[order], n + len(prior), filter, excluded, prior
         )
-        return picked[:n]
+        return picked[len(prior) :]
 
     def _promoted(
         self,
@@ -267,10 +283,10 @@ class Slots:
         filter: Filter,
         excluded: set[int],
         levers: Levers,
-        specials: list[Placed],
+        after: list[Placed],
     ) -> list[Placed]:
         idx, vectors = self.match_vectors(rule)
-        picked = self._rank(idx, vectors, vector, levers, filter, excluded, n, specials)
+        picked = self._rank(idx, vectors, vector, levers, filter, excluded, n, after)
         cat = self.catalog
         return [
             Placed(
@@ -290,24 +306,32 @@ class Slots:
         filter: Filter,
         excluded: set[int],
         now_ms: int,
-        specials: list[Placed],
+        after: list[Placed],
     ) -> list[Placed]:
         idx, vectors = self.young(now_ms)
-        picked = self._rank(idx, vectors, vector, Levers(), filter, excluded, n, specials)
+        picked = self._rank(idx, vectors, vector, Levers(), filter, excluded, n, after)
         cat = self.catalog
         return [
             Placed(i, s, f"new in {cat.category_of(i)}", "exploration") for i, s in picked if s > 0
         ]
 
     def _fill(
-        self, base: list[Placed], limit: int, filter: Filter, excluded: set[int], levers: Levers
+        self,
+        base: list[Placed],
+        specials: list[Placed],
+        limit: int,
+        filter: Filter,
+        excluded: set[int],
+        levers: Levers,
     ) -> int:
-        """Top ``base`` up to ``limit``: trending products first, then popular ones."""
-        if len(base) >= limit:
-            return 0
+        """Top ``base`` up so that it and ``specials`` make ``limit``: trending products
+        first, then popular ones, scored just below the last item of ``base``."""
         before = len(base)
+        if before + len(specials) >= limit:
+            return 0
         cat = self.catalog
         floor = base[-1].score if base else None
+        fresh: list[Placed] = []
         if levers.trending is not None:
             names: list[str | None] = [*sorted(filter.include_categories)] or [None]
             counts: dict[str, float] = {}
@@ -317,17 +341,22 @@ class Slots:
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
             idx = np.array([cat.product_index.get(p, -1) for p, _ in ranked], dtype=np.int64)
             scores = np.array([c for _, c in ranked], dtype=np.float64)
-            prior: Picked = [(p.idx, p.score) for p in base]
+            prior: Picked = [(p.idx, p.score) for p in base + specials]
             picked = self.retrieval.take(idx, scores, limit, filter, excluded, prior)
-            for rank, (i, s) in enumerate(picked[len(prior) :], 1):
-                score = s if floor is None else floor - rank * 1e-6
-                base.append(Placed(i, score, f"trending in {cat.category_of(i)}", "trending"))
-        if len(base) < limit:
-            chosen: Chosen = [(p.idx, p.score, p.reason) for p in base]
+            fresh += [
+                Placed(i, s, f"trending in {cat.category_of(i)}", "trending")
+                for i, s in picked[len(prior) :]
+            ]
+        if before + len(specials) + len(fresh) < limit:
+            chosen: Chosen = [(p.idx, p.score, p.reason) for p in base + specials + fresh]
             start = len(chosen)
             self.retrieval.fill_popular(chosen, limit, filter, excluded)
-            base += [Placed(i, s, why, "popular") for i, s, why in chosen[start:]]
-        return len(base) - before
+            fresh += [Placed(i, s, why, "popular") for i, s, why in chosen[start:]]
+        for rank, item in enumerate(fresh, 1):
+            if floor is not None:  # scores keep decreasing below what came first
+                item.score = floor - rank * 1e-6
+        base += fresh
+        return len(fresh)
 
 
 def _merge(base: list[Placed], specials: list[Placed], limit: int) -> list[Placed]:
