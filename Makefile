@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS := 1
 MODEL_DIR ?= var/models
 WORLD_DIR ?= var/world
 
-.PHONY: install run train-sample test lint pytest proto bench bench-train bench-serve bench-events clean
+.PHONY: install run train-sample test lint pytest proto bench bench-train bench-serve bench-events bench-catalog clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,15 @@ run: train-sample
 	@echo "  .venv/bin/recsvc client similar --product P000001"
 	@echo "  .venv/bin/recsvc client track --customer NEW1 --type purchase --product P000001"
 	@echo "  .venv/bin/recsvc client offers --customer C0000001"
+	@echo "  .venv/bin/recsvc client update-product --product NEW1 --category coffee --title 'Cold brew'"
+	@echo "  .venv/bin/recsvc client trending --limit 5"
 	@echo "  .venv/bin/recsvc client profile --customer C0000001"
 	@echo "  grpcurl -plaintext -H \"authorization: Bearer \$$(cat var/dev-token)\" \\"
 	@echo "    -d '{\"customer_id\":\"C0000001\",\"limit\":5}' localhost:50051 recsvc.v1.Recommender/RecommendProducts"
 	@echo
-	RECSVC_OFFERS=$${RECSVC_OFFERS:-examples/offers.yaml} $(BIN)/recsvc serve --model-dir $(MODEL_DIR)
+	RECSVC_OFFERS=$${RECSVC_OFFERS:-examples/offers.yaml} \
+	RECSVC_PROMOTIONS=$${RECSVC_PROMOTIONS:-examples/promotions.yaml} \
+		$(BIN)/recsvc serve --model-dir $(MODEL_DIR)
 
 train-sample: $(STAMP)
 	test -f $(WORLD_DIR)/interactions.parquet || \
@@ -59,7 +63,7 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/recsvc/v1/recommender.proto
 
-bench: bench-train bench-serve bench-events
+bench: bench-train bench-serve bench-events bench-catalog
 
 bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_quality
@@ -67,6 +71,11 @@ bench-train: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python -m bench.serve
+
+# Products without history (MovieLens-100k, 10% hidden) and the cost of exploration and promotions.
+bench-catalog: $(STAMP)
+	$(BIN)/python -m bench.cold_start
+	$(BIN)/python -m bench.levers_latency
 
 # redis-benchmark (the raw SET rate the bulk load is compared with) is Debian's redis-tools.
 bench-events: $(STAMP)

@@ -115,6 +115,7 @@ def _frame(entries: list[tuple[str, bytes | str]]) -> pl.DataFrame:
                 "amount": e.amount or None,
                 "recommendation_id": e.recommendation_id or None,
                 "stream_id": stream_id,
+                "promotion_id": e.promotion_id or None,
             }
         )
     frame = pl.DataFrame(rows, schema={**COLUMNS, "timestamp": pl.Int64})

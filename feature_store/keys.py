@@ -20,6 +20,7 @@ PURCHASED_MAX = 500  # newest purchased products per customer
 DEDUPE_TTL = 24 * 3600  # an event_id is remembered this long
 TREND_HALF_LIFE_DAYS = 7.0  # decay of the real-time popularity counters
 OFFER_DAY_TTL = 2 * 86400  # a day's offer impression counters outlive the day (time zones)
+MAX_DESCRIBED = 100_000  # products described live (UpdateProducts) until training adopts them
 TREND_EPOCH = 1_767_225_600  # 2026-01-01 UTC: the counters' time origin (see decay_factor)
 
 
@@ -142,6 +143,12 @@ class Keys:
     def price(self) -> str:
         """HASH product_id -> price, as last set by UpdateProducts."""
         return f"{self.prefix}:{{catalog}}:price"
+
+    @property
+    def products(self) -> str:
+        """HASH product_id -> JSON definition set by UpdateProducts: title, category,
+        attributes (object), created_ms (first described); at most MAX_DESCRIBED products."""
+        return f"{self.prefix}:{{catalog}}:products"
 
     @property
     def changes(self) -> str:

@@ -23,7 +23,6 @@ from redis.retry import Retry
 from feature_store.connection import connect
 from feature_store.keys import DEDUPE_TTL, PURCHASED_MAX, RECENT_MAX, Keys, decay_factor
 from formats.events import INTEREST, Event, encode
-from formats.types import ProductChange
 
 log = logging.getLogger(__name__)
 
@@ -72,34 +71,9 @@ end
 return 1
 """
 
-# KEYS: stock, price, changes, seq. ARGV: (product_id, stock or "", price or "") triples.
-_UPDATE_PRODUCTS = """
-local seq = redis.call('INCR', KEYS[4])
-for i = 1, #ARGV, 3 do
-  if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2]) end
-  redis.call('ZADD', KEYS[3], seq, ARGV[i])
-end
-return seq
-"""
-
-# KEYS: stock, price, changes, seq. ARGV[1]: last sequence seen. Returns
-# {seq, product_id, stock, price, ...} for products changed since (false = never set).
-_CHANGES_SINCE = """
-local seq = tonumber(redis.call('GET', KEYS[4]) or '0')
-local out = {seq}
-if seq <= tonumber(ARGV[1]) then return out end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')
-for _, id in ipairs(ids) do
-  out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[1], id)
-  out[#out + 1] = redis.call('HGET', KEYS[2], id)
-end
-return out
-"""
-
 # KEYS: trend keys; ARGV: (key index, product_id, increment) triples.
 TREND_SLICE = 256
+SERVED_MAX_PENDING = 100_000
 _TREND = """
 for i = 1, #ARGV, 3 do
   redis.call('ZINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 2], ARGV[i + 1])
@@ -229,12 +203,11 @@ class FeatureStore:
             # Fail fast: the serving path degrades, and event clients retry the whole batch.
             client.retry = Retry(NoBackoff(), 0)
         self._append = self.writer.register_script(_APPEND)
-        self._update = self.writer.register_script(_UPDATE_PRODUCTS)
-        self._changes = self.reader.register_script(_CHANGES_SINCE)
         self._trend = self.writer.register_script(_TREND)
         self._apply = self.writer.register_script(_ACTIVITY)
         self._scripts: dict[str, Any] = {}  # those of other modules (see script())
         self._pending: dict[tuple[str, str], float] = defaultdict(float)
+        self._served: list[str] = []  # promotion_served records waiting for the next flush
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -251,12 +224,21 @@ class FeatureStore:
             found = self._scripts[source] = self.writer.register_script(source)
         return found
 
+    def reader_script(self, source: str) -> Any:
+        """A read-only Lua script on the reader (short timeout), registered once."""
+        key = "reader:" + source
+        found = self._scripts.get(key)
+        if found is None:
+            found = self._scripts[key] = self.reader.register_script(source)
+        return found
+
     def close(self) -> None:
         if self._flusher is not None:
             self._stop.set()
             self._flusher.join(timeout=5)
             try:
                 self.flush_trends()
+                self.flush_served()
             except RedisError:
                 log.warning("trend counters of the last interval not written", exc_info=True)
         for client in (self.reader, self.writer):
@@ -331,10 +313,40 @@ class FeatureStore:
                         self._pending[key] += inc
                 raise
 
+    def record_served(self, records: Sequence[Event]) -> None:
+        """Append server records (promotion_served) to the event stream: with the trend
+        counters when they are flushed periodically, at once otherwise."""
+        payloads = [encode(r) for r in records]
+        if self._flusher is None:
+            self._write_served(payloads)
+            return
+        with self._pending_lock:
+            if len(self._served) < SERVED_MAX_PENDING:  # Redis down for long: drop, not grow
+                self._served.extend(payloads)
+
+    def flush_served(self) -> None:
+        with self._pending_lock:
+            batch, self._served = self._served, []
+        if not batch:
+            return
+        try:
+            self._write_served(batch)
+        except RedisError:
+            with self._pending_lock:
+                self._served[:0] = batch[: SERVED_MAX_PENDING - len(self._served)]
+            raise
+
+    def _write_served(self, payloads: list[str]) -> None:
+        pipe = self.writer.pipeline(transaction=False)
+        for payload in payloads:
+            pipe.xadd(self.keys.stream, {"e": payload})
+        pipe.execute()
+
     def _flush_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.flush_trends()
+                self.flush_served()
             except RedisError as exc:
                 log.debug("trend flush failed, retried next interval: %s", exc)
 
@@ -442,32 +454,3 @@ class FeatureStore:
         """The products with the highest decayed event weight (scores relative to each other)."""
         rows = self.reader.zrevrange(self.keys.trend(category), 0, n - 1, withscores=True)
         return [(as_text(p), float(s)) for p, s in rows]
-
-    # -- catalog changes ---------------------------------------------------------------------
-    def _catalog_keys(self) -> list[str]:
-        k = self.keys
-        return [k.stock, k.price, k.changes, k.change_seq]
-
-    def update_products(self, changes: Sequence[ProductChange]) -> int:
-        """Record stock and price changes atomically; returns the new change sequence."""
-        args: list[str] = []
-        for c in changes:
-            args += [
-                c.product_id,
-                "" if c.stock is None else str(c.stock),
-                "" if c.price is None else repr(c.price),
-            ]
-        return int(self._update(keys=self._catalog_keys(), args=args))
-
-    def changes_since(self, seq: int) -> tuple[int, list[ProductChange]]:
-        """Products changed after sequence ``seq`` with their current stock and price."""
-        raw = self._changes(keys=self._catalog_keys(), args=[seq], client=self.reader)
-        changes = [
-            ProductChange(
-                as_text(raw[i]),
-                None if raw[i + 1] is None else int(as_text(raw[i + 1])),
-                None if raw[i + 2] is None else float(as_text(raw[i + 2])),
-            )
-            for i in range(1, len(raw), 3)
-        ]
-        return int(raw[0]), changes

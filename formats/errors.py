@@ -18,3 +18,8 @@ class NotFound(RecsvcError, LookupError):
 
 class Unavailable(RecsvcError, RuntimeError):
     """The service cannot answer right now (no model loaded yet, or its store is down)."""
+
+
+class LimitReached(RecsvcError, RuntimeError):
+    """A bounded store is full (for example products described live); the message says how
+    to make room."""

@@ -41,6 +41,10 @@ INTEREST = {
     "purchase": "purchase",
 }
 
+# Written by the server, never sent by clients: a promoted item in an answer (customer,
+# product, recommendation_id, promotion_id), so reports can attribute events to promotions.
+SERVED = "promotion_served"
+
 MIN_TS_MS = 946_684_800_000  # 2000-01-01: older timestamps are client bugs
 INVALID_TS_MS = -(2**63)  # a timestamp that is not a time at all (e.g. negative nanos)
 
@@ -56,6 +60,7 @@ class Event:
     quantity: float = 0.0  # 0 = 1
     amount: float = 0.0
     recommendation_id: str = ""
+    promotion_id: str = ""  # promotion_served records only
 
 
 def check(event: Event, now_ms: int) -> str | None:
@@ -105,6 +110,7 @@ def encode(event: Event) -> str:
         ("q", event.quantity),
         ("a", event.amount),
         ("r", event.recommendation_id),
+        ("pr", event.promotion_id),
     )
     record.update({k: v for k, v in optional if v})
     return orjson.dumps(record).decode()
@@ -122,4 +128,5 @@ def decode(payload: str | bytes) -> Event:
         quantity=float(r.get("q", 0.0)),
         amount=float(r.get("a", 0.0)),
         recommendation_id=r.get("r", ""),
+        promotion_id=r.get("pr", ""),
     )

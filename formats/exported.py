@@ -29,6 +29,7 @@ COLUMNS: dict[str, pl.DataType] = {
     "amount": pl.Float64(),
     "recommendation_id": pl.Utf8(),
     "stream_id": pl.Utf8(),
+    "promotion_id": pl.Utf8(),  # promotion_served records (files written before: absent)
 }
 
 
@@ -36,7 +37,7 @@ def read_exported(out: Path) -> pl.DataFrame:
     """Exported events as training interactions (product interest events only)."""
     files = sorted(out.glob(PARTS))
     frame = (
-        pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+        pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
         if files
         else pl.DataFrame(schema=COLUMNS)
     )

@@ -18,3 +18,5 @@ MAX_POINTS: Final = 1_000_000_000_000.0  # a loyalty balance or change
 # (the event API's tolerance; training files are read after the events happened).
 MAX_FUTURE_MS: Final = 5 * 60 * 1000
 MIN_TRAINING_TS_MS: Final = 0
+MAX_TEXT_LENGTH: Final = 1000  # a product title or attribute value set through the API
+MAX_PRODUCT_ATTRIBUTES: Final = 64  # attributes of one product set through the API

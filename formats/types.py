@@ -14,7 +14,69 @@ SOURCES = {
     "sp": "SimilarProducts",
     "rk": "RankProducts",
     "of": "RecommendOffers",
+    "tr": "TrendingProducts",
 }
+# Where an item of a response came from (proto SlotKind, lower case without the prefix).
+SLOTS = (
+    "personalized",
+    "exploration",
+    "promotion",
+    "popular",
+    "trending",
+    "content",
+    "similar",
+)
+MAX_ATTRIBUTE_CONDITIONS = 32
+MAX_ATTRIBUTE_VALUES = 1000  # values of one any_of condition
+
+
+@dataclass(frozen=True)
+class AttributeCondition:
+    """One condition on a catalog attribute: ``equals``, ``any_of`` or a numeric range."""
+
+    name: str
+    equals: str | None = None
+    any_of: tuple[str, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @property
+    def is_range(self) -> bool:
+        return self.min is not None or self.max is not None
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """The accepted values of an equals or any_of condition."""
+        if self.equals is not None:
+            return (self.equals,)
+        return self.any_of or ()
+
+    def check(self, i: int) -> None:
+        where = f"filter.attributes[{i}]"
+        if not self.name.strip():
+            raise InvalidRequest(f"{where}: name is empty; name a catalog attribute")
+        tests = sum((self.equals is not None, self.any_of is not None, self.is_range))
+        if tests != 1:
+            raise InvalidRequest(f"{where} ({self.name}): set exactly one of equals, any_of, range")
+        if self.any_of is not None:
+            if not self.any_of:
+                raise InvalidRequest(f"{where} ({self.name}): any_of is empty")
+            if len(self.any_of) > MAX_ATTRIBUTE_VALUES:
+                raise InvalidRequest(
+                    f"{where} ({self.name}): {len(self.any_of)} values; at most "
+                    f"{MAX_ATTRIBUTE_VALUES}"
+                )
+        if self.min == -math.inf and self.max is None:
+            raise InvalidRequest(f"{where} ({self.name}): range sets neither min nor max")
+        for bound in ("min", "max"):
+            value = getattr(self, bound)
+            if value is not None and not math.isfinite(value):
+                raise InvalidRequest(f"{where} ({self.name}): range.{bound} {value} is not finite")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise InvalidRequest(
+                f"{where} ({self.name}): range.min {self.min:g} is above range.max "
+                f"{self.max:g}; no product can match"
+            )
 
 
 @dataclass(frozen=True)
@@ -27,6 +89,7 @@ class Filter:
     max_price: float | None = None
     include_purchased: bool = False
     max_per_category: int = 0  # 0 = the server default
+    attributes: tuple[AttributeCondition, ...] = ()
 
     def check(self) -> Filter:
         """This filter, or InvalidRequest saying why it cannot select anything sensibly."""
@@ -41,6 +104,12 @@ class Filter:
             )
         if self.max_per_category < 0:
             raise InvalidRequest(f"filter.max_per_category {self.max_per_category} is negative")
+        if len(self.attributes) > MAX_ATTRIBUTE_CONDITIONS:
+            raise InvalidRequest(
+                f"{len(self.attributes)} filter.attributes; at most {MAX_ATTRIBUTE_CONDITIONS}"
+            )
+        for i, condition in enumerate(self.attributes):
+            condition.check(i)
         return self
 
 
@@ -57,6 +126,8 @@ class Item:
     score: float
     reason: str
     category: str
+    slot: str = ""  # one of SLOTS
+    promotion_id: str = ""  # the promotion that placed or boosted it
 
 
 @dataclass(frozen=True)
@@ -83,9 +154,21 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ProductChange:
+    """A product's stock and price, and for products created or described live (UpdateProducts
+    with a category, title or attributes) its definition."""
+
     product_id: str
     stock: int | None = None
     price: float | None = None
+    title: str | None = None
+    category: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)  # "" removes an attribute
+    created_ms: int = 0  # read back: when the product was first described live (0 = never)
+
+    @property
+    def describes(self) -> bool:
+        """Whether it carries a definition (title, category or attributes)."""
+        return self.title is not None or self.category is not None or bool(self.attributes)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from formats.types import (
     Recommendation,
 )
 from recsvc.convert import (
+    change_to_pb,
     context_to_pb,
     event_to_pb,
     filter_to_pb,
@@ -154,15 +155,31 @@ class Client:
         return [result_from_pb(r) for r in reply.results]
 
     def update_products(self, changes: list[ProductChange]) -> int:
+        """Stock, price and descriptions; an unknown product with a category is created."""
         request = pb.UpdateProductsRequest()
         for c in changes:
-            update = request.updates.add(product_id=c.product_id)
-            if c.stock is not None:
-                update.stock = c.stock
-            if c.price is not None:
-                update.price = c.price
+            change_to_pb(c, request.updates.add())
         reply = self.admin.UpdateProducts(request, metadata=self.metadata, timeout=self.timeout)
         return int(reply.updated)
+
+    def trending(
+        self, category: str = "", limit: int = 20, filter: Filter | None = None
+    ) -> Recommendation:
+        reply = self.recommender.TrendingProducts(
+            pb.TrendingProductsRequest(category=category, limit=limit, filter=filter_to_pb(filter)),
+            metadata=self.metadata,
+            timeout=self.timeout,
+        )
+        return Recommendation(
+            items_from_pb(reply.items), reply.model_version, reply.recommendation_id
+        )
+
+    def reload_promotions(self) -> tuple[str, int, int]:
+        """ReloadPromotions: (version, promotions, active now)."""
+        r = self.admin.ReloadPromotions(
+            pb.ReloadPromotionsRequest(), metadata=self.metadata, timeout=self.timeout
+        )
+        return r.promotions_version, r.promotions, r.active
 
     def profile(self, customer_id: str) -> CustomerProfile:
         r = self.recommender.GetCustomerProfile(

@@ -16,6 +16,11 @@
 | RECSVC_MAX_PER_CATEGORY | 0 | default diversity cap per response (0 = none) |
 | RECSVC_FOLD_IN | 1 | 0 = ignore real-time activity when scoring (purchases still drop out) |
 | RECSVC_OFFERS | (none) | the offer catalog file (YAML or JSON) for RecommendOffers |
+| RECSVC_PROMOTIONS | (none) | the promotions file (YAML or JSON) for RecommendProducts |
+| RECSVC_EXPLORATION_SHARE | 0.1 | share of RecommendProducts slots for new products (0 = off) |
+| RECSVC_NEW_PRODUCT_DAYS | 30 | products introduced this many days ago or less are new |
+| RECSVC_TRENDING_MIN_EVENTS | 2 | decayed interest events a product needs to count as trending |
+| RECSVC_TRENDING_REFRESH | 2 | seconds a worker reuses the trend counters it read |
 | RECSVC_RATE_LIMIT | 0 | calls per second per token and worker, "RATE[/s][:BURST]" (0 = off) |
 | RECSVC_MAX_CONCURRENT_RPCS | 16 x threads | calls held per worker; more: RESOURCE_EXHAUSTED |
 
@@ -78,6 +83,11 @@ class ServeConfig:
     max_per_category: int = 0
     fold_in: bool = True
     offers: Path | None = None
+    promotions: Path | None = None
+    exploration_share: float = 0.1
+    new_product_days: float = 30.0
+    trending_min_events: float = 2.0
+    trending_refresh: float = 2.0
     rate_limit: Limit | None = None  # per token, per worker process
     max_concurrent_rpcs: int = 0  # 0 = 16 x threads
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -106,6 +116,7 @@ class ServeConfig:
             "tls_cert": ("RECSVC_TLS_CERT", Path),
             "tls_key": ("RECSVC_TLS_KEY", Path),
             "offers": ("RECSVC_OFFERS", Path),
+            "promotions": ("RECSVC_PROMOTIONS", Path),
         }
         for key, (name, convert) in simple.items():
             if (value := get(name)) is not None:
@@ -118,6 +129,10 @@ class ServeConfig:
             ("reload_interval", "RECSVC_RELOAD_INTERVAL", float),
             ("max_per_category", "RECSVC_MAX_PER_CATEGORY", int),
             ("max_concurrent_rpcs", "RECSVC_MAX_CONCURRENT_RPCS", int),
+            ("exploration_share", "RECSVC_EXPLORATION_SHARE", float),
+            ("new_product_days", "RECSVC_NEW_PRODUCT_DAYS", float),
+            ("trending_min_events", "RECSVC_TRENDING_MIN_EVENTS", float),
+            ("trending_refresh", "RECSVC_TRENDING_REFRESH", float),
         )
         for key, name, kind in numbers:
             if (value := number(name, kind)) is not None:
@@ -174,6 +189,17 @@ class ServeConfig:
             raise ConfigError(f"RECSVC_RELOAD_INTERVAL={self.reload_interval}: must be > 0 seconds")
         if self.max_per_category < 0:
             raise ConfigError(f"RECSVC_MAX_PER_CATEGORY={self.max_per_category}: must be >= 0")
+        if not (math.isfinite(self.exploration_share) and 0 <= self.exploration_share <= 0.5):
+            raise ConfigError(
+                f"RECSVC_EXPLORATION_SHARE={self.exploration_share}: use 0 (off) to 0.5"
+            )
+        for name, value in (
+            ("RECSVC_NEW_PRODUCT_DAYS", self.new_product_days),
+            ("RECSVC_TRENDING_MIN_EVENTS", self.trending_min_events),
+            ("RECSVC_TRENDING_REFRESH", self.trending_refresh),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name}={value}: must be a number above 0")
         if self.max_concurrent_rpcs < 0:
             raise ConfigError(
                 f"RECSVC_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}: must be >= 0"

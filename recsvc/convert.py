@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from formats.events import INVALID_TS_MS, Event
-from formats.types import Context, EventResult, Filter, Item
+from formats.types import AttributeCondition, Context, EventResult, Filter, Item, ProductChange
 from recsvc.v1 import recommender_pb2 as pb
 
 
@@ -22,6 +22,8 @@ MAX_SECONDS = 253_402_300_799
 SURFACE_NAMES = _enum_names(pb.Surface, "SURFACE_")
 EVENT_TYPE_NAMES = _enum_names(pb.EventType, "EVENT_TYPE_")
 EVENT_STATUS_NAMES = _enum_names(pb.EventStatus, "EVENT_STATUS_")
+SLOT_NAMES = _enum_names(pb.SlotKind, "SLOT_KIND_")
+SLOT_CODES: dict[str, Any] = {name: code for code, name in SLOT_NAMES.items()}
 SURFACE_CODES: dict[str, Any] = {name: code for code, name in SURFACE_NAMES.items()}
 EVENT_TYPE_CODES: dict[str, Any] = {name: code for code, name in EVENT_TYPE_NAMES.items()}
 EVENT_STATUS_CODES: dict[str, Any] = {name: code for code, name in EVENT_STATUS_NAMES.items()}
@@ -37,7 +39,39 @@ def filter_from_pb(f: pb.Filter) -> Filter:
         max_price=f.max_price if f.HasField("max_price") else None,
         include_purchased=f.include_purchased,
         max_per_category=f.max_per_category,
+        attributes=tuple(condition_from_pb(c) for c in f.attributes),
     )
+
+
+def condition_from_pb(c: pb.AttributeCondition) -> AttributeCondition:
+    test = c.WhichOneof("test")
+    if test == "equals":
+        return AttributeCondition(c.name, equals=c.equals)
+    if test == "any_of":
+        return AttributeCondition(c.name, any_of=tuple(c.any_of.values))
+    if test == "range":
+        r = c.range
+        low = r.min if r.HasField("min") else None
+        high = r.max if r.HasField("max") else None
+        if low is None and high is None:  # a range without bounds is still a range test
+            low = float("-inf")
+        return AttributeCondition(c.name, min=low, max=high)
+    return AttributeCondition(c.name)  # no test: Filter.check says so
+
+
+def condition_to_pb(c: AttributeCondition) -> pb.AttributeCondition:
+    message = pb.AttributeCondition(name=c.name)
+    if c.equals is not None:
+        message.equals = c.equals
+    elif c.any_of is not None:
+        message.any_of.values.extend(c.any_of)
+    elif c.is_range:
+        message.range.SetInParent()
+        if c.min is not None:
+            message.range.min = c.min
+        if c.max is not None:
+            message.range.max = c.max
+    return message
 
 
 def filter_to_pb(f: Filter | None) -> pb.Filter:
@@ -51,6 +85,7 @@ def filter_to_pb(f: Filter | None) -> pb.Filter:
         max_price=f.max_price,
         include_purchased=f.include_purchased,
         max_per_category=f.max_per_category,
+        attributes=[condition_to_pb(c) for c in f.attributes],
     )
 
 
@@ -120,10 +155,52 @@ def result_from_pb(r: pb.EventResult) -> EventResult:
 
 def items_to_pb(items: list[Item]) -> list[pb.Item]:
     return [
-        pb.Item(product_id=i.product_id, score=i.score, reason=i.reason, category=i.category)
+        pb.Item(
+            product_id=i.product_id,
+            score=i.score,
+            reason=i.reason,
+            category=i.category,
+            slot=SLOT_CODES.get(i.slot, pb.SLOT_KIND_UNSPECIFIED),
+            promotion_id=i.promotion_id,
+        )
         for i in items
     ]
 
 
 def items_from_pb(items: Iterable[pb.Item]) -> list[Item]:
-    return [Item(i.product_id, i.score, i.reason, i.category) for i in items]
+    return [
+        Item(
+            i.product_id,
+            i.score,
+            i.reason,
+            i.category,
+            SLOT_NAMES.get(i.slot, ""),
+            i.promotion_id,
+        )
+        for i in items
+    ]
+
+
+def change_from_pb(u: pb.ProductUpdate) -> ProductChange:
+    return ProductChange(
+        u.product_id,
+        u.stock if u.HasField("stock") else None,
+        u.price if u.HasField("price") else None,
+        u.title if u.HasField("title") else None,
+        u.category if u.HasField("category") else None,
+        dict(u.attributes),
+    )
+
+
+def change_to_pb(c: ProductChange, message: pb.ProductUpdate) -> None:
+    """Fill ``message`` (a repeated field's new element) from ``c``."""
+    message.product_id = c.product_id
+    if c.stock is not None:
+        message.stock = c.stock
+    if c.price is not None:
+        message.price = c.price
+    if c.title is not None:
+        message.title = c.title
+    if c.category is not None:
+        message.category = c.category
+    message.attributes.update(c.attributes)

@@ -15,15 +15,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 
+from feature_store import catalog as products
+from feature_store.keys import MAX_DESCRIBED
 from feature_store.offer_usage import record_offer_events
 from feature_store.store import Activity, FeatureStore
-from formats.errors import InvalidRequest, NotFound, Unavailable
+from formats.attributes import STANDARD_COLUMNS
+from formats.errors import InvalidRequest, LimitReached, NotFound, Unavailable
 from formats.events import Event, check
-from formats.ids import check_id
-from formats.limits import MAX_PRICE, MAX_STOCK
+from formats.ids import check_id, id_problem
+from formats.limits import MAX_PRICE, MAX_PRODUCT_ATTRIBUTES, MAX_STOCK, MAX_TEXT_LENGTH
 from formats.types import EventResult, ProductChange
 from recsvc.engine import Engine
 
@@ -35,6 +39,7 @@ OFFER_KINDS = {
     "offer_redeemed": "redemption",
 }
 MAX_PRODUCT_UPDATES = 1000
+T = TypeVar("T")
 
 
 class Realtime:
@@ -65,6 +70,26 @@ class Realtime:
     # -- serving reads ---------------------------------------------------------------------
     def activity(self, engine: Engine, customer_id: str) -> Activity | None:
         """The customer's real-time activity, or None (answer from the bundle alone)."""
+
+        def read(store: FeatureStore) -> Activity:
+            activity = store.activity(customer_id)
+            self._sync_catalog(engine, store, activity.change_seq)
+            return activity
+
+        return self._read(read)
+
+    def sync_catalog(self, engine: Engine) -> None:
+        """Apply catalog changes made since this engine last looked (one GET)."""
+        self._read(lambda store: self._sync_catalog(engine, store, store.change_seq()))
+
+    def trending(self, category: str | None, n: int) -> list[tuple[str, float]] | None:
+        """The trend counters' top ``n`` (raw decayed scores), or None when Redis is not
+        configured or down."""
+        return self._read(lambda store: store.trending(category, n))
+
+    def _read(self, fn: Callable[[FeatureStore], T]) -> T | None:
+        """``fn(store)``, or None without a feature store, during an outage, or when it fails
+        (then the outage starts): serving reads never fail a request."""
         store = self.store
         if store is None:  # no feature store configured: not an outage
             return None
@@ -73,31 +98,13 @@ class Realtime:
             return None
         started = time.monotonic()
         try:
-            activity = store.activity(customer_id)
-            self._sync_catalog(engine, store, activity.change_seq)
+            result = fn(store)
         except RedisError as exc:
             self._failed(exc)
             self._degraded()
             return None
         self._succeeded(started)
-        return activity
-
-    def sync_catalog(self, engine: Engine) -> None:
-        """Apply stock and price changes made since this engine last looked (one GET)."""
-        store = self.store
-        if store is None:
-            return
-        if not self._should_try():
-            self._degraded()
-            return
-        started = time.monotonic()
-        try:
-            self._sync_catalog(engine, store, store.change_seq())
-        except RedisError as exc:
-            self._failed(exc)
-            self._degraded()
-            return
-        self._succeeded(started)
+        return result
 
     def _sync_catalog(self, engine: Engine, store: FeatureStore, seq: int) -> None:
         if seq < engine.catalog.change_seq:
@@ -109,8 +116,10 @@ class Realtime:
         with self._catalog:  # one fetch per change, not one per concurrent request
             if seq <= engine.catalog.change_seq:
                 return
-            latest, changes = store.changes_since(engine.catalog.change_seq)
-            engine.catalog.apply_changes(latest, changes)
+            latest, changes = products.changes_since(store, engine.catalog.change_seq)
+            created = engine.apply_changes(latest, changes)
+        if created:
+            log.info("%d products created live (change sequence %d)", created, latest)
 
     # -- writes ----------------------------------------------------------------------------
     def track(self, engine: Engine | None, events: list[Event]) -> list[EventResult]:
@@ -197,36 +206,52 @@ class Realtime:
         return kept
 
     def update_products(self, engine: Engine, changes: list[ProductChange]) -> int:
-        """Validate and record stock and price changes; returns how many products changed."""
+        """Validate and record stock, price and product definitions (an unknown product with
+        a category is created); returns how many products changed. All or nothing."""
         if not changes:
             raise InvalidRequest("updates is empty; send 1..1000 product updates")
         if len(changes) > MAX_PRODUCT_UPDATES:
             raise InvalidRequest(f"{len(changes)} updates; at most {MAX_PRODUCT_UPDATES} per call")
         for c in changes:
-            check_id(c.product_id, "product_id")
-            if c.product_id not in engine.catalog.product_index:
-                raise NotFound(
-                    f"product {c.product_id!r} is not in the catalog of model {engine.version}"
-                )
-            if c.stock is None and c.price is None:
-                raise InvalidRequest(f"update of {c.product_id!r} sets neither stock nor price")
-            if c.stock is not None and not 0 <= c.stock <= MAX_STOCK:
-                raise InvalidRequest(
-                    f"stock {c.stock} of {c.product_id!r} is outside 0..{MAX_STOCK:,}"
-                )
-            if c.price is not None and not (math.isfinite(c.price) and 0 <= c.price <= MAX_PRICE):
-                raise InvalidRequest(
-                    f"price {c.price:g} of {c.product_id!r} is not a number in 0..{MAX_PRICE:g}"
-                )
+            check_product_change(c)
         store = self._writable()
         try:
-            self._sync_catalog(engine, store, store.update_products(changes))
+            self._sync_catalog(engine, store, store.change_seq())  # others' new products too
+            new = self._check_against(engine, changes)
+            if new and products.described_count(store) + len(new) > MAX_DESCRIBED:
+                raise LimitReached(
+                    f"the feature store holds the most products created live it keeps "
+                    f"({MAX_DESCRIBED:,}); add them to the catalog file and retrain"
+                )
+            self._sync_catalog(engine, store, products.update_products(store, changes))
         except RedisError as exc:
             self._failed(exc)
             raise Unavailable(
                 f"the feature store cannot record the changes ({exc}); retry"
             ) from None
         return len({c.product_id for c in changes})
+
+    @staticmethod
+    def _check_against(engine: Engine, changes: list[ProductChange]) -> set[str]:
+        """Checks that need the served catalog; returns the ids of products to create."""
+        catalog = engine.catalog
+        new = {c.product_id for c in changes if c.product_id not in catalog.product_index}
+        creators = {c.product_id for c in changes if c.category is not None}
+        for c in changes:
+            idx = catalog.product_index.get(c.product_id)
+            if idx is None and c.product_id not in creators:
+                raise NotFound(
+                    f"product {c.product_id!r} is not in the catalog of model "
+                    f"{engine.version}; send its category to create it"
+                )
+            if idx is not None and idx < catalog.n_trained and c.category is not None:
+                trained = catalog.category_of(idx)
+                if c.category != trained:
+                    raise InvalidRequest(
+                        f"{c.product_id!r} is in category {trained!r} in model {engine.version}; "
+                        "a trained product's category changes with the next training run"
+                    )
+        return new
 
     def _writable(self) -> FeatureStore:
         if self.store is None:
@@ -269,4 +294,40 @@ class Realtime:
                 "feature store back after %.1f s; %d calls were answered without it",
                 lasted,
                 self._degraded_calls,
+            )
+
+
+def check_product_change(c: ProductChange) -> None:
+    """InvalidRequest when one update cannot be recorded (bounds, lengths, names)."""
+    pid = c.product_id
+    check_id(pid, "product_id")
+    if c.stock is None and c.price is None and not c.describes:
+        raise InvalidRequest(
+            f"update of {pid!r} sets nothing; send stock, price, title, category or attributes"
+        )
+    if c.stock is not None and not 0 <= c.stock <= MAX_STOCK:
+        raise InvalidRequest(f"stock {c.stock} of {pid!r} is outside 0..{MAX_STOCK:,}")
+    if c.price is not None and not (math.isfinite(c.price) and 0 <= c.price <= MAX_PRICE):
+        raise InvalidRequest(f"price {c.price:g} of {pid!r} is not a number in 0..{MAX_PRICE:g}")
+    if c.category is not None and (problem := id_problem(c.category, f"category of {pid!r}")):
+        raise InvalidRequest(problem)
+    if c.title is not None and len(c.title) > MAX_TEXT_LENGTH:
+        raise InvalidRequest(
+            f"title of {pid!r} is {len(c.title)} characters long; the maximum is {MAX_TEXT_LENGTH}"
+        )
+    if len(c.attributes) > MAX_PRODUCT_ATTRIBUTES:
+        raise InvalidRequest(
+            f"{len(c.attributes)} attributes for {pid!r}; at most {MAX_PRODUCT_ATTRIBUTES}"
+        )
+    for name, value in c.attributes.items():
+        if problem := id_problem(name, f"an attribute name of {pid!r}"):
+            raise InvalidRequest(problem)
+        if name in STANDARD_COLUMNS:
+            raise InvalidRequest(
+                f"attribute {name!r} of {pid!r}: {name} is a field of its own, not an attribute"
+            )
+        if len(value) > MAX_TEXT_LENGTH:
+            raise InvalidRequest(
+                f"attribute {name!r} of {pid!r} is {len(value)} characters long; the maximum "
+                f"is {MAX_TEXT_LENGTH}"
             )

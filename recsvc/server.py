@@ -34,6 +34,7 @@ from recsvc.health import StoreHealth
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
 from recsvc.services import SCOPES, SERVICES
+from recsvc.trending import Trending, TrendingConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ def engine_config(config: ServeConfig) -> EngineConfig:
         repeat_categories=config.repeat_categories,
         max_per_category=config.max_per_category,
         fold_in=config.fold_in,
+        exploration_share=config.exploration_share,
+        new_product_days=config.new_product_days,
     )
 
 
@@ -92,9 +95,11 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
     from recsvc.offer_service import OfferService
     from recsvc.offers import OfferCatalogError
+    from recsvc.promotions import PromotionsError, PromotionService
     from recsvc.servicer import (
         AdminServicer,
         EventsServicer,
+        Merchandising,
         PrivacyServicer,
         RecommenderServicer,
     )
@@ -139,11 +144,24 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     except (OfferCatalogError, OSError) as exc:
         store.close()
         raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
+    try:
+        promotions = PromotionService(config.promotions, realtime)
+    except (PromotionsError, OSError) as exc:
+        store.close()
+        raise ConfigError(f"RECSVC_PROMOTIONS: {exc}") from None
     realtime.check_redemption = offers.check_redemption
     customers = Customers(realtime.store, offers.offer_ids)
+    trending = Trending(
+        realtime, TrendingConfig(config.trending_refresh, config.trending_min_events)
+    )
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(
-            store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc(), customers, offers
+            store,
+            realtime,
+            lambda kind: metrics.FALLBACKS.labels(kind).inc(),
+            customers,
+            offers,
+            Merchandising(promotions, trending),
         ),
         server,
     )
@@ -152,7 +170,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         EventsServicer(store, realtime, count_events), server
     )
     recommender_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, realtime, customers, offers), server
+        AdminServicer(store, realtime, customers, offers, promotions), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -196,6 +214,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
             )
         raise fail(f"cannot listen on {address} (in use, or not an address of this host)")
     server.start()
+    realtime.sync_catalog(store.engine)  # products created live, before the first request
     store.watch(config.reload_interval)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -298,6 +317,13 @@ def serve(config: ServeConfig) -> None:
             load_catalog(config.offers)
         except (OfferCatalogError, OSError) as exc:
             raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
+    if config.promotions is not None:
+        from recsvc.promotions import PromotionsError, load_promotions
+
+        try:
+            load_promotions(config.promotions)
+        except (PromotionsError, OSError) as exc:
+            raise ConfigError(f"RECSVC_PROMOTIONS: {exc}") from None
     claim_port(config)  # before the dev token: a second server must not replace the first's
     config = with_auth(config)
     with redis_url(config.redis, watch=True) as url:

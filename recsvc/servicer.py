@@ -7,16 +7,19 @@ codes and logs one structured line per answer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 
 from formats import bundle as bundles
-from formats.errors import InvalidRequest, NotFound, Unavailable
-from formats.types import EventResult, ProductChange, Recommendation
+from formats.errors import InvalidRequest, LimitReached, NotFound, Unavailable
+from formats.types import EventResult, Recommendation
 from recsvc.convert import (
     EVENT_STATUS_CODES,
+    change_from_pb,
     context_from_pb,
     event_from_pb,
     filter_from_pb,
@@ -24,10 +27,13 @@ from recsvc.convert import (
     result_to_pb,
 )
 from recsvc.customer_service import Customers
+from recsvc.engine.slots import Levers
 from recsvc.model_store import ModelStore
 from recsvc.offer_service import OfferService
 from recsvc.offers import OfferCatalogError
+from recsvc.promotions import PromotionsError, PromotionService
 from recsvc.realtime import Realtime
+from recsvc.trending import Trending
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -53,7 +59,9 @@ def call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
     except Unavailable as exc:
         _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-    except (bundles.BundleError, OfferCatalogError) as exc:
+    except LimitReached as exc:
+        _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+    except (bundles.BundleError, OfferCatalogError, PromotionsError) as exc:
         _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
 
@@ -71,6 +79,17 @@ def _log(rpc: str, rec: Recommendation, **fields: Any) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Merchandising:
+    """The levers RecommendProducts applies beside the model: promotions and trending."""
+
+    promotions: PromotionService
+    trending: Trending
+
+    def levers(self, surface: str, now_ms: int) -> Levers:
+        return Levers(self.promotions.active(surface), self.trending.source, now_ms)
+
+
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(
         self,
@@ -79,12 +98,16 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         on_fallback: Callable[[str], None] | None = None,
         customers: Customers | None = None,
         offers: OfferService | None = None,
+        merchandising: Merchandising | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.on_fallback = on_fallback or (lambda kind: None)
         self.customers = customers or Customers(None, list)
         self.offers = offers or OfferService(None, self.realtime)
+        self.merchandising = merchandising or Merchandising(
+            PromotionService(None, self.realtime), Trending(self.realtime)
+        )
 
     def RecommendOffers(
         self, request: pb.RecommendOffersRequest, context: grpc.ServicerContext
@@ -137,18 +160,23 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def RecommendProducts(
         self, request: pb.RecommendProductsRequest, context: grpc.ServicerContext
     ) -> pb.RecommendProductsResponse:
+        now_ms = int(time.time() * 1000)
+
         def recommend() -> Recommendation:
             engine = self.store.engine
             activity = self.realtime.activity(engine, request.customer_id)
+            where = context_from_pb(request.context)
             return engine.recommend(
                 request.customer_id,
                 request.limit,
                 filter_from_pb(request.filter),
-                context_from_pb(request.context),
+                where,
                 activity,
+                self.merchandising.levers(where.surface, now_ms),
             )
 
         rec = call(context, recommend)
+        self.merchandising.promotions.served(request.customer_id, rec, now_ms)
         if not rec.personalized:
             self.on_fallback("cold_start")
         elif rec.filled_from_popularity:
@@ -192,6 +220,30 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
+        )
+
+    def TrendingProducts(
+        self, request: pb.TrendingProductsRequest, context: grpc.ServicerContext
+    ) -> pb.TrendingProductsResponse:
+        def trending() -> Recommendation:
+            engine = self.store.engine
+            self.realtime.sync_catalog(engine)
+            rows = self.merchandising.trending.rows(request.category or None)
+            if rows is None:
+                raise Unavailable(
+                    "trending needs the feature store, which is "
+                    + ("not configured (REDIS_URL)" if self.realtime.store is None else "down")
+                )
+            return engine.trending(
+                request.category, request.limit, filter_from_pb(request.filter), lambda _: rows
+            )
+
+        rec = call(context, trending)
+        _log("TrendingProducts", rec, category=request.category)
+        return pb.TrendingProductsResponse(
+            items=items_to_pb(rec.items),
+            recommendation_id=rec.recommendation_id,
+            model_version=rec.model_version,
         )
 
 
@@ -261,11 +313,23 @@ class AdminServicer(pb_grpc.AdminServicer):
         realtime: Realtime | None = None,
         customers: Customers | None = None,
         offers: OfferService | None = None,
+        promotions: PromotionService | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.customers = customers or Customers(None, list)
         self.offers = offers or OfferService(None, self.realtime)
+        self.promotions = promotions or PromotionService(None, self.realtime)
+
+    def ReloadPromotions(
+        self, request: pb.ReloadPromotionsRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadPromotionsResponse:
+        catalog = call(context, self.promotions.reload)
+        active = len(self.promotions.active_any())
+        log.info("ReloadPromotions", extra={"rpc": "ReloadPromotions", "promotions": len(catalog)})
+        return pb.ReloadPromotionsResponse(
+            promotions_version=catalog.digest[:12], promotions=len(catalog), active=active
+        )
 
     def ReloadOffers(
         self, request: pb.ReloadOffersRequest, context: grpc.ServicerContext
@@ -291,14 +355,7 @@ class AdminServicer(pb_grpc.AdminServicer):
     def UpdateProducts(
         self, request: pb.UpdateProductsRequest, context: grpc.ServicerContext
     ) -> pb.UpdateProductsResponse:
-        changes = [
-            ProductChange(
-                u.product_id,
-                u.stock if u.HasField("stock") else None,
-                u.price if u.HasField("price") else None,
-            )
-            for u in request.updates
-        ]
+        changes = [change_from_pb(u) for u in request.updates]
         updated = call(context, lambda: self.realtime.update_products(self.store.engine, changes))
         log.info("UpdateProducts", extra={"rpc": "UpdateProducts", "updated": updated})
         return pb.UpdateProductsResponse(updated=updated)

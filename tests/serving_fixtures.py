@@ -16,13 +16,20 @@ import pytest
 
 from formats import bundle as b
 from training import synth
+from training.cold_start import ColdStartConfig
 from training.config import TrainConfig
 from training.index import IndexConfig
 from training.train import run
 
 WORLD = synth.SynthConfig(customers=2000, products=200, seed=7)
 NO_PRICE_EVERY = 17  # every 17th catalog product has no price (fails every price bound)
-QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
+# The cold-start check (an extra fit) is tested in test_content.py; here it only costs time.
+QUIET = TrainConfig(
+    progress=False,
+    baselines=("popularity",),
+    clv_check=False,
+    cold_start=ColdStartConfig(fraction=0.0),
+)
 TRAIN_CONFIGS = {
     "exact": QUIET,
     # More than 10 products: the trainer builds an HNSW index instead of an exact one.

@@ -165,8 +165,10 @@ def test_train_skipping_bad_rows_publishes_and_lists(
         ["--test-fraction", "1.5"],
         ["--target-events", "purchse"],
         ["-k", "0"],
+        ["--cold-start-fraction", "1"],
+        ["--cold-start-fraction", "-0.1"],
     ],
-    ids=["test-fraction", "target-events", "k"],
+    ids=["test-fraction", "target-events", "k", "cold-start-one", "cold-start-negative"],
 )
 def test_train_rejects_bad_option_values_cleanly(
     write_csv: WriteCsv,

@@ -16,8 +16,10 @@ import pytest
 from redis_fixtures import new_namespace
 from serving_fixtures import free_port
 
+from feature_store import catalog as products
 from feature_store.store import FeatureStore
 from formats.events import Event
+from formats.types import ProductChange
 from recsvc.cli import main
 
 WriteCsv = Callable[[str, Sequence[str]], Path]  # the write_csv fixture (conftest.py)
@@ -236,7 +238,7 @@ def test_features_show_of_unknown_ids_prints_nulls(
     )
 
     assert code == 0
-    assert json.loads(out) == {"product": None}
+    assert json.loads(out) == {"product": None, "live": None}
 
 
 def test_features_show_product(
@@ -253,7 +255,35 @@ def test_features_show_product(
 
     assert code == 0
     assert json.loads(out) == {
-        "product": {"category": "shoes", "price": 10.5, "in_stock": True, "popularity": 1}
+        "product": {"category": "shoes", "price": 10.5, "in_stock": True, "popularity": 1},
+        "live": None,
+    }
+    # What UpdateProducts set: a description of p1, and a product created live.
+    products.update_products(
+        store,
+        [
+            ProductChange("p1", stock=3, title="Renamed"),
+            ProductChange("NEW1", price=2.0, category="hats", attributes={"colour": "red"}),
+        ],
+        now_ms=1_800_000_000_000,
+    )
+    code, out, _ = run(
+        ["features", "show", "--product", "p1", "--model-dir", str(model_dir)], capsys
+    )
+    live = json.loads(out)["live"]
+    assert (live["title"], live["stock"], live["category"]) == ("Renamed", 3, None)
+    code, out, _ = run(["features", "show", "--product", "--model-dir", str(model_dir)], capsys)
+    listed = json.loads(out)
+    assert listed["live_products"] == 2
+    assert [p["product_id"] for p in listed["products"]] == ["NEW1", "p1"]
+    assert listed["products"][0] == {
+        "product_id": "NEW1",
+        "title": None,
+        "category": "hats",
+        "attributes": {"colour": "red"},
+        "stock": None,
+        "price": 2.0,
+        "created_at": "2027-01-15T08:00:00+00:00",
     }
 
 

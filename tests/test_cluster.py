@@ -20,6 +20,7 @@ import redis
 from redis_fixtures import new_namespace
 
 from feature_store import bulk
+from feature_store import catalog as products
 from feature_store.export import export_events, read_checkpoint
 from feature_store.store import FeatureStore
 from formats.events import Event
@@ -130,8 +131,8 @@ def test_events_activity_and_catalog_changes_on_a_cluster(store: FeatureStore) -
     }
     assert activity.purchased == {e.product_id for e in events if e.customer_id == "C1"}
     assert store.trending("coffee", 5)[0][0] == "P0"
-    seq = store.update_products([ProductChange("P1", stock=0, price=2.5)])
-    assert store.changes_since(0) == (seq, [ProductChange("P1", 0, 2.5)])
+    seq = products.update_products(store, [ProductChange("P1", stock=0, price=2.5)])
+    assert products.changes_since(store, 0) == (seq, [ProductChange("P1", 0, 2.5)])
     assert store.activity("C1").change_seq == seq
 
 

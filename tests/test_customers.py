@@ -50,12 +50,19 @@ from recsvc.server import Running
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 from training import synth
+from training.cold_start import ColdStartConfig
 from training.config import TrainConfig
 from training.features import feature_frames
 from training.train import run
 
 V1 = "20260101T000000Z-customers"
-QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
+# The cold-start check (an extra fit) is tested in test_content.py; here it only costs time.
+QUIET = TrainConfig(
+    progress=False,
+    baselines=("popularity",),
+    clv_check=False,
+    cold_start=ColdStartConfig(fraction=0.0),
+)
 
 
 def pb_event(customer: str, type: pb.EventType, product_id: str = "", **fields: Any) -> pb.Event:
@@ -878,6 +885,8 @@ def test_train_leaves_out_the_forgotten_customer(
         "--baselines",
         "popularity",
         "--quiet",
+        "--cold-start-fraction",
+        "0",
     ]
     assert main(argv) == 0
     bundle = b.load_bundle(b.resolve(models))

@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 from redis.crc import key_slot
 
+from feature_store import catalog as products
 from feature_store.keys import (
     DEDUPE_TTL,
     RECENT_MAX,
@@ -319,26 +320,30 @@ def test_trending_orders_by_decayed_weight(store: FeatureStore) -> None:
 
 def test_update_products_and_changes_since(store: FeatureStore) -> None:
     assert store.change_seq() == 0
-    assert store.changes_since(0) == (0, [])
-    first = store.update_products([ProductChange("P1", stock=0), ProductChange("P2", price=9.99)])
+    assert products.changes_since(store, 0) == (0, [])
+    first = products.update_products(
+        store, [ProductChange("P1", stock=0), ProductChange("P2", price=9.99)]
+    )
     assert first == store.change_seq() == 1
-    seq, changes = store.changes_since(0)
+    seq, changes = products.changes_since(store, 0)
     assert seq == 1
     assert sorted(changes, key=lambda c: c.product_id) == [
         ProductChange("P1", stock=0, price=None),
         ProductChange("P2", stock=None, price=9.99),
     ]
-    assert store.changes_since(1) == (1, [])
+    assert products.changes_since(store, 1) == (1, [])
 
-    second = store.update_products([ProductChange("P1", price=1e20), ProductChange("P3", 5, 0.0)])
+    second = products.update_products(
+        store, [ProductChange("P1", price=1e20), ProductChange("P3", 5, 0.0)]
+    )
     assert second == 2
-    seq, changes = store.changes_since(first)
+    seq, changes = products.changes_since(store, first)
     assert seq == 2
     assert sorted(changes, key=lambda c: c.product_id) == [
         ProductChange("P1", stock=0, price=1e20),  # the stock set before is still there
         ProductChange("P3", stock=5, price=0.0),
     ]
-    assert len(store.changes_since(0)[1]) == 3
+    assert len(products.changes_since(store, 0)[1]) == 3
     assert store.activity("anyone").change_seq == 2
 
 
@@ -360,3 +365,24 @@ def test_buffered_trend_counters_are_written_by_the_flusher_and_at_close(
     single.apply_activity(views[:1], {"A": "shoes"})
     assert score == pytest.approx(4 * single.trending()[0][1])
     single.close()
+
+
+def test_product_definitions_merge_and_come_back_with_changes(store: FeatureStore) -> None:
+    new = ProductChange("N1", price=4.5, title="Wool hat", category="hats", attributes={"a": "1"})
+    first = products.update_products(store, [new], now_ms=1_700_000_000_000)
+    _, changes = products.changes_since(store, 0)
+    assert changes == [
+        ProductChange("N1", None, 4.5, "Wool hat", "hats", {"a": "1"}, 1_700_000_000_000)
+    ]
+    # Title kept, attributes merged ("" removes one), created_ms kept from the first time.
+    later = ProductChange("N1", stock=3, attributes={"a": "", "b": "x y"})
+    products.update_products(store, [later], now_ms=1_800_000_000_000)
+    _, changes = products.changes_since(store, first)
+    assert changes == [
+        ProductChange("N1", 3, 4.5, "Wool hat", "hats", {"b": "x y"}, 1_700_000_000_000)
+    ]
+    products.update_products(store, [ProductChange("P9", stock=1)])  # a plain stock change
+    listed = products.described_products(store)
+    assert list(listed) == ["N1"] and listed["N1"].stock == 3
+    assert products.described_count(store) == 1
+    assert products.changes_since(store, 0)[1][-1] == ProductChange("P9", 1)

@@ -325,7 +325,15 @@ def test_update_products_validation(
         (ProductChange("P000001", price=math.nan), InvalidRequest, "price nan"),
         (ProductChange("P000001", price=math.inf), InvalidRequest, "price inf"),
         (ProductChange("P000001", price=-0.5), InvalidRequest, "price -0.5"),
-        (ProductChange("P000001"), InvalidRequest, "sets neither stock nor price"),
+        (ProductChange("P000001"), InvalidRequest, "sets nothing; send stock, price, title"),
+        (ProductChange("P-missing", title="x"), NotFound, "send its category to create it"),
+        (ProductChange("N" * 129, category="c"), InvalidRequest, "129 characters long"),
+        (ProductChange("N1", category=" "), InvalidRequest, "category of 'N1' is empty"),
+        (ProductChange("N1", category="c", title="t" * 1001), InvalidRequest, "title of 'N1'"),
+        (ProductChange("N1", category="c", attributes={"price": "1"}), InvalidRequest, "own"),
+        (ProductChange("N1", category="c", attributes={"": "1"}), InvalidRequest, "empty"),
+        (ProductChange("N1", category="c", price=-1.0), InvalidRequest, "price -1"),
+        (ProductChange("P000001", category="elsewhere"), InvalidRequest, "next training run"),
     ]
     for change, error, message in bad:
         with pytest.raises(error, match=message):

@@ -105,3 +105,46 @@ def test_cli_missing_directory_is_a_one_line_error(
     assert main(["report", "--events", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("recsvc report: error:") and "events export" in err
+
+
+def test_promotions_count_the_impressions_clicks_and_purchases_of_their_items(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows: list[tuple[str, str | None, str | None, str | None, float | None]] = [
+        ("promotion_served", "P1", None, "rp-a", None),
+        ("promotion_served", "P2", None, "rp-a", None),
+        ("promotion_served", "P1", None, "rp-b", None),
+        ("rec_impression", "P1", None, "rp-a", None),
+        ("rec_impression", "P2", None, "rp-a", None),
+        ("rec_impression", "P3", None, "rp-a", None),  # in the answer, not promoted
+        ("rec_click", "P1", None, "rp-a", None),
+        ("purchase", "P1", None, "rp-a", 30.0),
+        ("rec_impression", "P1", None, "rp-b", None),
+        ("rec_impression", "P1", None, "rp-c", None),  # another answer: not promoted there
+    ]
+    promotion = {0: "summer", 1: "brand-x", 2: "summer"}
+    frame = _events(rows).with_columns(
+        pl.Series("promotion_id", [promotion.get(i) for i in range(len(rows))], dtype=pl.Utf8)
+    )
+    report = campaign_report(frame)
+    table = {r["promotion_id"]: r for r in report.promotions.to_dicts()}
+    summer, brand = table["summer"], table["brand-x"]
+    assert (summer["served"], summer["impressions"], summer["clicks"]) == (2, 2, 1)
+    assert (summer["purchases"], summer["revenue"], summer["ctr"]) == (1, 30.0, 0.5)
+    assert (brand["served"], brand["impressions"], brand["clicks"], brand["purchases"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+    # The sources table is unchanged by the server's records.
+    products = {r["source"]: r for r in report.sources.to_dicts()}["RecommendProducts"]
+    assert (products["impressions"], products["clicks"], products["purchases"]) == (5, 1, 1)
+    # Files exported before promotion_id existed are read too (the column is then empty).
+    day = tmp_path / "events" / "day=2026-11-01"
+    day.mkdir(parents=True)
+    _events(ROWS).drop("promotion_id").write_parquet(day / "part-1_0-11_0.parquet")
+    frame.write_parquet(day / "part-12_0-21_0.parquet")
+    assert main(["report", "--events", str(tmp_path / "events")]) == 0
+    out = capsys.readouterr().out
+    assert "per promotion" in out and "summer" in out

@@ -392,6 +392,7 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
         "RankProducts",
         "RecommendOffers",
         "GetCustomerProfile",
+        "TrendingProducts",
     }
     admin = pool.FindServiceByName("recsvc.v1.Admin")
     assert {m.name for m in admin.methods} == {
@@ -400,6 +401,7 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
         "UpdateProducts",
         "SetLoyalty",
         "ReloadOffers",
+        "ReloadPromotions",
     }
     events = pool.FindServiceByName("recsvc.v1.Events")
     assert {m.name for m in events.methods} == {"TrackEvents"}

@@ -12,11 +12,18 @@ import pytest
 from formats import bundle as b
 from recsvc.cli import main
 from training import synth
+from training.cold_start import ColdStartConfig
 from training.config import TrainConfig
 from training.index import IndexConfig
 from training.train import TrainError, run
 
-QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
+# The cold-start check (an extra fit) is tested in test_content.py; here it only costs time.
+QUIET = TrainConfig(
+    progress=False,
+    baselines=("popularity",),
+    clv_check=False,
+    cold_start=ColdStartConfig(fraction=0.0),
+)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +136,8 @@ def test_evaluate_command_scores_a_bundle_on_held_out_rows(
                 "--quiet",
                 "--baselines",
                 "popularity",
+                "--cold-start-fraction",
+                "0",
                 *args,
             ]
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from formats.weights import WeightConfig
+from training.cold_start import ColdStartConfig
+from training.content import ContentConfig
 from training.index import IndexConfig
 from training.ingest import OnError
 from training.models import ALSParams
@@ -36,3 +38,7 @@ class TrainConfig:
     # The lifetime-value model's calibration/holdout check (recsvc analytics), reported with
     # the evaluation: fit on the first half of the purchase history, forecast the second.
     clv_check: bool = True
+    # The content model (catalog attributes -> item vectors) that gives products without
+    # interactions their vectors, and its held-out check (products hidden from a refit).
+    content: ContentConfig = field(default_factory=ContentConfig)
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)

@@ -1,21 +1,25 @@
 """`recsvc report`: campaign measurement over exported events.
 
-Two tables over a time range: per offer (offer_impression -> offer_click -> offer_redeemed)
-and per recommendation source (rec_impression -> rec_click -> purchase). A purchase counts for
-a source when it carries a recommendation_id from that source's responses (the id's prefix
-names the RPC: see formats.types.SOURCES); revenue is the sum of those purchases' amounts.
-For offers, revenue is the amount on offer_redeemed events (the order the offer was used on).
+Three tables over a time range: per offer (offer_impression -> offer_click -> offer_redeemed),
+per recommendation source (rec_impression -> rec_click -> purchase) and per promotion. A
+purchase counts for a source when it carries a recommendation_id from that source's responses
+(the id's prefix names the RPC: see formats.types.SOURCES); revenue is the sum of those
+purchases' amounts. For offers, revenue is the amount on offer_redeemed events (the order the
+offer was used on). For promotions, the server's ``promotion_served`` records say which
+products of which answer a promotion placed; an impression, click or purchase with that
+recommendation_id and product counts for the promotion.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from formats.errors import RecsvcError
+from formats.events import SERVED
 from formats.exported import COLUMNS
 from formats.types import SOURCES
 
@@ -29,6 +33,7 @@ class CampaignReport:
     offers: pl.DataFrame
     sources: pl.DataFrame
     events: int  # events in the range
+    promotions: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def read_events(directory: Path) -> pl.DataFrame:
@@ -38,7 +43,9 @@ def read_events(directory: Path) -> pl.DataFrame:
     files = sorted(directory.glob("day=*/part-*.parquet"))
     if not files:
         return pl.DataFrame(schema=COLUMNS)
-    return pl.concat([pl.read_parquet(f) for f in files], how="vertical")
+    frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in COLUMNS.items() if c not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def _rates(frame: pl.DataFrame, shown: str, clicked: str, converted: str) -> pl.DataFrame:
@@ -98,7 +105,42 @@ def campaign_report(
         .sort("source")
     )
     sources = _rates(sources, "impressions", "clicks", "purchases")
-    return CampaignReport(offers=offers, sources=sources, events=events.height)
+    promotions = promotion_funnel(events)
+    return CampaignReport(offers, sources, events.height, promotions)
+
+
+def promotion_funnel(events: pl.DataFrame) -> pl.DataFrame:
+    """Per promotion: items served, and the impressions, clicks, purchases and revenue of
+    those items (joined on recommendation_id and product_id)."""
+    served = (
+        events.filter(pl.col("event_type") == SERVED)
+        .select("recommendation_id", "product_id", "promotion_id")
+        .unique(subset=["recommendation_id", "product_id"], keep="first")
+    )
+    followed = events.filter(
+        pl.col("event_type").is_in(["rec_impression", "rec_click", "purchase"])
+    ).join(served, on=["recommendation_id", "product_id"], how="inner", suffix="_served")
+
+    def count(kind: str) -> pl.Expr:
+        return (pl.col("event_type") == kind).sum()
+
+    outcomes = followed.group_by("promotion_id_served").agg(
+        count("rec_impression").alias("impressions"),
+        count("rec_click").alias("clicks"),
+        count("purchase").alias("purchases"),
+        pl.col("amount").filter(pl.col("event_type") == "purchase").sum().alias("revenue"),
+    )
+    table = (
+        served.group_by("promotion_id")
+        .agg(pl.len().alias("served"))
+        .join(
+            outcomes.rename({"promotion_id_served": "promotion_id"}), on="promotion_id", how="left"
+        )
+        .with_columns(pl.col("impressions", "clicks", "purchases").fill_null(0))
+        .with_columns(pl.col("revenue").fill_null(0.0))
+        .sort("promotion_id")
+    )
+    return _rates(table, "impressions", "clicks", "purchases")
 
 
 def format_table(frame: pl.DataFrame, title: str) -> str:

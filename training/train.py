@@ -20,7 +20,9 @@ from tqdm import tqdm
 from formats import __version__
 from formats.bundle import BundleContents, new_version, publish, write_bundle
 from formats.errors import RecsvcError
+from training.cold_start import evaluate_cold_start, format_cold_start
 from training.config import TrainConfig
+from training.content import bundle_content
 from training.dataset import (
     Dataset,
     binary_matrix,
@@ -176,7 +178,10 @@ def run(
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train, evaluate and publish one bundle; returns its version and manifest."""
-    phases = ["read", "split", "tune", "fit", "evaluate", "refit", "index", "clv", "publish"]
+    phases = [
+        *("read", "split", "tune", "fit", "evaluate", "cold start", "refit", "content"),
+        *("index", "clv", "publish"),
+    ]
     bar = tqdm(total=len(phases), unit="phase", disable=not cfg.progress, leave=False)
     p = Phases(bar)
     reports: list[ValidationReport] = []
@@ -249,6 +254,11 @@ def run(
         similar = evaluate_similar(als, knn, split, cfg.k, users)
     del models, knn, split
 
+    with p.phase("cold start"):
+        cold: dict[str, Any] | None = None
+        if cfg.cold_start.fraction > 0:
+            cold = evaluate_cold_start(ds, weights, als_params, cfg.content, cfg.cold_start)
+
     with p.phase("refit"):
         if cfg.refit:
             matrix = user_item_matrix(ds, weights)
@@ -258,6 +268,13 @@ def run(
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
         ).astype(np.float32)
+
+    with p.phase("content"):
+        item_factors, extras, content_info = bundle_content(
+            ds.catalog, als.item_factors, matrix, ds.item, ds.ts, cfg.content
+        )
+        als.item_factors = item_factors
+    content_info["cold_start_evaluation"] = cold
 
     with p.phase("index"):
         index = build_index(als.item_factors, cfg.index)
@@ -335,6 +352,7 @@ def run(
                 "models": metrics,
                 "similar_products": similar,
             },
+            "content": content_info,
             "tuning": [t.to_dict() for t in trials],
             "clv_holdout": clv[1] if clv else None,
             "index": index_info,
@@ -349,6 +367,7 @@ def run(
             item_factors=als.item_factors,
             user_items=matrix,
             index=index,
+            extras=extras,
         )
         path = write_bundle(model_dir, contents, version)
         bundle = publish(model_dir, version)
@@ -360,6 +379,14 @@ def run(
         )
     )
     echo(format_table(similar, "similar products (query: each customer's last product):"))
+    echo(
+        f"content model: {content_info['features']:,} features from "
+        f"{content_info['fitted_on']:,} products with interactions; "
+        f"{content_info['products_with_content_vectors']:,} products without any got their "
+        "vectors from it"
+    )
+    if cold is not None:
+        echo(format_cold_start(cold))
     echo(
         f"index: {index_info['kind']} inner product over {ds.n_items:,} products, "
         f"recall@{cfg.index.recall_k} vs exact {recall:.3f}"

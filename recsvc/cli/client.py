@@ -48,6 +48,16 @@ def register(sub: Subparsers) -> None:
         "--category", action="append", default=[], help="only this category (repeatable)"
     )
     c.add_argument("--in-stock", action="store_true", help="only products in stock")
+    c.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="only products whose attribute NAME is VALUE (or holds it; repeatable)",
+    )
+    c.add_argument(
+        "--surface", choices=("home", "product_page", "cart", "checkout"), help="for promotions"
+    )
     c = action("similar", similar, "products similar to a product")
     c.add_argument("--product", required=True)
     c.add_argument("--limit", type=int, default=10)
@@ -83,10 +93,28 @@ def register(sub: Subparsers) -> None:
     c.add_argument("--customer", required=True)
     c = action("export-data", export_data, "everything held on a customer, as JSON (privacy)")
     c.add_argument("--customer", required=True)
-    c = action("update-product", update_product, "set a product's stock and/or price (scope admin)")
+    c = action(
+        "update-product",
+        update_product,
+        "set a product's stock, price or description; with --category an unknown product is "
+        "created (scope admin)",
+    )
     c.add_argument("--product", required=True)
     c.add_argument("--stock", type=int)
     c.add_argument("--price", type=float)
+    c.add_argument("--title")
+    c.add_argument("--category", help="creates the product when the catalog lacks it")
+    c.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a catalog attribute (repeatable; an empty VALUE removes it)",
+    )
+    c = action("trending", trending, "the products with the most interest now")
+    c.add_argument("--category", default="", help="within one category")
+    c.add_argument("--limit", type=int, default=10)
+    action("reload-promotions", reload_promotions, "reload RECSVC_PROMOTIONS (scope admin)")
 
 
 def _connected(run: Action) -> Callable[[argparse.Namespace], None]:
@@ -110,10 +138,36 @@ def _connected(run: Action) -> Callable[[argparse.Namespace], None]:
 
 
 def recommend(client: Client, args: argparse.Namespace) -> None:
-    from formats.types import Filter  # its dataclasses cost --help ~10 ms at import
+    # formats.types' dataclasses cost --help ~10 ms at import
+    from formats.types import AttributeCondition, Context, Filter
 
-    f = Filter(include_categories=frozenset(args.category), in_stock_only=args.in_stock)
-    _print_recommendation(client.recommend(args.customer, args.limit, f))
+    conditions = tuple(AttributeCondition(n, equals=v) for n, v in _pairs(args.attribute))
+    f = Filter(
+        include_categories=frozenset(args.category),
+        in_stock_only=args.in_stock,
+        attributes=conditions,
+    )
+    context = Context(surface=args.surface or "")
+    _print_recommendation(client.recommend(args.customer, args.limit, f, context))
+
+
+def trending(client: Client, args: argparse.Namespace) -> None:
+    _print_recommendation(client.trending(args.category, args.limit))
+
+
+def reload_promotions(client: Client, args: argparse.Namespace) -> None:
+    version, promotions, active = client.reload_promotions()
+    print(f"promotions {version}: {promotions} promotions, {active} active now")
+
+
+def _pairs(texts: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--attribute {text!r}: expected NAME=VALUE")
+        pairs.append((name.strip(), value))
+    return pairs
 
 
 def similar(client: Client, args: argparse.Namespace) -> None:
@@ -186,7 +240,10 @@ def export_data(client: Client, args: argparse.Namespace) -> None:
 def update_product(client: Client, args: argparse.Namespace) -> None:
     from formats.types import ProductChange
 
-    change = ProductChange(args.product, args.stock, args.price)
+    attributes = dict(_pairs(args.attribute))
+    change = ProductChange(
+        args.product, args.stock, args.price, args.title, args.category, attributes
+    )
     print(f"updated {client.update_products([change])} product(s)")
 
 
@@ -196,9 +253,10 @@ def _print_recommendation(rec: Recommendation) -> None:
         f"personalized {rec.personalized}"
     )
     width = max([len(i.product_id) for i in rec.items] + [10])
-    print(f"{'#':>3}  {'product':<{width}}  {'score':>9}  {'category':<16}  reason")
+    print(f"{'#':>3}  {'product':<{width}}  {'score':>9}  {'category':<16}  {'slot':<12}  reason")
     for n, item in enumerate(rec.items, 1):
+        slot = item.slot + (f" {item.promotion_id}" if item.promotion_id else "")
         print(
             f"{n:>3}  {item.product_id:<{width}}  {item.score:>9.4f}  "
-            f"{item.category[:16]:<16}  {item.reason}"
+            f"{item.category[:16]:<16}  {slot:<12}  {item.reason}"
         )

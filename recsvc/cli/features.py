@@ -39,11 +39,20 @@ def register(sub: Subparsers) -> None:
     add_analytics_options(f, as_of_required=False)
     f.add_argument("--no-analytics", action="store_true", help="skip RFM, stages and CLV")
     f.set_defaults(func=cmd_load)
-    f = fsub.add_parser("show", help="print the features held for a customer or product")
+    f = fsub.add_parser(
+        "show",
+        help="print the features held for a customer or product",
+        description="Print what Redis holds: a customer's loaded profile and real-time "
+        "activity; a product's loaded features and what UpdateProducts set (stock, price, "
+        "title, category, attributes). --product without an id lists every product created "
+        "or described through UpdateProducts (the products served until training adopts them).",
+    )
     add_model_dir(f)
     who = f.add_mutually_exclusive_group(required=True)
     who.add_argument("--customer")
-    who.add_argument("--product")
+    who.add_argument(
+        "--product", nargs="?", const="", help="a product id; none: list live products"
+    )
     f.set_defaults(func=cmd_show)
 
 
@@ -57,8 +66,31 @@ def cmd_show(args: argparse.Namespace) -> None:
             activity["purchased"] = sorted(activity["purchased"])
             shown["activity"] = activity
         else:
-            shown = {"product": store.product(args.product)}
+            from feature_store.catalog import described_products
+
+            described = {pid: _described(c) for pid, c in described_products(store).items()}
+            if args.product:
+                shown = {"product": store.product(args.product)}
+                shown["live"] = described.get(args.product)
+            else:
+                shown = {"live_products": len(described), "products": list(described.values())}
     print(json.dumps(shown, indent=2, default=str))
+
+
+def _described(change: Any) -> dict[str, Any]:
+    """A product as UpdateProducts left it (formats.types.ProductChange), for people."""
+    created = change.created_ms
+    return {
+        "product_id": change.product_id,
+        "title": change.title,
+        "category": change.category,
+        "attributes": change.attributes,
+        "stock": change.stock,
+        "price": change.price,
+        "created_at": datetime.fromtimestamp(created / 1000, UTC).isoformat(timespec="seconds")
+        if created
+        else None,
+    }
 
 
 def cmd_load(args: argparse.Namespace) -> None:

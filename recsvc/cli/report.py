@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     rp = sub.add_parser(
         "report",
-        help="campaign funnels per offer and per recommendation source",
+        help="campaign funnels per offer, recommendation source and promotion",
         description="Impressions, clicks, conversions, CTR, conversion and redemption rates and "
-        "revenue per offer and per recommendation source (RecommendProducts, SimilarProducts, "
-        "RankProducts, RecommendOffers: purchases attributed through recommendation_id), over "
-        "the events exported by `recsvc events export`.",
+        "revenue per offer, per recommendation source (RecommendProducts, SimilarProducts, "
+        "RankProducts, TrendingProducts, RecommendOffers: purchases attributed through "
+        "recommendation_id) and per promotion (items the server placed or boosted, and the "
+        "impressions, clicks and purchases of those items), over the events exported by "
+        "`recsvc events export`.",
     )
     rp.add_argument("--events", type=Path, required=True, help="the export directory")
     rp.add_argument("--from", dest="start", type=_datetime, help="start (ISO date or time, UTC)")
@@ -38,7 +40,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     if args.format == "json":
         print(
             json.dumps(
-                {"offers": report.offers.to_dicts(), "sources": report.sources.to_dicts()},
+                {
+                    "offers": report.offers.to_dicts(),
+                    "sources": report.sources.to_dicts(),
+                    "promotions": report.promotions.to_dicts(),
+                },
                 indent=2,
             )
         )
@@ -47,10 +53,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(report.offers.write_csv(), end="")
         print("# sources")
         print(report.sources.write_csv(), end="")
+        print("# promotions")
+        print(report.promotions.write_csv(), end="")
     else:
         print(f"{report.events:,} events")
         print(format_table(report.offers, "per offer"))
         print(format_table(report.sources, "per recommendation source"))
+        print(format_table(report.promotions, "per promotion"))
     if args.plot:
         plot_funnel(report, args.plot)
         print(f"funnel drawn to {args.plot}", file=sys.stderr)

@@ -12,6 +12,7 @@ from recsvc.cli.args import (
     _events,
     _fraction,
     _positive_int,
+    _share,
     add_inputs,
     add_model_dir,
 )
@@ -67,6 +68,13 @@ def _register_train(sub: Subparsers) -> None:
         type=_csv,
         default=("popularity", "itemknn"),
         help="baselines to evaluate (default popularity,itemknn)",
+    )
+    g.add_argument(
+        "--cold-start-fraction",
+        type=_share,
+        default=None,
+        help="share of products with interactions hidden from an extra fit to measure how "
+        "products without history are served (default 0.1; 0 = skip)",
     )
     g.add_argument(
         "--no-refit",
@@ -195,6 +203,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         forget=_tombstones(args.model_dir),
         clv_check=not args.no_clv_check,
+        cold_start=_with(cfg.cold_start, fraction=args.cold_start_fraction, seed=args.seed),
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
 

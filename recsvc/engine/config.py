@@ -17,3 +17,5 @@ class EngineConfig:
     direct_score_max: int = 200_000  # score a category filter's products exactly up to this
     reason_history: int = 50  # history items considered for "because you liked X"
     fold_in: bool = True  # recompute customer vectors from real-time activity
+    exploration_share: float = 0.1  # of RecommendProducts slots for new products; 0 = none
+    new_product_days: float = 30.0  # products introduced this recently are new

@@ -7,8 +7,9 @@ request does an index search over a few hundred candidates and vectorised filter
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,12 +18,16 @@ import numpy as np
 
 from feature_store.store import Activity
 from formats.bundle import Bundle, load_bundle
+from formats.content import EXTRA as CONTENT
+from formats.content import ContentModel
 from formats.errors import InvalidRequest, NotFound
 from formats.ids import check_id
-from formats.types import Context, Filter, Item, ModelInfo, Recommendation
-from recsvc.engine.catalog import Catalog
+from formats.types import Context, Filter, Item, ModelInfo, ProductChange, Recommendation
+from recsvc.engine import live
+from recsvc.engine.catalog import FROM_CONTENT, FROM_MODEL, Catalog
 from recsvc.engine.config import EngineConfig
 from recsvc.engine.retrieval import Chosen, Retrieval
+from recsvc.engine.slots import Levers, Placed, Slots, TrendingSource
 from recsvc.fold_in import FoldIn
 
 
@@ -34,7 +39,15 @@ class Engine:
         self.manifest = bundle.manifest
         self.version = bundle.version
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.catalog = Catalog(bundle.products, bundle.item_factors, self.config.repeat_categories)
+        content = bundle.extras.get(CONTENT)
+        self.content = ContentModel.from_arrays(content) if content else None
+        self.catalog = Catalog(
+            bundle.products,
+            bundle.item_factors,
+            self.config.repeat_categories,
+            has_content=self.content is not None,
+            introduced_ms=introduced_ms(bundle),
+        )
         self.customer_index = {cid: i for i, cid in enumerate(bundle.customer_ids.to_list())}
         self.user_factors = bundle.user_factors
         # Keep the bundle's tables, not a second copy of its item vectors (the catalog holds
@@ -44,6 +57,7 @@ class Engine:
         self.user_items = bundle.user_items
         self.index = bundle.index
         self.retrieval = Retrieval(self.catalog, self.index, self.config)
+        self.slots = Slots(self.catalog, self.retrieval, self.config)
         self.fold_in = (
             FoldIn(
                 self.manifest, self.catalog.grouped_factors, self.catalog.position, self.user_items
@@ -65,13 +79,15 @@ class Engine:
         filter: Filter | None = None,
         context: Context | None = None,
         activity: Activity | None = None,
+        levers: Levers | None = None,
     ) -> Recommendation:
         """Best products for the customer; ``activity`` (from the feature store, None when it
         is unavailable) adds what they did since the model was trained. A customer who
-        declined personalization (``activity.consent`` false) gets popular products."""
+        declined personalization (``activity.consent`` false) gets popular products.
+        ``levers``: active promotions and trending products (recsvc.engine.slots)."""
         check_id(customer_id, "customer_id")
         limit = self._limit(limit)
-        filter = (filter or Filter()).check()
+        filter = self._checked(filter)
         context = context or Context()
         cat = self.catalog
         excluded = cat.indexes(filter.exclude_product_ids)
@@ -87,9 +103,18 @@ class Engine:
             for idx, score in self.retrieval.best(vector, limit, filter, excluded):
                 chosen.append((idx, score, ""))
             self._explain(chosen, history)
-        filled = self.retrieval.fill_popular(chosen, limit, filter, excluded)
+        levers = levers or Levers(now_ms=int(time.time() * 1000))
+        placed, filled = self.slots.finish(
+            chosen,
+            vector if personalized else None,
+            limit,
+            filter,
+            excluded,
+            levers,
+            lambda fresh: self._explain(fresh, history),
+        )
         return Recommendation(
-            items=self._items(chosen),
+            items=self._placed(placed),
             model_version=self.version,
             recommendation_id=new_recommendation_id("rp"),
             personalized=personalized,
@@ -105,14 +130,26 @@ class Engine:
         idx = cat.product_index.get(product_id)
         if idx is None:
             raise NotFound(f"product {product_id!r} is not in the catalog of model {self.version}")
-        filter = (filter or Filter()).check()
+        filter = self._checked(filter)
         excluded = cat.indexes(filter.exclude_product_ids) | {idx}
-        reason = f"similar to {cat.titles[idx] or product_id}"
-        best = self.retrieval.best(cat.vectors(idx), limit, filter, excluded)
-        chosen: Chosen = [(i, s, reason) for i, s in best]
-        self.retrieval.fill_popular(chosen, limit, filter, excluded)
+        title = cat.titles[idx] or product_id
+        vector = cat.vectors(idx)
+        usable = int(cat.source[idx]) in (FROM_MODEL, FROM_CONTENT) and bool(np.any(vector))
+        placed: list[Placed] = []
+        if usable:
+            # A product without history has a vector from its attributes: say so.
+            by_content = int(cat.source[idx]) == FROM_CONTENT
+            reason = f"similar to {title}" + (" by its attributes" if by_content else "")
+            slot = "content" if by_content else "similar"
+            best = self.retrieval.best(vector, limit, filter, excluded)
+            placed = [Placed(i, s, reason, slot) for i, s in best]
+        elif not filter.include_categories:
+            # No vector at all: popular products of its category come first.
+            own = replace(filter, include_categories=frozenset({cat.category_of(idx)}))
+            placed = self._popular([], limit, own, excluded)
+        placed = self._popular(placed, limit, filter, excluded)
         return Recommendation(
-            items=self._items(chosen),
+            items=self._placed(placed),
             model_version=self.version,
             recommendation_id=new_recommendation_id("sp"),
             personalized=False,
@@ -139,12 +176,14 @@ class Engine:
         personalized = vector is not None and bool(np.any(vector))
         if personalized and vector is not None:
             scores = cat.vectors(idx) @ vector
-            reason = "picked for you"
+            reason, slot = "picked for you", "personalized"
         else:
             scores = cat.popularity[idx]
-            reason = "popular"
+            reason, slot = "popular", "popular"
         order = np.argsort(-scores, kind="stable")
-        items = [Item(known[o], float(scores[o]), reason, cat.category_of(idx[o])) for o in order]
+        items = [
+            Item(known[o], float(scores[o]), reason, cat.category_of(idx[o]), slot) for o in order
+        ]
         items += [Item(p, 0.0, "not in the catalog", "") for p in unknown]
         return Recommendation(
             items=items,
@@ -152,6 +191,37 @@ class Engine:
             recommendation_id=new_recommendation_id("rk"),
             personalized=personalized,
         )
+
+    def trending(
+        self,
+        category: str = "",
+        limit: int = 0,
+        filter: Filter | None = None,
+        source: TrendingSource | None = None,
+    ) -> Recommendation:
+        """The catalog's products with the most interest now (``source``: the feature store's
+        decayed counters), overall or in ``category``; only products with enough of it."""
+        limit = self._limit(limit)
+        if category:
+            check_id(category, "category")
+        filter = self._checked(filter)
+        cat = self.catalog
+        rows = source(category or None) if source is not None else []
+        idx = np.array([cat.product_index.get(p, -1) for p, _ in rows], dtype=np.int64)
+        counts = np.array([n for _, n in rows], dtype=np.float64)
+        excluded = cat.indexes(filter.exclude_product_ids)
+        picked = self.retrieval.take(idx, counts, limit, filter, excluded)
+        placed = [Placed(i, n, f"trending in {cat.category_of(i)}", "trending") for i, n in picked]
+        return Recommendation(
+            items=self._placed(placed),
+            model_version=self.version,
+            recommendation_id=new_recommendation_id("tr"),
+            personalized=False,
+        )
+
+    def apply_changes(self, seq: int, changes: Sequence[ProductChange]) -> int:
+        """Catalog changes from the feature store (stock, price, live products)."""
+        return live.apply_changes(self.catalog, self.content, seq, changes)
 
     def categories_of(self, product_ids: Iterable[str]) -> dict[str, str]:
         """Category names of the given products that are in the catalog."""
@@ -201,7 +271,9 @@ class Engine:
         history = np.concatenate([trained, [r[0] for r in reversed(recent)]]).astype(np.int64)
         just_bought = np.fromiter(self.catalog.indexes(activity.purchased), dtype=np.int64)
         bought = np.concatenate([trained, just_bought]).astype(np.int64)
-        new = self.fold_in.new_events(recent) if self.fold_in is not None else {}
+        # Live products are not in the solver's item vectors: they shape history, not fold-in.
+        trained_recent = [r for r in recent if r[0] < self.catalog.n_trained]
+        new = self.fold_in.new_events(trained_recent) if self.fold_in is not None else {}
         if new and self.fold_in is not None:
             vector = self.fold_in.vector(user, new)
         return vector, history, bought
@@ -236,9 +308,44 @@ class Engine:
             for (i, s, _), b in zip(chosen, best.tolist(), strict=True)
         ]
 
-    def _items(self, chosen: Chosen) -> list[Item]:
+    def _checked(self, filter: Filter | None) -> Filter:
+        filter = (filter or Filter()).check()
+        self.catalog.attributes.check(filter.attributes)
+        return filter
+
+    def _popular(
+        self, placed: list[Placed], limit: int, filter: Filter, excluded: set[int]
+    ) -> list[Placed]:
+        """``placed`` topped up with popular eligible products."""
+        chosen: Chosen = [(p.idx, p.score, p.reason) for p in placed]
+        self.retrieval.fill_popular(chosen, limit, filter, excluded | {p.idx for p in placed})
+        return placed + [Placed(i, s, why, "popular") for i, s, why in chosen[len(placed) :]]
+
+    def _placed(self, placed: list[Placed]) -> list[Item]:
         cat = self.catalog
-        return [Item(cat.product_ids[i], float(s), why, cat.category_of(i)) for i, s, why in chosen]
+        return [
+            Item(
+                cat.product_ids[p.idx],
+                float(p.score),
+                p.reason,
+                cat.category_of(p.idx),
+                p.slot,
+                p.promotion_id,
+            )
+            for p in placed
+        ]
+
+
+def introduced_ms(bundle: Bundle) -> np.ndarray:
+    """When each product of the bundle appeared: its first interaction, or (no interactions,
+    or a bundle without the ``catalog`` extra) the end of the training data."""
+    end = int(bundle.manifest.get("data", {}).get("last_event_ms", 0))
+    first = bundle.extras.get("catalog", {}).get("first_seen_ms")
+    n = bundle.products.height
+    if first is None or len(first) != n:
+        return np.full(n, end, dtype=np.int64)
+    first = np.asarray(first, dtype=np.int64)
+    return np.where(first > 0, first, end)
 
 
 def new_recommendation_id(source: str) -> str:

@@ -1,6 +1,7 @@
 """Candidates for a query vector: index search (or exact scoring of a category filter's
 products), vectorised filtering, the category cap, and the popularity top-up that fills a
-response to ``limit`` whenever enough eligible products exist."""
+response to ``limit`` whenever enough eligible products exist. Products created live are
+scored exactly beside the index (``Catalog.live_scores``) and merged by score."""
 
 from __future__ import annotations
 
@@ -66,30 +67,58 @@ class Retrieval:
             # score that category's products exactly instead when there are few enough.
             slices = [cat.category_slice[c] for c in codes]
             if sum(end - start for start, end in slices) <= cfg.direct_score_max:
-                return self._best_direct(query, slices, limit, filter, excluded)
+                return self._best_direct(query, slices, codes, limit, filter, excluded)
         # Excluded products can each displace one result at most: add them, don't multiply.
         k = min(cat.n_items, limit * cfg.overfetch + len(excluded))
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         while True:
             scores, ids = self.index.search(q, k)
-            picked = self.take(ids[0], scores[0], limit, filter, excluded)
+            found, found_scores = self.with_live(q[0], ids[0], scores[0], k, None)
+            picked = self.take(found, found_scores, limit, filter, excluded)
             if len(picked) >= limit or k >= min(cat.n_items, cfg.max_fetch):
                 return picked
             k = min(cat.n_items, cfg.max_fetch, k * 4)
+
+    def with_live(
+        self,
+        query: np.ndarray,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        k: int,
+        codes: list[int] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Index results merged with the ``k`` best live products, best first."""
+        if not self.catalog.n_live:
+            return ids, scores
+        live, live_scores = self.catalog.live_scores(query, codes)
+        if not len(live):
+            return ids, scores
+        if len(live) > k:
+            head = np.argpartition(-live_scores, k - 1)[:k]
+            live, live_scores = live[head], live_scores[head]
+        merged = np.concatenate([ids.astype(np.int64), live])
+        merged_scores = np.concatenate([scores, live_scores.astype(scores.dtype)])
+        order = np.argsort(-merged_scores, kind="stable")
+        return merged[order], merged_scores[order]
 
     def _best_direct(
         self,
         query: np.ndarray,
         slices: list[tuple[int, int]],
+        codes: list[int],
         limit: int,
         filter: Filter,
         excluded: set[int],
     ) -> Picked:
         cat = self.catalog
-        scores = np.concatenate(
-            [cat.grouped_factors[s:e] @ query for s, e in slices] or [np.zeros(0)]
-        )
-        ids = np.concatenate([cat.by_category[s:e] for s, e in slices] or [np.zeros(0, np.int64)])
+        parts = [cat.grouped_factors[s:e] @ query for s, e in slices]
+        id_parts = [cat.by_category[s:e].astype(np.int64) for s, e in slices]
+        if cat.n_live:
+            live, live_scores = cat.live_scores(query, codes)
+            parts.append(live_scores)
+            id_parts.append(live)
+        scores = np.concatenate(parts or [np.zeros(0)])
+        ids = np.concatenate(id_parts or [np.zeros(0, np.int64)])
         # Rank only the head unless filters or the category cap eat into it.
         n = min(len(scores), limit * self.config.overfetch + len(excluded))
         while True:
@@ -114,6 +143,8 @@ class Retrieval:
             pool = pool[np.argsort(-cat.popularity[pool], kind="stable")]
         else:
             pool = cat.popular_order
+        if cat.n_live:  # live products have no popularity yet: they come last
+            pool = np.concatenate([pool, cat.live_in(codes)])
         before = len(chosen)
         start = 0
         picked: Picked = [(i, s) for i, s, _ in chosen]

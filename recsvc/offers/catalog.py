@@ -6,20 +6,24 @@ is a sample.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-import yaml
-
 from formats.errors import NotFound
 from formats.ids import MAX_ID_LENGTH
 from formats.loyalty import LIFECYCLE_STAGES, SEGMENTS, SURFACES
-from recsvc.offers.fields import Fields, listing, show
+from recsvc.offers.fields import (
+    Fields,
+    ListedErrors,
+    document_version,
+    entry,
+    listing,
+    parse_items,
+    read_document,
+)
 
 SUPPORTED_VERSIONS: Final = (1,)
 KINDS: Final = ("percent_off", "amount_off", "points_multiplier", "free_shipping", "gift")
@@ -57,17 +61,10 @@ _OFFER_KEYS: Final = (
     "reason",
 )
 _TOP_KEYS: Final = ("version", "tiers", "offers")
-_MAX_LISTED_ERRORS: Final = 50
 
 
-class OfferCatalogError(ValueError):
+class OfferCatalogError(ListedErrors):
     """The offer catalog cannot be used; ``errors`` lists every problem found, one a line."""
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        self.errors = list(errors)
-        shown = self.errors[:_MAX_LISTED_ERRORS]
-        more = len(self.errors) - len(shown)
-        super().__init__("\n".join(shown) + (f"\n... and {more} more" if more > 0 else ""))
 
 
 @dataclass(frozen=True)
@@ -148,35 +145,11 @@ def load_catalog(
     analytics). Raises ``OfferCatalogError`` listing every problem.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".json"):
-        raise OfferCatalogError([f"{path}: unsupported extension {suffix!r}; use .yaml or .json"])
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise OfferCatalogError([f"{path}: cannot read: {e.strerror or e}"]) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise OfferCatalogError([f"{path}: not UTF-8 text ({e.reason} at byte {e.start})"]) from e
-    data: object
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise OfferCatalogError([f"{path}:{e.lineno}: invalid JSON: {e.msg}"]) from e
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(e, "problem", None) or str(e)
-            raise OfferCatalogError([f"{where}: invalid YAML: {problem}"]) from e
+    data, digest = read_document(path, OfferCatalogError)
     return parse_catalog(
         data,
         source=str(path),
-        digest=hashlib.sha256(raw).hexdigest(),
+        digest=digest,
         segments=segments,
         stages=stages,
     )
@@ -191,48 +164,19 @@ def parse_catalog(
 ) -> OfferCatalog:
     """Validate an already-parsed catalog document (what ``load_catalog`` does after reading)."""
     errors: list[str] = []
-    if not isinstance(data, dict):
-        raise OfferCatalogError(
-            [f"{source}: the catalog must be a mapping with 'version' and 'offers'"]
-        )
-    version = data.get("version")
-    if "version" not in data:
-        errors.append(f"{source}: version: missing; this reader supports version 1")
-    elif isinstance(version, bool) or not isinstance(version, int):
-        errors.append(f"{source}: version: expected an integer, got {show(version)}")
-    elif version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-        errors.append(f"{source}: version: {version} is not supported (supported: {supported})")
-    if errors:  # a document of another version may mean anything: stop here
-        raise OfferCatalogError(errors)
+    data, version = document_version(
+        data, source, SUPPORTED_VERSIONS, "offers", OfferCatalogError, "catalog"
+    )
     top = Fields(f"{source}: ", data, errors)
     top.reject_unknown(_TOP_KEYS)
     tiers = tuple(t.casefold() for t in top.strings("tiers"))
-    raw_offers = data.get("offers")
-    offers: list[Offer] = []
-    if "offers" not in data:
-        errors.append(f"{source}: offers: missing; give a list of offers (may be empty)")
-    elif not isinstance(raw_offers, list):
-        errors.append(f"{source}: offers: expected a list, got {show(raw_offers)}")
-    else:
-        seen: dict[str, int] = {}
-        for i, item in enumerate(raw_offers):
-            offer = _parse_offer(source, i, item, tiers, segments, stages, errors)
-            # Duplicates are checked on the raw id, so they are found even in invalid offers.
-            raw_id = item.get("offer_id") if isinstance(item, dict) else None
-            if isinstance(raw_id, str) and raw_id.strip():
-                if raw_id in seen:
-                    errors.append(
-                        f"{source}: offers[{i}] ({raw_id}): offer_id: duplicate of "
-                        f"offers[{seen[raw_id]}]"
-                    )
-                    continue
-                seen[raw_id] = i
-            if offer is not None:
-                offers.append(offer)
+
+    def parse(i: int, item: object) -> Offer | None:
+        return _parse_offer(source, i, item, tiers, segments, stages, errors)
+
+    offers = parse_items(source, data, "offers", "offer_id", parse, errors)
     if errors:
         raise OfferCatalogError(errors)
-    assert isinstance(version, int)
     return OfferCatalog(
         version=version, offers=tuple(offers), tiers=tiers, source=source, digest=digest
     )
@@ -263,17 +207,11 @@ def _parse_offer(
     stages: Collection[str],
     errors: list[str],
 ) -> Offer | None:
-    if not isinstance(item, dict):
-        errors.append(f"{source}: offers[{i}]: expected a mapping of fields, got {show(item)}")
-        return None
-    raw_id = item.get("offer_id")
-    label = f"({raw_id})" if isinstance(raw_id, str) and raw_id.strip() else "(no offer_id)"
     before = len(errors)
-    f = Fields(f"{source}: offers[{i}] {label}: ", item, errors)
-    f.reject_unknown(_OFFER_KEYS)
-    offer_id = f.string("offer_id", required=True, max_length=MAX_ID_LENGTH)
-    if any(c.isspace() for c in offer_id):
-        f.error("offer_id", f"{offer_id!r} contains whitespace")
+    found = entry(source, "offers", "offer_id", _OFFER_KEYS, i, item, errors, MAX_ID_LENGTH)
+    if found is None:
+        return None
+    f, offer_id = found
     title = f.string("title", required=True)
     kind = f.string("kind", required=True)
     if kind and kind not in KINDS:
@@ -299,13 +237,7 @@ def _parse_offer(
         f.error("birthday_window_days", f"{int(birthday)} days either side covers the whole year")
     surfaces = f.strings("surfaces", SURFACES)
     channels = tuple(c.casefold() for c in f.strings("channels"))
-    valid_from = f.instant("valid_from", end=False)
-    valid_until = f.instant("valid_until", end=True)
-    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
-        f.error(
-            "valid_until",
-            f"{item.get('valid_until')} is not after valid_from {item.get('valid_from')}",
-        )
+    valid_from, valid_until = f.window()
     max_redemptions = f.number("max_redemptions_per_customer", integer=True, positive=True)
     budget = f.number("budget", positive=True)
     max_impressions = f.number("max_impressions_per_day", integer=True, positive=True)

@@ -18,6 +18,17 @@ class Surface(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SURFACE_CART: _ClassVar[Surface]
     SURFACE_CHECKOUT: _ClassVar[Surface]
 
+class SlotKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SLOT_KIND_UNSPECIFIED: _ClassVar[SlotKind]
+    SLOT_KIND_PERSONALIZED: _ClassVar[SlotKind]
+    SLOT_KIND_EXPLORATION: _ClassVar[SlotKind]
+    SLOT_KIND_PROMOTION: _ClassVar[SlotKind]
+    SLOT_KIND_POPULAR: _ClassVar[SlotKind]
+    SLOT_KIND_TRENDING: _ClassVar[SlotKind]
+    SLOT_KIND_CONTENT: _ClassVar[SlotKind]
+    SLOT_KIND_SIMILAR: _ClassVar[SlotKind]
+
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
@@ -42,6 +53,14 @@ SURFACE_HOME: Surface
 SURFACE_PRODUCT_PAGE: Surface
 SURFACE_CART: Surface
 SURFACE_CHECKOUT: Surface
+SLOT_KIND_UNSPECIFIED: SlotKind
+SLOT_KIND_PERSONALIZED: SlotKind
+SLOT_KIND_EXPLORATION: SlotKind
+SLOT_KIND_PROMOTION: SlotKind
+SLOT_KIND_POPULAR: SlotKind
+SLOT_KIND_TRENDING: SlotKind
+SLOT_KIND_CONTENT: SlotKind
+SLOT_KIND_SIMILAR: SlotKind
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_VIEW: EventType
 EVENT_TYPE_CLICK: EventType
@@ -58,7 +77,7 @@ EVENT_STATUS_DUPLICATE: EventStatus
 EVENT_STATUS_REJECTED: EventStatus
 
 class Filter(_message.Message):
-    __slots__ = ("include_categories", "exclude_categories", "exclude_product_ids", "in_stock_only", "min_price", "max_price", "include_purchased", "max_per_category")
+    __slots__ = ("include_categories", "exclude_categories", "exclude_product_ids", "in_stock_only", "min_price", "max_price", "include_purchased", "max_per_category", "attributes")
     INCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +86,7 @@ class Filter(_message.Message):
     MAX_PRICE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PURCHASED_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     include_categories: _containers.RepeatedScalarFieldContainer[str]
     exclude_categories: _containers.RepeatedScalarFieldContainer[str]
     exclude_product_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -75,7 +95,34 @@ class Filter(_message.Message):
     max_price: float
     include_purchased: bool
     max_per_category: int
-    def __init__(self, include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., in_stock_only: _Optional[bool] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., include_purchased: _Optional[bool] = ..., max_per_category: _Optional[int] = ...) -> None: ...
+    attributes: _containers.RepeatedCompositeFieldContainer[AttributeCondition]
+    def __init__(self, include_categories: _Optional[_Iterable[str]] = ..., exclude_categories: _Optional[_Iterable[str]] = ..., exclude_product_ids: _Optional[_Iterable[str]] = ..., in_stock_only: _Optional[bool] = ..., min_price: _Optional[float] = ..., max_price: _Optional[float] = ..., include_purchased: _Optional[bool] = ..., max_per_category: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeCondition, _Mapping]]] = ...) -> None: ...
+
+class AttributeCondition(_message.Message):
+    __slots__ = ("name", "equals", "any_of", "range")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EQUALS_FIELD_NUMBER: _ClassVar[int]
+    ANY_OF_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    equals: str
+    any_of: AttributeValues
+    range: NumericRange
+    def __init__(self, name: _Optional[str] = ..., equals: _Optional[str] = ..., any_of: _Optional[_Union[AttributeValues, _Mapping]] = ..., range: _Optional[_Union[NumericRange, _Mapping]] = ...) -> None: ...
+
+class AttributeValues(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NumericRange(_message.Message):
+    __slots__ = ("min", "max")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    min: float
+    max: float
+    def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class Context(_message.Message):
     __slots__ = ("surface", "device", "current_product_id")
@@ -88,16 +135,20 @@ class Context(_message.Message):
     def __init__(self, surface: _Optional[_Union[Surface, str]] = ..., device: _Optional[str] = ..., current_product_id: _Optional[str] = ...) -> None: ...
 
 class Item(_message.Message):
-    __slots__ = ("product_id", "score", "reason", "category")
+    __slots__ = ("product_id", "score", "reason", "category", "slot", "promotion_id")
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    PROMOTION_ID_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     score: float
     reason: str
     category: str
-    def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+    slot: SlotKind
+    promotion_id: str
+    def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., slot: _Optional[_Union[SlotKind, str]] = ..., promotion_id: _Optional[str] = ...) -> None: ...
 
 class RecommendProductsRequest(_message.Message):
     __slots__ = ("customer_id", "limit", "filter", "context")
@@ -211,14 +262,27 @@ class ReloadModelResponse(_message.Message):
     def __init__(self, changed: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ProductUpdate(_message.Message):
-    __slots__ = ("product_id", "stock", "price")
+    __slots__ = ("product_id", "stock", "price", "title", "category", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
     STOCK_FIELD_NUMBER: _ClassVar[int]
     PRICE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     product_id: str
     stock: int
     price: float
-    def __init__(self, product_id: _Optional[str] = ..., stock: _Optional[int] = ..., price: _Optional[float] = ...) -> None: ...
+    title: str
+    category: str
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, product_id: _Optional[str] = ..., stock: _Optional[int] = ..., price: _Optional[float] = ..., title: _Optional[str] = ..., category: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UpdateProductsRequest(_message.Message):
     __slots__ = ("updates",)
@@ -397,6 +461,40 @@ class SetLoyaltyResponse(_message.Message):
 class ReloadOffersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class TrendingProductsRequest(_message.Message):
+    __slots__ = ("category", "limit", "filter")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    limit: int
+    filter: Filter
+    def __init__(self, category: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+
+class TrendingProductsResponse(_message.Message):
+    __slots__ = ("items", "recommendation_id", "model_version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    recommendation_id: str
+    model_version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class ReloadPromotionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadPromotionsResponse(_message.Message):
+    __slots__ = ("promotions_version", "promotions", "active")
+    PROMOTIONS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROMOTIONS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    promotions_version: str
+    promotions: int
+    active: int
+    def __init__(self, promotions_version: _Optional[str] = ..., promotions: _Optional[int] = ..., active: _Optional[int] = ...) -> None: ...
 
 class ReloadOffersResponse(_message.Message):
     __slots__ = ("catalog_version", "offers")

@@ -60,6 +60,11 @@ class RecommenderStub:
                 request_serializer=recsvc_dot_v1_dot_recommender__pb2.GetCustomerProfileRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recommender__pb2.CustomerProfile.FromString,
                 _registered_method=True)
+        self.TrendingProducts = channel.unary_unary(
+                '/recsvc.v1.Recommender/TrendingProducts',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.TrendingProductsRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.TrendingProductsResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -98,6 +103,13 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrendingProducts(self, request, context):
+        """The products with the most interest lately (decayed event counts), overall or in a category.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +137,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.GetCustomerProfile,
                     request_deserializer=recsvc_dot_v1_dot_recommender__pb2.GetCustomerProfileRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recommender__pb2.CustomerProfile.SerializeToString,
+            ),
+            'TrendingProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrendingProducts,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.TrendingProductsRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.TrendingProductsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +290,33 @@ class Recommender:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def TrendingProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Recommender/TrendingProducts',
+            recsvc_dot_v1_dot_recommender__pb2.TrendingProductsRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.TrendingProductsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AdminStub:
     """Model and catalog administration. Scope: admin.
@@ -308,6 +352,11 @@ class AdminStub:
                 '/recsvc.v1.Admin/ReloadOffers',
                 request_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersResponse.FromString,
+                _registered_method=True)
+        self.ReloadPromotions = channel.unary_unary(
+                '/recsvc.v1.Admin/ReloadPromotions',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsResponse.FromString,
                 _registered_method=True)
 
 
@@ -348,6 +397,13 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadPromotions(self, request, context):
+        """Reload the promotions file (RECSVC_PROMOTIONS); a bad file is refused, the old one stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -375,6 +431,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReloadOffers,
                     request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadOffersResponse.SerializeToString,
+            ),
+            'ReloadPromotions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadPromotions,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -513,6 +574,33 @@ class Admin:
             '/recsvc.v1.Admin/ReloadOffers',
             recsvc_dot_v1_dot_recommender__pb2.ReloadOffersRequest.SerializeToString,
             recsvc_dot_v1_dot_recommender__pb2.ReloadOffersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadPromotions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Admin/ReloadPromotions',
+            recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
