@@ -8,6 +8,7 @@
 | RECSVC_REDIS_NAMESPACE | recsvc | first part of every key (several deployments, one Redis) |
 | RECSVC_REDIS_TIMEOUT_MS | 50 | socket timeout of serving-path reads; slower = degraded |
 | RECSVC_REDIS_WRITE_TIMEOUT_MS | 2000 | socket timeout of event writes and bulk loads |
+| RECSVC_REDIS_FSYNC | always | embedded Redis appendfsync: always, or everysec (faster) |
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from formats.errors import RecsvcError
 # returning "Awaitable | Any" (its sync and async clients share the stubs), which strict mypy
 # cannot use; each caller converts replies to plain types right away.
 RedisClient = Any
+FSYNC_POLICIES = ("always", "everysec")
 
 
 class SettingsError(RecsvcError, ValueError):
@@ -42,6 +44,7 @@ class RedisSettings:
     namespace: str = "recsvc"
     read_timeout_ms: float = 50.0
     write_timeout_ms: float = 2000.0
+    fsync: str = "always"  # the embedded Redis's appendfsync (see the table above)
 
     @classmethod
     def from_env(cls, model_dir: Path, env: dict[str, str] | None = None) -> RedisSettings:
@@ -57,6 +60,9 @@ class RedisSettings:
                 raise SettingsError(f"{name}={raw!r}: must be > 0")
             return value
 
+        fsync = (env.get("RECSVC_REDIS_FSYNC") or cls.fsync).strip().lower()
+        if fsync not in FSYNC_POLICIES:
+            raise SettingsError(f"RECSVC_REDIS_FSYNC={fsync!r}: use always or everysec")
         cluster = (env.get("RECSVC_REDIS_CLUSTER") or "0").strip().lower()
         if cluster not in ("0", "1", "true", "false", "yes", "no"):
             raise SettingsError(f"RECSVC_REDIS_CLUSTER={cluster!r}: use 1 or 0")
@@ -69,6 +75,7 @@ class RedisSettings:
             namespace=env.get("RECSVC_REDIS_NAMESPACE") or "recsvc",
             read_timeout_ms=ms("RECSVC_REDIS_TIMEOUT_MS", cls.read_timeout_ms),
             write_timeout_ms=ms("RECSVC_REDIS_WRITE_TIMEOUT_MS", cls.write_timeout_ms),
+            fsync=fsync,
         )
 
 
@@ -93,7 +100,7 @@ def redis_url(settings: RedisSettings, watch: bool = False) -> Iterator[str]:
         return
     from feature_store.embedded import start_embedded
 
-    embedded = start_embedded(settings.data_dir)
+    embedded = start_embedded(settings.data_dir, fsync=settings.fsync)
     if watch:
         embedded.watch()
     try:

@@ -3,8 +3,8 @@ without one, owned by exactly one keeper process per data directory.
 
 Used when REDIS_URL is unset, so `make run` needs nothing installed. Data lives in
 RECSVC_REDIS_DIR (default: `redis/` beside the model directory) with the append-only file on
-and `appendfsync everysec`: a crash of any process loses nothing acknowledged; a power cut
-loses at most the last second.
+and `appendfsync always` (RECSVC_REDIS_FSYNC): a crash of any process, redis-server included,
+or a power cut loses nothing acknowledged.
 
 Ownership, with two `flock` files in the data directory (a lock dies with its process, even
 on kill -9, so no crash can leave a stale one):
@@ -108,6 +108,7 @@ class EmbeddedRedis:
 
     data_dir: Path
     _users_fd: int | None = None
+    fsync: str = "always"  # appendfsync of a server this process starts
     _watchdog: threading.Thread | None = field(default=None, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -144,6 +145,7 @@ class EmbeddedRedis:
                 stderr=out,
                 start_new_session=True,
                 check=True,
+                env={**os.environ, "RECSVC_REDIS_FSYNC": self.fsync},
             )
         # Until it has taken over (not one keeper per poll); keeper.pid is written after the
         # lock is taken, so a keeper that already died again is seen too.
@@ -202,7 +204,9 @@ class EmbeddedRedis:
             self._users_fd = None
 
 
-def start_embedded(data_dir: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> EmbeddedRedis:
+def start_embedded(
+    data_dir: Path, timeout_s: float = DEFAULT_TIMEOUT_S, fsync: str = "always"
+) -> EmbeddedRedis:
     """Use the embedded server of ``data_dir``: attach to the running one or start exactly
     one, and return once it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +218,7 @@ def start_embedded(data_dir: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> Embe
             f"the embedded Redis in {data_dir} is still shutting down after "
             f"{timeout_s:.0f} s; see {data_dir / KEEPER_LOG}"
         )
-    embedded = EmbeddedRedis(data_dir, fd)
+    embedded = EmbeddedRedis(data_dir, fd, fsync=fsync)
     try:
         embedded.ensure_keeper()
         embedded.wait_ready(max(deadline - time.monotonic(), 1.0))

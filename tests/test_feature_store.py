@@ -8,6 +8,7 @@ import json
 import math
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
@@ -386,3 +387,25 @@ def test_product_definitions_merge_and_come_back_with_changes(store: FeatureStor
     assert list(listed) == ["N1"] and listed["N1"].stock == 3
     assert products.described_count(store) == 1
     assert products.changes_since(store, 0)[1][-1] == ProductChange("P9", 1)
+
+
+def test_the_embedded_redis_fsyncs_before_it_replies_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    import redis as redis_py
+
+    from feature_store.connection import RedisSettings, SettingsError
+    from feature_store.embedded import start_embedded
+
+    assert RedisSettings.from_env(tmp_path, {}).fsync == "always"
+    assert RedisSettings.from_env(tmp_path, {"RECSVC_REDIS_FSYNC": "everysec"}).fsync == "everysec"
+    with pytest.raises(SettingsError, match="RECSVC_REDIS_FSYNC"):
+        RedisSettings.from_env(tmp_path, {"RECSVC_REDIS_FSYNC": "no"})
+    for policy in ("always", "everysec"):
+        embedded = start_embedded(tmp_path / policy, fsync=policy)
+        try:
+            client = redis_py.Redis.from_url(embedded.url)
+            assert client.config_get("appendfsync") == {"appendfsync": policy}
+            client.close()
+        finally:
+            embedded.close()
