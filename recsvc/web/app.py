@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import BaseRoute, Router
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recsvc.web.rpc import RpcEndpoint, is_rpc_path
@@ -27,13 +28,13 @@ EXPOSE_HEADERS = ("grpc-status", "grpc-message", "retry-after", "trailer-retry-a
 def build_app(
     rpc: RpcEndpoint, routes: Sequence[BaseRoute], cors_origins: Sequence[str]
 ) -> ASGIApp:
-    router = Router(routes=list(routes))
+    pages = Starlette(routes=list(routes))  # with its 404 and 500 handling
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_rpc_path(scope["path"]):
             await rpc(scope, receive, send)
         else:
-            await router(scope, receive, send)
+            await pages(scope, receive, send)
 
     # No credentials mode: tokens travel in the Authorization header, never in cookies. An
     # origin not on the list gets no Access-Control-Allow-Origin, so browsers keep its pages

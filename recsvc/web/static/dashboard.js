@@ -166,11 +166,11 @@ async function loadTraffic() {
   const methods = Object.keys(t.series.rpc || {});
   chart("chart-calls", "line", labels, methods.map((m, i) => ({
     label: shortMethod(m), data: t.series.rpc[m].map((p) => p.calls_per_s),
-    borderColor: color(i), backgroundColor: color(i), pointRadius: 0,
+    borderColor: color(i), backgroundColor: color(i), pointRadius: 2,
   })), { scales: { y: { beginAtZero: true } } });
   chart("chart-latency", "line", labels, methods.map((m, i) => ({
     label: shortMethod(m), data: t.series.rpc[m].map((p) => p.p99_ms),
-    borderColor: color(i), backgroundColor: color(i), pointRadius: 0, spanGaps: true,
+    borderColor: color(i), backgroundColor: color(i), pointRadius: 2, spanGaps: true,
   })), { scales: { y: { beginAtZero: true } } });
 
   table("traffic-table",
