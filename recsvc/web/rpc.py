@@ -4,7 +4,7 @@ binary protobuf) or gRPC-Web, answered by the gRPC handler of that method.
 The handler (interceptors included) runs on the server's request threads, as over gRPC.
 Requests in JSON follow protobuf's JSON mapping (proto3 JSON; unknown fields ignored, as the
 binary format does); responses use its canonical form (lowerCamelCase names, defaults left
-out).
+out), both through recsvc.web.jsoncodec.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import orjson
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from recsvc.interceptors import Undecodable
+from recsvc.web import jsoncodec
 from recsvc.web.context import Aborted, HttpContext, Metadata
 from recsvc.web.handlers import Handler, Handlers, method_of
+from recsvc.web.jsoncodec import JsonError
 from recsvc.web.protocol import (
     CONTENT_TYPES,
     HTTP_STATUS,
@@ -174,7 +174,7 @@ class RpcEndpoint:
         headers += [(f"trailer-{k}", header_value(v)) for k, v in outcome.trailing]
         if outcome.code is grpc.StatusCode.OK and outcome.response is not None:
             if protocol is Protocol.CONNECT_JSON:
-                body = orjson.dumps(json_format.MessageToDict(outcome.response))
+                body = jsoncodec.to_json(outcome.response)
             else:
                 body = outcome.response.SerializeToString()
             await _send(send, 200, content_type(protocol), body, headers)
@@ -242,12 +242,10 @@ def _decode(handler: Handler, request_type: type[Message], protocol: Protocol, b
     if protocol is not Protocol.CONNECT_JSON:
         return handler.request_deserializer(body)  # the server's own (lenient) parser
     try:
-        request = request_type()
-        json_format.Parse(body or b"{}", request, ignore_unknown_fields=True)
-        return request
-    except (json_format.ParseError, UnicodeDecodeError, ValueError) as exc:
+        return jsoncodec.parse(body, request_type)
+    except JsonError as exc:
         # The metrics interceptor answers INVALID_ARGUMENT, as for bad binary requests.
-        return Undecodable(f"{type(exc).__name__}: {exc}"[:200])
+        return Undecodable(str(exc)[:200])
 
 
 async def _read_body(receive: Receive) -> bytes:
