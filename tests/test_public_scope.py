@@ -228,3 +228,32 @@ def test_unknown_event_types_are_left_to_validation() -> None:
 )
 def test_client_address_of_a_peer(peer: str, address: str) -> None:
     assert client_address(peer) == address
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["behind-a-trusted-proxy", "direct"])
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy(
+    tmp_path_factory: pytest.TempPathFactory, embedded_redis: EmbeddedRedis, trusted: bool
+) -> None:
+    server = start_web_server(
+        tmp_path_factory,
+        embedded_redis,
+        address_rate_limit=Limit(rate=0.1, burst=1),
+        trusted_proxies=("127.0.0.1",) if trusted else (),
+    )
+    rpc = "recsvc.v1.Recommender/RecommendProducts"
+
+    def call(client: str) -> int:
+        answer = server.http.call(
+            rpc, {"customerId": "C1"}, token=PUBLIC_TOKEN, headers={"x-forwarded-for": client}
+        )
+        return answer.status
+
+    try:
+        assert call("203.0.113.7") == 200
+        assert call("203.0.113.7") == 429
+        # Another shopper behind the same proxy has a bucket of their own, if the proxy is
+        # trusted; otherwise the header is ignored and both are the proxy's address.
+        assert call("198.51.100.9") == (200 if trusted else 429)
+    finally:
+        server.running.stop(grace=1.0)
+        server.store.close()
