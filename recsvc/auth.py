@@ -57,6 +57,18 @@ def client_address(peer: str) -> str:
     return peer
 
 
+def _limited(limiter: RateLimiter, key: str, whose: str) -> Denied | None:
+    """RESOURCE_EXHAUSTED when ``key`` is past the limiter's rate, else None (call counted)."""
+    wait = limiter.acquire(key)
+    if wait <= 0:
+        return None
+    return Denied(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"rate limit of {limiter.limit.rate:g} calls/s {whose} exceeded; retry after {wait:.2f} s",
+        retry_after=wait,
+    )
+
+
 class Auth:
     """Tokens and their scopes, and the rate limiters of this process."""
 
@@ -120,28 +132,17 @@ class Auth:
         if self._per_token is not None:
             # Keyed by a digest: the limiter's table must not be a second copy of secrets.
             key = hashlib.blake2b(token.encode(), digest_size=16).hexdigest()
-            wait = self._per_token.acquire(key)
-            if wait > 0:
-                return Denied(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"rate limit of {self._per_token.limit.rate:g} calls/s for this token "
-                    f"exceeded; retry after {wait:.2f} s",
-                    retry_after=wait,
-                )
+            if denied := _limited(self._per_token, key, "for this token"):
+                return denied
         return Granted(public=public)
 
     def check_public(self, method: str, request: Any, address: str) -> Denied | None:
         """The rules of a call granted by the `public` scope, once the request is read: the
         client address's rate limit, then the event types TrackEvents may carry."""
         if self._per_address is not None:
-            wait = self._per_address.acquire(address)
-            if wait > 0:
-                return Denied(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"rate limit of {self._per_address.limit.rate:g} calls/s per client address "
-                    f"for public tokens exceeded; retry after {wait:.2f} s",
-                    retry_after=wait,
-                )
+            denied = _limited(self._per_address, address, "per client address for public tokens")
+            if denied:
+                return denied
         if method.lstrip("/") == PUBLIC_TRACKING:
             names = {EVENT_TYPE_NAMES.get(e.type, "") for e in request.events}
             # Unknown types are left to validation, which rejects those events one by one.

@@ -4,7 +4,7 @@ the rules live in recsvc.auth, so both transports must answer the same."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -50,27 +50,9 @@ CASES: list[tuple[str, Any, bool]] = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def grpc_public(web_server: WebServer) -> Iterator[Callable[[str, Any], Any]]:
-    channel = grpc.insecure_channel(f"127.0.0.1:{web_server.running.port}")
-    stubs = {
-        "Recommender": pb_grpc.RecommenderStub(channel),
-        "Events": pb_grpc.EventsStub(channel),
-        "Admin": pb_grpc.AdminStub(channel),
-        "Privacy": pb_grpc.PrivacyStub(channel),
-    }
-
-    def call(rpc: str, request: Any) -> Any:
-        service, method = rpc.removeprefix("recsvc.v1.").split("/")
-        return getattr(stubs[service], method)(request, metadata=PUBLIC, timeout=30)
-
-    yield call
-    channel.close()
-
-
-def outcome_grpc(call: Callable[[str, Any], Any], rpc: str, request: Any) -> tuple[str, str]:
+def outcome_grpc(call: Callable[..., Any], rpc: str, request: Any) -> tuple[str, str]:
     try:
-        call(rpc, request)
+        call(rpc, request, PUBLIC_TOKEN)
     except grpc.RpcError as exc:
         assert isinstance(exc, grpc.Call)
         return exc.code().name, exc.details() or ""
@@ -88,12 +70,12 @@ def outcome_http(server: WebServer, rpc: str, request: Any) -> tuple[str, str, i
 @pytest.mark.parametrize(("rpc", "request_", "allowed"), CASES)
 def test_public_token_reads_recommendations_and_nothing_else(
     web_server: WebServer,
-    grpc_public: Callable[[str, Any], Any],
+    grpc_call: Callable[..., Any],
     rpc: str,
     request_: Any,
     allowed: bool,
 ) -> None:
-    code, message = outcome_grpc(grpc_public, rpc, request_)
+    code, message = outcome_grpc(grpc_call, rpc, request_)
     http_code, http_message, status = outcome_http(web_server, rpc, request_)
     assert (http_code, http_message) == (code, message)  # one rule, both transports
     if allowed:
@@ -115,7 +97,7 @@ def test_public_token_reads_recommendations_and_nothing_else(
     ],
 )
 def test_public_token_tracks_only_what_a_page_may_report(
-    web_server: WebServer, grpc_public: Callable[[str, Any], Any], kinds: list[str], allowed: bool
+    web_server: WebServer, grpc_call: Callable[..., Any], kinds: list[str], allowed: bool
 ) -> None:
     def batch() -> pb.TrackEventsRequest:
         events = []
@@ -128,7 +110,7 @@ def test_public_token_tracks_only_what_a_page_may_report(
 
     rpc = "recsvc.v1.Events/TrackEvents"
     before = web_server.store.activity(web_server.known_customer).counters
-    code, message = outcome_grpc(grpc_public, rpc, batch())
+    code, message = outcome_grpc(grpc_call, rpc, batch())
     http_code, http_message, status = outcome_http(web_server, rpc, batch())
     assert (http_code, http_message) == (code, message)
     if allowed:

@@ -458,8 +458,15 @@ def test_port_zero_needs_one_worker() -> None:
         ServeConfig(port=0, workers=2).checked()
 
 
+@pytest.mark.parametrize(
+    ("busy_one", "message"),
+    [
+        ("port", "cannot listen on 127.0.0.1"),
+        ("http_port", r"cannot listen for HTTP on 127.0.0.1:\d+ .*RECSVC_HTTP_PORT"),
+    ],
+)
 def test_a_busy_port_is_a_config_error(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, busy_one: str, message: str
 ) -> None:
     import socket
 
@@ -470,11 +477,11 @@ def test_a_busy_port_is_a_config_error(
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
+        ports = {"port": 0, "metrics_port": 0, "http_port": 0, busy_one: busy.getsockname()[1]}
         config = ServeConfig(
-            model_dir=model_dir, port=port, workers=1, auth_tokens={"t": frozenset({"admin"})}
+            model_dir=model_dir, workers=1, auth_tokens={"t": frozenset({"admin"})}, **ports
         )
-        with pytest.raises(ConfigError, match="cannot listen"):
+        with pytest.raises(ConfigError, match=message):
             start(config)
 
 
@@ -525,27 +532,3 @@ def test_a_cors_origin_that_browsers_never_send_is_refused(origin: str) -> None:
 def test_http_port_conflicts_are_refused(values: dict[str, int], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ServeConfig(**values).checked()  # type: ignore[arg-type]
-
-
-def test_a_busy_http_port_is_a_config_error(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    import socket
-
-    from recsvc.server import start
-
-    model_dir = tmp_path / "models"
-    add_copy(model_dir, trained(tmp_path_factory, "exact"), VERSION, publish=True)
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        config = ServeConfig(
-            model_dir=model_dir,
-            port=0,
-            metrics_port=0,
-            http_port=busy.getsockname()[1],
-            workers=1,
-            auth_tokens={"t": frozenset({"admin"})},
-        )
-        with pytest.raises(ConfigError, match=r"cannot listen for HTTP on .*RECSVC_HTTP_PORT"):
-            start(config)

@@ -1,4 +1,3 @@
-# mypy: disable-error-code="no-untyped-call"
 """Every RPC over HTTP (Connect JSON and binary, gRPC-Web) against native gRPC on the same
 server: the same answers, the same errors with their HTTP statuses, CORS, and RPCs reached from
 the descriptors alone."""
@@ -7,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -18,30 +17,9 @@ from web_helpers import ALLOWED_ORIGIN, WebServer
 
 from recsvc.services import SERVICES
 from recsvc.v1 import recommender_pb2 as pb
-from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 from recsvc.web.protocol import HTTP_STATUS, connect_code
 
 RECOMMEND = "recsvc.v1.Recommender/RecommendProducts"
-
-
-@pytest.fixture(scope="module")
-def grpc_call(web_server: WebServer) -> Iterator[Callable[..., Any]]:
-    """Call ``service/Method`` over native gRPC with ``token``; returns the response message."""
-    channel = grpc.insecure_channel(f"127.0.0.1:{web_server.running.port}")
-    stubs = {
-        "recsvc.v1.Recommender": pb_grpc.RecommenderStub(channel),
-        "recsvc.v1.Events": pb_grpc.EventsStub(channel),
-        "recsvc.v1.Admin": pb_grpc.AdminStub(channel),
-        "recsvc.v1.Privacy": pb_grpc.PrivacyStub(channel),
-    }
-
-    def call(rpc: str, request: Any, token: str = "rec-token") -> Any:
-        service, method = rpc.split("/")
-        fn = getattr(stubs[service], method)
-        return fn(request, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
-
-    yield call
-    channel.close()
 
 
 def as_json(message: Any) -> dict[str, Any]:

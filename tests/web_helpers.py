@@ -1,8 +1,10 @@
+# mypy: disable-error-code="no-untyped-call"
 """The web face under test: a served model with Redis, loaded features, an offer catalog and
 the HTTP port on, plus a small HTTP client (urllib: nothing between the test and the wire).
 
 conftest.py registers this module as a plugin: ``web_server`` (a module-scoped
-:class:`WebServer`) reaches every test module without an import.
+:class:`WebServer`) and ``grpc_call`` (its RPCs over native gRPC) reach every test module
+without an import. The generated stubs are unannotated, hence the mypy line above.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import polars as pl
 import pytest
@@ -29,6 +32,7 @@ from feature_store.store import FeatureStore
 from formats import bundle as b
 from formats.loyalty import LIFECYCLE_STAGES, SEGMENTS
 from recsvc.server import Running
+from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 from training.features import feature_frames
 
 PUBLIC_TOKEN = "public-token"
@@ -172,3 +176,23 @@ def web_server(
     yield server
     server.running.stop(grace=1.0)
     server.store.close()
+
+
+@pytest.fixture(scope="module")
+def grpc_call(web_server: WebServer) -> Iterator[Callable[..., Any]]:
+    """Call ``service/Method`` over native gRPC with ``token``; returns the response message."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{web_server.running.port}")
+    stubs = {
+        "recsvc.v1.Recommender": pb_grpc.RecommenderStub(channel),
+        "recsvc.v1.Events": pb_grpc.EventsStub(channel),
+        "recsvc.v1.Admin": pb_grpc.AdminStub(channel),
+        "recsvc.v1.Privacy": pb_grpc.PrivacyStub(channel),
+    }
+
+    def call(rpc: str, request: Any, token: str = "rec-token") -> Any:
+        service, method = rpc.split("/")
+        fn = getattr(stubs[service], method)
+        return fn(request, metadata=(("authorization", f"Bearer {token}"),), timeout=30)
+
+    yield call
+    channel.close()
