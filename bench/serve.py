@@ -197,20 +197,26 @@ def run_level(
     concurrency: int,
     args: argparse.Namespace,
 ) -> list[Point]:
-    """Health then RecommendProducts at one concurrency, on the same connections."""
+    """Health, then RecommendProducts over gRPC and over HTTP/JSON in turns (``--rounds``
+    windows each, pooled), at one concurrency: both see the same moments of a shared host."""
     clients = min(len(load.pipes), concurrency)
     split = [
         concurrency // clients + (1 if i < concurrency % clients else 0) for i in range(clients)
     ]
     channels = [max(1, min(c, args.channels // clients)) for c in split]
     start = time.monotonic() + 1.5  # time to connect
-    phases = []
-    for method, requests in ((HEALTH, mix.health), (RECOMMEND, mix.recommend)):
-        phases.append(Phase(RPC_NAMES[method], method, requests, start, args.warmup, args.seconds))
-        start += args.warmup + args.seconds + 0.5
-    if not args.no_http:
-        phase = Phase(OVER_HTTP, RECOMMEND, mix.recommend_json, start, args.warmup, args.seconds)
-        phases.append(replace(phase, http=True))
+    phases = [Phase(RPC_NAMES[HEALTH], HEALTH, mix.health, start, args.warmup, args.seconds)]
+    start += args.warmup + args.seconds + 0.5
+    rounds = 1 if args.no_http else args.rounds
+    window = args.seconds / rounds
+    for r in range(rounds):
+        warmup = args.warmup if r == 0 else min(args.warmup, 0.5)
+        turn = [Phase(RPC_NAMES[RECOMMEND], RECOMMEND, mix.recommend, start, warmup, window)]
+        if not args.no_http:
+            over_http = Phase(OVER_HTTP, RECOMMEND, mix.recommend_json, 0.0, warmup, window)
+            turn.append(replace(over_http, start=start + warmup + window + 0.2, http=True))
+        phases.extend(turn)
+        start += len(turn) * (warmup + window + 0.2)
     for i in range(clients):
         job = Job(server.target, TOKEN, split[i], channels[i], phases, offset=i * 7919)
         load.pipes[i].send(replace(job, http_target=server.http_target))
@@ -231,36 +237,42 @@ def run_level(
             raise SystemExit(f"load generator failed: {reply!r}\n{server.tail()}")
         results.append(reply)
     points = []
-    for k, phase in enumerate(phases):
-        per_client = [r[k] for r in results]
+    for name in dict.fromkeys(p.name for p in phases):  # in order, each name once
+        ks = [k for k, p in enumerate(phases) if p.name == name]
+        per_client = [r[k] for r in results for k in ks]
         lat = np.concatenate([r.latencies_ns for r in per_client]) / 1e6
         errors: dict[str, int] = {}
-        for r in per_client:
-            for code, n in r.errors.items():
+        for result in per_client:
+            for code, n in result.errors.items():
                 errors[code] = errors.get(code, 0) + n
-        a, b, conns = edges[k]
-        calls = len(lat)
+        phase = phases[ks[0]]
         method = phase.method.lstrip("/")
-        s0, n0 = a.metrics.get(method, (0.0, 0.0))
-        s1, n1 = b.metrics.get(method, (0.0, 0.0))
+
+        def delta(get: Callable[[Sample], float], ks: list[int] = ks) -> float:
+            return sum(get(edges[k][1]) - get(edges[k][0]) for k in ks)
+
+        seen = [[e.metrics.get(method, (0.0, 0.0)) for e in edges[k][:2]] for k in ks]
+        handler_s = sum(b[0] - a[0] for a, b in seen)  # (sum, count) of the histogram
+        handled = sum(b[1] - a[1] for a, b in seen)
+        calls = len(lat)
         if phase.method == RECOMMEND:
             check_reply(per_client[0].first_response, json=phase.http)
         points.append(
             Point(
                 catalog=catalog.label,
                 workers=server.workers,
-                rpc=phase.name,
+                rpc=name,
                 concurrency=concurrency,
                 calls=calls,
-                seconds=phase.seconds,
+                seconds=sum(phases[k].seconds for k in ks),
                 p50_ms=pct(lat, 50),
                 p90_ms=pct(lat, 90),
                 p99_ms=pct(lat, 99),
-                handler_ms=(s1 - s0) / (n1 - n0) * 1e3 if n1 > n0 else float("nan"),
-                server_cpu_ms=(b.server_cpu - a.server_cpu) / max(calls, 1) * 1e3,
-                client_cpu_ms=(b.client_cpu - a.client_cpu) / max(calls, 1) * 1e3,
-                host_busy=(b.busy - a.busy) / max(b.total - a.total, 1e-9),
-                connections=conns,
+                handler_ms=handler_s / handled * 1e3 if handled > 0 else float("nan"),
+                server_cpu_ms=delta(lambda x: x.server_cpu) / max(calls, 1) * 1e3,
+                client_cpu_ms=delta(lambda x: x.client_cpu) / max(calls, 1) * 1e3,
+                host_busy=delta(lambda x: x.busy) / max(delta(lambda x: x.total), 1e-9),
+                connections=edges[ks[0]][2],
                 errors=errors,
             )
         )
@@ -363,6 +375,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-inproc", action="store_true", help="skip the in-process breakdown")
     parser.add_argument(
         "--no-http", action="store_true", help="skip RecommendProducts over HTTP/JSON"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="turns of gRPC and HTTP/JSON RecommendProducts windows per point, pooled "
+        "(default 4: a shared host's load swings hit both alike)",
     )
     parser.add_argument("--out", type=Path, default=WORKDIR, help="results and server logs")
     return parser.parse_args(argv)
@@ -467,8 +486,9 @@ def render(
         f"{args.warmup:g} s warm-up + {args.seconds:g} s per point; health Check then "
         "RecommendProducts on the same connections"
         + (
-            ", then RecommendProducts over HTTP/JSON (the same requests as proto3 JSON, one "
-            "keep-alive HTTP/1.1 connection per caller, answers unparsed)"
+            f"; RecommendProducts over gRPC and over HTTP/JSON in {args.rounds} turns of "
+            f"{args.seconds / args.rounds:g} s each, pooled (HTTP: the same requests as "
+            "proto3 JSON, one keep-alive HTTP/1.1 connection per caller, answers unparsed)"
             if not args.no_http
             else ""
         ),
