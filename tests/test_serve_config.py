@@ -434,6 +434,16 @@ def test_serve_two_workers_share_one_port_and_stop_on_sigterm(
         with urllib.request.urlopen(request, timeout=10) as answer:
             body = json.loads(answer.read())
         assert body["modelVersion"] == VERSION and len(body["items"]) == 5
+    # The dashboard's traffic is the whole server's, whichever worker answers: 4 calls over
+    # gRPC and 4 over HTTP, wherever the kernel put their connections.
+    for _ in range(3):
+        traffic = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/dashboard/api/traffic",
+            headers={"authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(traffic, timeout=10) as answer:
+            rows = {r["method"]: r for r in json.loads(answer.read())["table"]}
+        assert rows["recsvc.v1.Recommender/RecommendProducts"]["calls"] == 8
 
     began = time.monotonic()
     descendants = parent.children(recursive=True)  # the workers and the embedded Redis
