@@ -82,7 +82,7 @@ def metadata_of(scope: Scope) -> Metadata:
 class Outcome:
     code: grpc.StatusCode
     message: str
-    response: Message | None
+    body: bytes | None  # the response, encoded for the protocol (None: an error)
     initial: Metadata
     trailing: Metadata
 
@@ -172,12 +172,8 @@ class RpcEndpoint:
     async def _send_connect(self, send: Send, protocol: Protocol, outcome: Outcome) -> None:
         headers = [(k, header_value(v)) for k, v in outcome.initial]
         headers += [(f"trailer-{k}", header_value(v)) for k, v in outcome.trailing]
-        if outcome.code is grpc.StatusCode.OK and outcome.response is not None:
-            if protocol is Protocol.CONNECT_JSON:
-                body = jsoncodec.to_json(outcome.response)
-            else:
-                body = outcome.response.SerializeToString()
-            await _send(send, 200, content_type(protocol), body, headers)
+        if outcome.code is grpc.StatusCode.OK and outcome.body is not None:
+            await _send(send, 200, content_type(protocol), outcome.body, headers)
             return
         headers += [("retry-after", str(v)) for k, v in outcome.trailing if k == "retry-after"]
         await _send(
@@ -190,8 +186,8 @@ class RpcEndpoint:
 
     async def _send_grpc_web(self, send: Send, protocol: Protocol, outcome: Outcome) -> None:
         body = b""
-        if outcome.code is grpc.StatusCode.OK and outcome.response is not None:
-            body = frame(outcome.response.SerializeToString())
+        if outcome.code is grpc.StatusCode.OK and outcome.body is not None:
+            body = frame(outcome.body)
         body += frame(trailers(outcome.code, outcome.message, outcome.trailing), trailers=True)
         if protocol is Protocol.GRPC_WEB_TEXT:
             body = base64.b64encode(body)
@@ -207,7 +203,9 @@ def _run(
     body: bytes,
     context: HttpContext,
 ) -> Outcome:
-    """On a request thread: find the handler through the interceptors, decode, call."""
+    """On a request thread: find the handler through the interceptors, decode, call, encode
+    (the event loop only moves bytes)."""
+    encoded = None
     try:
         handler = handlers.handler(path, context.invocation_metadata())
         if handler is None or handler.unary_unary is None:
@@ -215,8 +213,13 @@ def _run(
         request = _decode(handler, request_type, protocol, body)
         response = handler.unary_unary(request, context)
         code = context.code() or grpc.StatusCode.OK
+        if code is grpc.StatusCode.OK and response is not None:
+            if protocol is Protocol.CONNECT_JSON:
+                encoded = jsoncodec.to_json(response)
+            else:
+                encoded = response.SerializeToString()
     except Aborted:
-        code, response = context.code() or grpc.StatusCode.UNKNOWN, None
+        code = context.code() or grpc.StatusCode.UNKNOWN
     except Failure as exc:
         return Outcome(exc.code, exc.message, None, (), ())
     except Exception as exc:
@@ -226,11 +229,7 @@ def _run(
             grpc.StatusCode.UNKNOWN, f"Exception calling application: {exc}", None, (), ()
         )
     return Outcome(
-        code,
-        context.details(),
-        response if code is grpc.StatusCode.OK else None,
-        context.initial_metadata(),
-        context.trailing_metadata(),
+        code, context.details(), encoded, context.initial_metadata(), context.trailing_metadata()
     )
 
 
