@@ -8,7 +8,7 @@ export OPENBLAS_NUM_THREADS := 1
 MODEL_DIR ?= var/models
 WORLD_DIR ?= var/world
 
-.PHONY: install run train-sample test lint pytest proto bench bench-train bench-serve bench-events bench-catalog clean
+.PHONY: install browser run train-sample test lint pytest proto bench bench-train bench-serve bench-events bench-catalog clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# The browser tests drive Debian's Chromium through Playwright (never `playwright install`,
+# which would download a browser build of its own).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && apt-get install -y -q chromium; \
+		else \
+			echo "the browser tests need Chromium: sudo apt-get install chromium"; exit 1; \
+		fi; }
 
 # Set up, generate the sample world and train if there is no model yet, then serve.
 run: train-sample
 	@echo
-	@echo "Serving on localhost:50051 (Ctrl-C stops). From another terminal:"
+	@echo "Serving gRPC on localhost:50051, HTTP/JSON and the dashboard on"
+	@echo "http://localhost:8080/dashboard (Ctrl-C stops). From another terminal:"
 	@echo "  .venv/bin/recsvc client recommend --customer C0000001 --limit 10"
 	@echo "  .venv/bin/recsvc client similar --product P000001"
 	@echo "  .venv/bin/recsvc client track --customer NEW1 --type purchase --product P000001"
@@ -31,9 +42,13 @@ run: train-sample
 	@echo "  .venv/bin/recsvc client profile --customer C0000001"
 	@echo "  grpcurl -plaintext -H \"authorization: Bearer \$$(cat var/dev-token)\" \\"
 	@echo "    -d '{\"customer_id\":\"C0000001\",\"limit\":5}' localhost:50051 recsvc.v1.Recommender/RecommendProducts"
+	@echo "  curl -H \"authorization: Bearer \$$(cat var/dev-token)\" -H 'content-type: application/json' \\"
+	@echo "    -d '{\"customerId\":\"C0000001\",\"limit\":5}' localhost:8080/recsvc.v1.Recommender/RecommendProducts"
+	@echo "  python3 -m http.server 8000 -d examples/web   # the example shop page (edit config.js)"
 	@echo
 	RECSVC_OFFERS=$${RECSVC_OFFERS:-examples/offers.yaml} \
 	RECSVC_PROMOTIONS=$${RECSVC_PROMOTIONS:-examples/promotions.yaml} \
+	RECSVC_CORS_ORIGINS=$${RECSVC_CORS_ORIGINS:-http://localhost:8000,http://127.0.0.1:8000} \
 		$(BIN)/recsvc serve --model-dir $(MODEL_DIR)
 
 train-sample: $(STAMP)
@@ -53,7 +68,7 @@ lint: $(STAMP)
 	$(BIN)/mypy recsvc training feature_store formats tests bench
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q
 
 test: lint pytest

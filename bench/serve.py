@@ -1,8 +1,9 @@
 """Serving latency and throughput: RecommendProducts next to an empty RPC (grpc.health.v1
-Check) on the same `recsvc serve`, at several concurrency levels, for a 100k- and a 1M-product
-catalog.
+Check) on the same `recsvc serve`, and the same RecommendProducts requests over HTTP/JSON
+(the Connect protocol on RECSVC_HTTP_PORT) beside native gRPC, at several concurrency levels,
+for a 100k- and a 1M-product catalog.
 
-    python -m bench.serve [--catalogs 100k,1M] [--concurrency 1,8,32] [--workers 0,1]
+    python -m bench.serve [--catalogs 100k,1M] [--concurrency 1,8,32] [--workers 0,1] [--no-http]
 
 Setup: the server is `recsvc serve` in a subprocess (its default workers = CPU count, then
 --workers 1), RECSVC_AUTH_TOKENS set to a bench token, traffic to 127.0.0.1 only. The load
@@ -11,9 +12,11 @@ up to --channels TCP connections, requests pre-serialized and responses left unp
 RPCs of one concurrency level share those connections and run back to back (health first),
 each with --warmup seconds then a --seconds window. Server and client CPU time and the host's
 busy CPU are sampled at the window edges; the server-side handler time comes from the
-server's own Prometheus histogram (recsvc_rpc_duration_seconds). Before the servers of a
-catalog start, the same requests are replayed in this process without gRPC to split a call's
-server CPU into its parts.
+server's own Prometheus histogram (recsvc_rpc_duration_seconds). The HTTP/JSON phase follows
+on the same server: the same requests as proto3 JSON bodies, one keep-alive HTTP/1.1
+connection per caller (HTTP/1.1 carries one call at a time), requests built before the window,
+answers unparsed. Before the servers of a catalog start, the same requests are replayed in
+this process without gRPC to split a call's server CPU into its parts.
 
 Bundles: 100k products = var/bench/scale/models (make it with `python -m bench.train_scale`);
 1M products is trained once into var/bench/serve/models-1m (synthetic world of 300k customers,
@@ -30,7 +33,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,7 @@ from bench.harness import (
     fmt,
     host_busy,
     ints,
+    json_bodies,
     machine,
     pct,
     published,
@@ -68,6 +72,7 @@ from recsvc.v1 import recommender_pb2 as pb
 SCALE_MODELS = Path("var/bench/scale/models")
 WORKDIR = Path("var/bench/serve")
 RPC_NAMES = {RECOMMEND: "RecommendProducts", HEALTH: "health Check"}
+OVER_HTTP = "RecommendProducts HTTP/JSON"
 
 
 def scale_catalog(model_dir: Path = SCALE_MODELS) -> Catalog:
@@ -110,6 +115,7 @@ class RequestMix:
 
     recommend: list[bytes]
     health: list[bytes]
+    recommend_json: list[bytes]  # the same requests as proto3 JSON bodies
     category_share: float
     categories: int  # distinct categories used by the filtered requests
 
@@ -143,7 +149,7 @@ def request_mix(
             request.filter.include_categories.append(category)
         requests.append(request.SerializeToString())
     health = [health_pb2.HealthCheckRequest(service="").SerializeToString()]
-    return RequestMix(requests, health, category_share, len(used))
+    return RequestMix(requests, health, json_bodies(requests), category_share, len(used))
 
 
 @dataclass(frozen=True)
@@ -191,21 +197,29 @@ def run_level(
     concurrency: int,
     args: argparse.Namespace,
 ) -> list[Point]:
-    """Health then RecommendProducts at one concurrency, on the same connections."""
+    """Health, then RecommendProducts over gRPC and over HTTP/JSON in turns (``--rounds``
+    windows each, pooled), at one concurrency: both see the same moments of a shared host."""
     clients = min(len(load.pipes), concurrency)
     split = [
         concurrency // clients + (1 if i < concurrency % clients else 0) for i in range(clients)
     ]
     channels = [max(1, min(c, args.channels // clients)) for c in split]
     start = time.monotonic() + 1.5  # time to connect
-    phases = []
-    for method, requests in ((HEALTH, mix.health), (RECOMMEND, mix.recommend)):
-        phases.append(Phase(RPC_NAMES[method], method, requests, start, args.warmup, args.seconds))
-        start += args.warmup + args.seconds + 0.5
+    phases = [Phase(RPC_NAMES[HEALTH], HEALTH, mix.health, start, args.warmup, args.seconds)]
+    start += args.warmup + args.seconds + 0.5
+    rounds = 1 if args.no_http else args.rounds
+    window = args.seconds / rounds
+    for r in range(rounds):
+        warmup = args.warmup if r == 0 else min(args.warmup, 0.5)
+        turn = [Phase(RPC_NAMES[RECOMMEND], RECOMMEND, mix.recommend, start, warmup, window)]
+        if not args.no_http:
+            over_http = Phase(OVER_HTTP, RECOMMEND, mix.recommend_json, 0.0, warmup, window)
+            turn.append(replace(over_http, start=start + warmup + window + 0.2, http=True))
+        phases.extend(turn)
+        start += len(turn) * (warmup + window + 0.2)
     for i in range(clients):
-        load.pipes[i].send(
-            Job(server.target, TOKEN, split[i], channels[i], phases, offset=i * 7919)
-        )
+        job = Job(server.target, TOKEN, split[i], channels[i], phases, offset=i * 7919)
+        load.pipes[i].send(replace(job, http_target=server.http_target))
     server_procs = server.processes()
     edges: list[tuple[Sample, Sample, str]] = []
     for phase in phases:
@@ -223,36 +237,42 @@ def run_level(
             raise SystemExit(f"load generator failed: {reply!r}\n{server.tail()}")
         results.append(reply)
     points = []
-    for k, phase in enumerate(phases):
-        per_client = [r[k] for r in results]
+    for name in dict.fromkeys(p.name for p in phases):  # in order, each name once
+        ks = [k for k, p in enumerate(phases) if p.name == name]
+        per_client = [r[k] for r in results for k in ks]
         lat = np.concatenate([r.latencies_ns for r in per_client]) / 1e6
         errors: dict[str, int] = {}
-        for r in per_client:
-            for code, n in r.errors.items():
+        for result in per_client:
+            for code, n in result.errors.items():
                 errors[code] = errors.get(code, 0) + n
-        a, b, conns = edges[k]
-        calls = len(lat)
+        phase = phases[ks[0]]
         method = phase.method.lstrip("/")
-        s0, n0 = a.metrics.get(method, (0.0, 0.0))
-        s1, n1 = b.metrics.get(method, (0.0, 0.0))
+
+        def delta(get: Callable[[Sample], float], ks: list[int] = ks) -> float:
+            return sum(get(edges[k][1]) - get(edges[k][0]) for k in ks)
+
+        seen = [[e.metrics.get(method, (0.0, 0.0)) for e in edges[k][:2]] for k in ks]
+        handler_s = sum(b[0] - a[0] for a, b in seen)  # (sum, count) of the histogram
+        handled = sum(b[1] - a[1] for a, b in seen)
+        calls = len(lat)
         if phase.method == RECOMMEND:
-            check_reply(per_client[0].first_response)
+            check_reply(per_client[0].first_response, json=phase.http)
         points.append(
             Point(
                 catalog=catalog.label,
                 workers=server.workers,
-                rpc=phase.name,
+                rpc=name,
                 concurrency=concurrency,
                 calls=calls,
-                seconds=phase.seconds,
+                seconds=sum(phases[k].seconds for k in ks),
                 p50_ms=pct(lat, 50),
                 p90_ms=pct(lat, 90),
                 p99_ms=pct(lat, 99),
-                handler_ms=(s1 - s0) / (n1 - n0) * 1e3 if n1 > n0 else float("nan"),
-                server_cpu_ms=(b.server_cpu - a.server_cpu) / max(calls, 1) * 1e3,
-                client_cpu_ms=(b.client_cpu - a.client_cpu) / max(calls, 1) * 1e3,
-                host_busy=(b.busy - a.busy) / max(b.total - a.total, 1e-9),
-                connections=conns,
+                handler_ms=handler_s / handled * 1e3 if handled > 0 else float("nan"),
+                server_cpu_ms=delta(lambda x: x.server_cpu) / max(calls, 1) * 1e3,
+                client_cpu_ms=delta(lambda x: x.client_cpu) / max(calls, 1) * 1e3,
+                host_busy=delta(lambda x: x.busy) / max(delta(lambda x: x.total), 1e-9),
+                connections=edges[ks[0]][2],
                 errors=errors,
             )
         )
@@ -280,6 +300,30 @@ def table(points: list[Point]) -> str:
             f"| {fmt(p.p50_ms)} | {fmt(p.p90_ms)} | {fmt(p.p99_ms)} | {ratio} "
             f"| {fmt(p.handler_ms, 3)} | {fmt(p.server_cpu_ms, 3)} | {fmt(p.client_cpu_ms, 3)} "
             f"| {p.host_busy:.0%} | {p.connections} |"
+        )
+    return "\n".join(lines)
+
+
+def http_table(points: list[Point]) -> str:
+    """RecommendProducts over HTTP/JSON against native gRPC, measured back to back."""
+    native = {
+        (p.catalog, p.workers, p.concurrency): p for p in points if p.rpc == RPC_NAMES[RECOMMEND]
+    }
+    lines = [
+        "| catalog | server workers | concurrency | gRPC p50 ms | HTTP/JSON p50 ms | p50 ratio "
+        "| gRPC p99 ms | HTTP/JSON p99 ms | p99 ratio | gRPC calls/s | HTTP/JSON calls/s "
+        "| server CPU ms/call gRPC | HTTP/JSON |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for h in (p for p in points if p.rpc == OVER_HTTP):
+        g = native.get((h.catalog, h.workers, h.concurrency))
+        if g is None:
+            continue
+        lines.append(
+            f"| {h.catalog} | {h.workers} | {h.concurrency} | {fmt(g.p50_ms)} | {fmt(h.p50_ms)} "
+            f"| {h.p50_ms / g.p50_ms:.2f}x | {fmt(g.p99_ms)} | {fmt(h.p99_ms)} "
+            f"| {h.p99_ms / g.p99_ms:.2f}x | {g.rate:,.0f} | {h.rate:,.0f} "
+            f"| {fmt(g.server_cpu_ms, 3)} | {fmt(h.server_cpu_ms, 3)} |"
         )
     return "\n".join(lines)
 
@@ -329,6 +373,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="requests filtered to one category (default 0.2)",
     )
     parser.add_argument("--no-inproc", action="store_true", help="skip the in-process breakdown")
+    parser.add_argument(
+        "--no-http", action="store_true", help="skip RecommendProducts over HTTP/JSON"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="turns of gRPC and HTTP/JSON RecommendProducts windows per point, pooled "
+        "(default 4: a shared host's load swings hit both alike)",
+    )
     parser.add_argument("--out", type=Path, default=WORKDIR, help="results and server logs")
     return parser.parse_args(argv)
 
@@ -380,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
                         level = run_level(server, load, catalog, mix, c, args)
                         for p in level:
                             print(
-                                f"  {p.catalog} w{p.workers} {p.rpc:<17} c={p.concurrency:<3} "
+                                f"  {p.catalog} w{p.workers} {p.rpc:<27} c={p.concurrency:<3} "
                                 f"{p.rate:8,.0f}/s  p50 {p.p50_ms:6.2f}  p99 {p.p99_ms:6.2f} ms"
                                 f"  conns {p.connections}  errors {p.errors or 0}",
                                 flush=True,
@@ -430,7 +484,14 @@ def render(
         f"- load: {args.clients} generator process(es), grpc.aio, closed loop, up to "
         f"{args.channels} TCP connections, requests pre-serialized, responses not parsed; "
         f"{args.warmup:g} s warm-up + {args.seconds:g} s per point; health Check then "
-        "RecommendProducts on the same connections",
+        "RecommendProducts on the same connections"
+        + (
+            f"; RecommendProducts over gRPC and over HTTP/JSON in {args.rounds} turns of "
+            f"{args.seconds / args.rounds:g} s each, pooled (HTTP: the same requests as "
+            "proto3 JSON, one keep-alive HTTP/1.1 connection per caller, answers unparsed)"
+            if not args.no_http
+            else ""
+        ),
         f"- requests: random known customers, limit 20, {args.category_share:.0%} with a "
         "one-category filter (category drawn by popularity)",
         f"- all on one {cores}-core host: server workers and load generator share the cores; "
@@ -438,6 +499,17 @@ def render(
         "",
         table(points),
         "",
+        *(
+            [
+                "RecommendProducts over HTTP/JSON beside native gRPC (same server, same "
+                "requests, measured back to back):",
+                "",
+                http_table(points),
+                "",
+            ]
+            if not args.no_http
+            else []
+        ),
         "Columns: calls/s counts calls completed in the window; percentiles are client-side "
         "(call issued to reply received); server handler ms is the mean time inside the RPC "
         "handler from the server's recsvc_rpc_duration_seconds (excludes transport, "

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import polars as pl
@@ -137,6 +138,27 @@ class _Writer:
             self.proc.communicate()
 
 
+def customer_counts(customer_rows: pl.DataFrame) -> dict[str, Any]:
+    """Customers by value segment, by lifecycle stage and by both, when the rows carry the
+    analytics (the dashboard reads these instead of scanning every profile)."""
+    columns = [c for c in ("segment", "lifecycle_stage") if c in customer_rows.columns]
+    if not columns:
+        return {}
+    frame = customer_rows.select(pl.col(c).cast(pl.Utf8).fill_null("unknown") for c in columns)
+    out: dict[str, Any] = {}
+    for column, key in (("segment", "segments"), ("lifecycle_stage", "lifecycle_stages")):
+        if column in columns:
+            counts = frame.group_by(column).len()
+            out[key] = dict(zip(counts[column].to_list(), counts["len"].to_list(), strict=True))
+    if len(columns) == 2:
+        both = frame.group_by(columns).len()
+        nested: dict[str, dict[str, int]] = {}
+        for segment, stage, n in both.iter_rows():
+            nested.setdefault(segment, {})[stage] = n
+        out["segment_by_stage"] = nested
+    return out
+
+
 def load(
     store: FeatureStore,
     customer_rows: pl.DataFrame,
@@ -204,6 +226,7 @@ def load(
             "model_version": model_version,
             "customers": customer_rows.height,
             "products": product_rows.height,
+            **customer_counts(customer_rows),
         }
         writer_client.set(k.meta(generation), json.dumps(meta))
     except (OSError, LoadError, RedisError) as exc:

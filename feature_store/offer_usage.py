@@ -152,3 +152,38 @@ def offers_with_usage(store: FeatureStore, offer_ids: list[str]) -> list[str]:
     """The catalog's offers and every offer ever redeemed (retired ones included)."""
     used = {as_text(o) for o in store.writer.smembers(store.keys.offers_used)}
     return sorted(used | set(offer_ids))
+
+
+def offer_totals(store: FeatureStore, offer_ids: list[str]) -> dict[str, tuple[OfferStats, float]]:
+    """Every offer's observed funnel (impressions, clicks, redemptions; by segment too) and its
+    spend so far, in one round trip: the marketers' view, not one customer's."""
+    k = store.keys
+    pipe = store.reader.pipeline(transaction=False)
+    pipe.hgetall(k.offer_stats)
+    for offer in offer_ids:
+        pipe.hget(k.offer_usage(offer), "spent")
+    raw_stats, *spent = pipe.execute()
+    counts: dict[str, dict[str, int]] = {}  # offer -> "kind" or "kind|segment" -> n
+    for name, n in raw_stats.items():
+        offer, _, rest = as_text(name).partition("|")
+        counts.setdefault(offer, {})[rest] = int(n)
+    out = {}
+    for offer, money in zip(offer_ids, spent, strict=True):
+        c = counts.get(offer, {})
+        segments = sorted({r.partition("|")[2] for r in c if "|" in r})
+        by_segment = {
+            seg: OfferStats(
+                impressions=c.get(f"impression|{seg}", 0),
+                clicks=c.get(f"click|{seg}", 0),
+                redemptions=c.get(f"redemption|{seg}", 0),
+            )
+            for seg in segments
+        }
+        stats = OfferStats(
+            impressions=c.get("impression", 0),
+            clicks=c.get("click", 0),
+            redemptions=c.get("redemption", 0),
+            by_segment=by_segment,
+        )
+        out[offer] = (stats, float(money or 0.0))
+    return out

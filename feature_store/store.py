@@ -431,6 +431,10 @@ class FeatureStore:
         """The product's loaded features (live generation), or None when not loaded."""
         return self._loaded(lambda gen: self.keys.product(gen, product_id))
 
+    def live_meta(self) -> dict[str, Any] | None:
+        """What the live generation's load wrote about itself (feature_store.bulk), or None."""
+        return self._loaded(self.keys.meta)
+
     def _loaded(self, key_of: Callable[[int], str]) -> dict[str, Any] | None:
         # A load may switch generations (and delete the old one) between reading "live" and
         # the key: then read again. Generations only grow, so an unchanged "live" means the

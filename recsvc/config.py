@@ -6,6 +6,10 @@
 | RECSVC_HOST | 127.0.0.1 | address to listen on |
 | RECSVC_PORT | 50051 | gRPC port |
 | RECSVC_METRICS_PORT | 9464 | Prometheus metrics over HTTP (0 = off) |
+| RECSVC_HTTP_PORT | 8080 | HTTP/JSON, gRPC-Web and the dashboard (0 = off) |
+| RECSVC_CORS_ORIGINS | (none) | web origins allowed to call the HTTP port, comma-separated |
+| RECSVC_ADDRESS_RATE_LIMIT | 20/s:60 | per client address and worker, calls of `public` tokens |
+| RECSVC_TRUSTED_PROXIES | (none) | proxies whose X-Forwarded-For names the client address |
 | RECSVC_WORKERS | CPU count | server processes sharing the port (SO_REUSEPORT) |
 | RECSVC_THREADS | 8 | request threads per process |
 | RECSVC_AUTH_TOKENS | (none) | "tok1=recommend+events,tok2=admin" |
@@ -67,6 +71,30 @@ def parse_tokens(text: str, source: str) -> dict[str, frozenset[str]]:
     return tokens
 
 
+# A shopper's page makes a few calls per view; a script hammering from one address is cut off.
+PUBLIC_ADDRESS_LIMIT = Limit(20.0, 60.0)
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why ``origin`` is not a web origin as browsers send it (scheme://host[:port]), or None.
+    "*" (any origin) is allowed."""
+    if origin == "*":
+        return None
+    scheme, sep, rest = origin.partition("://")
+    if (
+        scheme not in ("http", "https")
+        or not sep
+        or not rest
+        or "/" in rest
+        or origin != origin.lower()
+    ):
+        return (
+            f"{origin!r} is not an origin: write scheme://host[:port] in lower case, without "
+            "a path or trailing slash, e.g. https://shop.example.com"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     model_dir: Path = Path("var/models")
@@ -90,6 +118,11 @@ class ServeConfig:
     trending_refresh: float = 2.0
     rate_limit: Limit | None = None  # per token, per worker process
     max_concurrent_rpcs: int = 0  # 0 = 16 x threads
+    http_port: int = 8080  # 0 = no HTTP
+    cors_origins: tuple[str, ...] = ()
+    # Per client address and worker, for calls the `public` scope grants.
+    address_rate_limit: Limit | None = PUBLIC_ADDRESS_LIMIT
+    trusted_proxies: tuple[str, ...] = ()
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -124,6 +157,7 @@ class ServeConfig:
         numbers: tuple[tuple[str, str, type[int] | type[float]], ...] = (
             ("port", "RECSVC_PORT", int),
             ("metrics_port", "RECSVC_METRICS_PORT", int),
+            ("http_port", "RECSVC_HTTP_PORT", int),
             ("workers", "RECSVC_WORKERS", int),
             ("threads", "RECSVC_THREADS", int),
             ("reload_interval", "RECSVC_RELOAD_INTERVAL", float),
@@ -152,11 +186,21 @@ class ServeConfig:
             tokens.update(parse_tokens(text, value))
         if tokens:
             values["auth_tokens"] = tokens
-        if (value := get("RECSVC_RATE_LIMIT")) is not None:
-            try:
-                values["rate_limit"] = Limit.parse(value, "RECSVC_RATE_LIMIT")
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        for key, name in (
+            ("rate_limit", "RECSVC_RATE_LIMIT"),
+            ("address_rate_limit", "RECSVC_ADDRESS_RATE_LIMIT"),
+        ):
+            if (value := get(name)) is not None:
+                try:
+                    values[key] = Limit.parse(value, name)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+        for key, name in (
+            ("cors_origins", "RECSVC_CORS_ORIGINS"),
+            ("trusted_proxies", "RECSVC_TRUSTED_PROXIES"),
+        ):
+            if (value := get(name)) is not None:
+                values[key] = tuple(v.strip() for v in value.split(",") if v.strip())
         if (value := get("RECSVC_FOLD_IN")) is not None:
             if value not in ("0", "1"):
                 raise ConfigError(f"RECSVC_FOLD_IN={value!r}: use 1 or 0")
@@ -178,6 +222,15 @@ class ServeConfig:
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"metrics port {self.metrics_port} is out of range 0..65535")
+        if not 0 <= self.http_port < 65536:
+            raise ConfigError(f"HTTP port {self.http_port} is out of range 0..65535")
+        if self.http_port and self.http_port in (self.port, self.metrics_port):
+            raise ConfigError(
+                f"HTTP port {self.http_port} is also the gRPC or metrics port: give each its own"
+            )
+        for origin in self.cors_origins:
+            if problem := origin_problem(origin):
+                raise ConfigError(f"RECSVC_CORS_ORIGINS: {problem}")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError("workers and threads must be at least 1")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -1,9 +1,8 @@
-"""gRPC interceptors: bearer-token auth with scopes, and per-RPC metrics."""
+"""gRPC interceptors: bearer-token auth with scopes (the rules are recsvc.auth), and per-RPC
+metrics. The HTTP layer (recsvc.web) runs these same interceptors around the same handlers."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import time
 from collections.abc import Callable
@@ -12,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from recsvc.ratelimit import Limit, RateLimiter
-from recsvc.services import SCOPE_BY_SERVICE
+from recsvc.auth import Auth, Denied, client_address
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -23,85 +21,55 @@ else:
     Interceptor = grpc.ServerInterceptor
 
 
-def _service(method: str) -> str:
-    return method.rsplit("/", 2)[-2] if method.count("/") >= 2 else ""
-
-
-def _deny(code: grpc.StatusCode, message: str, retry_after: float | None = None) -> Handler:
+def _deny(denied: Denied) -> Handler:
     def abort(request: Any, context: grpc.ServicerContext) -> Any:
-        if retry_after is not None:  # whole seconds, as HTTP's Retry-After
-            context.set_trailing_metadata((("retry-after", str(math.ceil(retry_after))),))
-        context.abort(code, message)
+        _abort(context, denied)
 
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
+def _abort(context: grpc.ServicerContext, denied: Denied) -> None:
+    if denied.retry_after is not None:  # whole seconds, as HTTP's Retry-After
+        context.set_trailing_metadata((("retry-after", str(math.ceil(denied.retry_after))),))
+    context.abort(denied.code, denied.message)
+
+
 class AuthInterceptor(Interceptor):
-    """`authorization: Bearer <token>` metadata, each token with its scopes."""
+    """`authorization: Bearer <token>` metadata, each token with its scopes (recsvc.auth)."""
 
-    def __init__(self, tokens: dict[str, frozenset[str]], rate_limit: Limit | None = None) -> None:
-        self._tokens = [(t.encode(), scopes) for t, scopes in tokens.items()]
-        self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
-
-    def scopes_of(self, token: str) -> frozenset[str] | None:
-        presented = token.encode()
-        found: frozenset[str] | None = None
-        for known, scopes in self._tokens:  # no early exit: time does not depend on the match
-            if hmac.compare_digest(presented, known):
-                found = scopes
-        return found
+    def __init__(self, auth: Auth) -> None:
+        self.auth = auth
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        needed = SCOPE_BY_SERVICE.get(_service(handler_call_details.method))
-        if needed is None:
-            return continuation(handler_call_details)
-        headers = [
-            str(value)
-            for key, value in handler_call_details.invocation_metadata or ()
-            if key == "authorization"
-        ]
-        if len(headers) > 1:
-            # Which one would a proxy have checked? Refuse rather than guess.
-            return _deny(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"{len(headers)} authorization headers; send exactly one",
-            )
-        header = headers[0] if headers else ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return _deny(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing bearer token: send metadata 'authorization: Bearer <token>'",
-            )
-        scopes = self.scopes_of(token.strip())
-        if scopes is None:
-            return _deny(grpc.StatusCode.UNAUTHENTICATED, "unknown token")
-        if needed not in scopes:
-            return _deny(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"this token lacks the '{needed}' scope needed by "
-                f"{_service(handler_call_details.method)}",
-            )
-        if self._limiter is not None:
-            # Keyed by a digest: the limiter's table must not be a second copy of secrets.
-            key = hashlib.blake2b(token.strip().encode(), digest_size=16).hexdigest()
-            wait = self._limiter.acquire(key)
-            if wait > 0:
-                return _deny(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"rate limit of {self._limiter.limit.rate:g} calls/s for this token "
-                    f"exceeded; retry after {wait:.2f} s",
-                    retry_after=wait,
-                )
-        return continuation(handler_call_details)
+        method = handler_call_details.method
+        decision = self.auth.check(method, handler_call_details.invocation_metadata)
+        if isinstance(decision, Denied):
+            return _deny(decision)
+        handler = continuation(handler_call_details)
+        if not decision.public or handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        auth = self.auth
+
+        def public(request: Any, context: grpc.ServicerContext) -> Any:
+            denied = auth.check_public(method, request, client_address(context.peer()))
+            if denied is not None:
+                _abort(context, denied)
+            return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            public,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 @dataclass(frozen=True)
-class _Undecodable:
+class Undecodable:
     """What a request that is not a valid message of its type deserializes to."""
 
     error: str
@@ -118,7 +86,7 @@ def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
         try:
             return deserialize(data)
         except Exception as exc:  # protobuf's DecodeError and friends
-            return _Undecodable(f"{type(exc).__name__}: {exc}"[:200])
+            return Undecodable(f"{type(exc).__name__}: {exc}"[:200])
 
     return parse
 
@@ -144,7 +112,7 @@ class MetricsInterceptor(Interceptor):
             start = time.perf_counter()
             failed = False
             try:
-                if isinstance(request, _Undecodable):
+                if isinstance(request, Undecodable):
                     context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT,
                         f"the request is not a valid {method} request message ({request.error})",

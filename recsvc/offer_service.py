@@ -126,6 +126,11 @@ class OfferService:
             raise Unavailable("no offer catalog is configured: set RECSVC_OFFERS to a file")
         return catalog
 
+    @property
+    def loaded(self) -> OfferCatalog | None:
+        """The catalog in use, or None when no catalog is configured."""
+        return self._catalog
+
     def offer_ids(self) -> list[str]:
         return [o.offer_id for o in self._catalog.offers] if self._catalog else []
 

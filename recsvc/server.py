@@ -1,8 +1,9 @@
 """`recsvc serve`: the gRPC server, one process per core sharing the port (SO_REUSEPORT).
 
 Worker processes are forked before any gRPC object exists (gRPC is not fork-safe), each builds
-its own server, model store and model watcher. Metrics of all workers are aggregated by the
-parent through prometheus_client's multi-process mode.
+its own server, model store and model watcher, and its own HTTP listener (recsvc.web) on the
+HTTP port, shared the same way, over the same handlers and interceptors. Metrics of all
+workers are aggregated by the parent through prometheus_client's multi-process mode.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,6 +38,9 @@ from recsvc.realtime import Realtime
 from recsvc.services import SCOPES, SERVICES
 from recsvc.trending import Trending, TrendingConfig
 
+if TYPE_CHECKING:
+    from recsvc.web.face import Web
+
 log = logging.getLogger(__name__)
 
 
@@ -49,11 +54,18 @@ class Running:
     health: health.HealthServicer
     realtime: Realtime
     store_health: StoreHealth
+    web: Web | None = None  # the HTTP port, when RECSVC_HTTP_PORT is not 0
+
+    @property
+    def http_port(self) -> int:
+        return self.web.port if self.web is not None else 0
 
     def stop(self, grace: float = 5.0) -> None:
         self.store_health.stop()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.web is not None:
+            self.web.stop(grace)
         self.server.stop(grace).wait()
         self.store.close()
         if self.realtime.store is not None:
@@ -91,6 +103,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     import faiss
 
     from recsvc import metrics
+    from recsvc.auth import Auth
     from recsvc.customer_service import Customers
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
     from recsvc.offer_service import OfferService
@@ -104,6 +117,8 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         RecommenderServicer,
     )
     from recsvc.v1 import recommender_pb2_grpc
+    from recsvc.web.face import Parts, start_web
+    from recsvc.web.handlers import Handlers
 
     config = config.checked()
     # One query per request thread: OpenMP inside a query only adds contention.
@@ -119,15 +134,21 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
     store = ModelStore(config.model_dir, engine_config(config), on_reload=on_reload)
     store.reload()  # refuse to start without a loadable model: BundleError says why
-    server = grpc.server(
+    # One pool of request threads for gRPC and HTTP calls alike.
+    executor = ThreadPoolExecutor(
+        max_workers=config.threads,
+        thread_name_prefix="rpc",
         # OpenMP settings are per thread: each request thread sets its own.
-        ThreadPoolExecutor(
-            max_workers=config.threads,
-            thread_name_prefix="rpc",
-            initializer=faiss.omp_set_num_threads,
-            initargs=(1,),
-        ),
-        interceptors=[MetricsInterceptor(), AuthInterceptor(config.auth_tokens, config.rate_limit)],
+        initializer=faiss.omp_set_num_threads,
+        initargs=(1,),
+    )
+    auth = Auth(config.auth_tokens, config.rate_limit, config.address_rate_limit)
+    interceptors = [MetricsInterceptor(), AuthInterceptor(auth)]
+    # The HTTP layer serves the same handlers through the same interceptors.
+    handlers = Handlers(interceptors)
+    server = grpc.server(
+        executor,
+        interceptors=interceptors,
         options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
         # Past this many calls in progress or queued, answer RESOURCE_EXHAUSTED at once
         # instead of queueing without bound (latency would grow for everyone).
@@ -154,26 +175,24 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     trending = Trending(
         realtime, TrendingConfig(config.trending_refresh, config.trending_min_events)
     )
-    recommender_pb2_grpc.add_RecommenderServicer_to_server(
-        RecommenderServicer(
-            store,
-            realtime,
-            lambda kind: metrics.FALLBACKS.labels(kind).inc(),
-            customers,
-            offers,
-            Merchandising(promotions, trending),
-        ),
-        server,
+    recommender = RecommenderServicer(
+        store,
+        realtime,
+        lambda kind: metrics.FALLBACKS.labels(kind).inc(),
+        customers,
+        offers,
+        Merchandising(promotions, trending),
     )
-    recommender_pb2_grpc.add_PrivacyServicer_to_server(PrivacyServicer(customers), server)
-    recommender_pb2_grpc.add_EventsServicer_to_server(
-        EventsServicer(store, realtime, count_events), server
-    )
-    recommender_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, realtime, customers, offers, promotions), server
-    )
+    privacy = PrivacyServicer(customers)
+    events = EventsServicer(store, realtime, count_events)
+    admin = AdminServicer(store, realtime, customers, offers, promotions)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for target in (server, handlers):
+        recommender_pb2_grpc.add_RecommenderServicer_to_server(recommender, target)
+        recommender_pb2_grpc.add_PrivacyServicer_to_server(privacy, target)
+        recommender_pb2_grpc.add_EventsServicer_to_server(events, target)
+        recommender_pb2_grpc.add_AdminServicer_to_server(admin, target)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, target)
     names = [
         *SERVICES,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -213,6 +232,16 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
                 "certificate and private key"
             )
         raise fail(f"cannot listen on {address} (in use, or not an address of this host)")
+    web = None
+    if config.http_port:
+        from recsvc.web.serve import HttpError
+
+        try:
+            parts = Parts(handlers, auth, executor, store, realtime, offers)
+            web = start_web(config, parts, reuse_port)
+        except HttpError as exc:
+            server.stop(None)
+            raise fail(str(exc)) from None
     server.start()
     realtime.sync_catalog(store.engine)  # products created live, before the first request
     store.watch(config.reload_interval)
@@ -220,8 +249,11 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_health = StoreHealth(health_servicer, realtime.store)
     store_health.start()  # Events and Privacy: NOT_SERVING while Redis cannot store
-    log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
-    return Running(server, port, store, health_servicer, realtime, store_health)
+    http = f", HTTP on {host}:{web.port}" if web is not None else ""
+    log.info(
+        "serving model %s on %s:%d%s (pid %d)", store.engine.version, host, port, http, os.getpid()
+    )
+    return Running(server, port, store, health_servicer, realtime, store_health, web)
 
 
 def read_pem(path: Path, variable: str) -> bytes:
@@ -357,6 +389,15 @@ def _serve(config: ServeConfig) -> None:
             start_http_server(config.metrics_port, addr=config.host, registry=registry)
         except OSError as exc:
             raise ConfigError(f"metrics port {config.metrics_port}: {exc}") from exc
+    if config.http_port:
+        # Each worker binds it with SO_REUSEPORT, which would share it with a stranger that
+        # set the option too: a plain bind first fails cleanly when anything holds it.
+        from recsvc.web.serve import HttpError, bind
+
+        try:
+            bind(config.host, config.http_port, reuse_port=False).close()
+        except HttpError as exc:
+            raise ConfigError(str(exc)) from None
     ctx = multiprocessing.get_context("fork")
     workers = [
         ctx.Process(target=_worker, args=(config, True), name=f"recsvc-worker-{i}")

@@ -43,13 +43,14 @@ ALL: Metadata = (("authorization", "Bearer all-token"),)
 
 
 def serve_config(model_dir: Path, **overrides: Any) -> ServeConfig:
-    """A one-process server on a free loopback port with TOKENS; no feature store unless
-    ``redis`` is given (redis_fixtures.serve_config wires the session's Redis)."""
+    """A one-process server on a free loopback port with TOKENS, HTTP off; no feature store
+    unless ``redis`` is given (redis_fixtures.serve_config wires the session's Redis)."""
     values: dict[str, Any] = {
         "model_dir": model_dir,
         "host": "127.0.0.1",
         "port": 0,
         "metrics_port": 0,
+        "http_port": 0,
         "workers": 1,
         "threads": 8,
         "auth_tokens": TOKENS,

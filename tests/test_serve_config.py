@@ -6,12 +6,14 @@ The generated stubs (recsvc.v1.*_pb2_grpc) are unannotated, hence the mypy line 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -268,7 +270,7 @@ def recsvc(*args: str) -> list[str]:
 def run_serve(tmp_path: Path, model_dir: Path, workers: str) -> subprocess.CompletedProcess[str]:
     args = ["serve", "--model-dir", str(model_dir), "--port", str(free_port())]
     return subprocess.run(
-        recsvc(*args, "--metrics-port", "0", "--workers", workers),
+        recsvc(*args, "--metrics-port", "0", "--http-port", "0", "--workers", workers),
         env=serve_env(tmp_path),
         capture_output=True,
         text=True,
@@ -313,7 +315,7 @@ def test_serve_with_a_bad_offer_catalog_exits_2_naming_the_problem(
     offers.write_text("version: 1\noffers:\n  - offer_id: x\n    title: X\n    kind: voucher\n")
     args = ["serve", "--model-dir", str(model_dir), "--port", str(free_port())]
     result = subprocess.run(
-        recsvc(*args, "--metrics-port", "0", "--workers", "1"),
+        recsvc(*args, "--metrics-port", "0", "--http-port", "0", "--workers", "1"),
         env={**serve_env(tmp_path), "RECSVC_OFFERS": str(offers)},
         capture_output=True,
         text=True,
@@ -361,13 +363,15 @@ def served_dir(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 @pytest.fixture
-def two_workers(served_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = free_port()
+def two_workers(
+    served_dir: Path, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    port, http_port = free_port(), free_port()
     out = (tmp_path / "serve.out").open("w")
     err = (tmp_path / "serve.err").open("w")
     args = ["serve", "--model-dir", str(served_dir), "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(
-        recsvc(*args, "--metrics-port", "0"),
+        recsvc(*args, "--metrics-port", "0", "--http-port", str(http_port)),
         env=serve_env(tmp_path),
         stdout=out,
         stderr=err,
@@ -375,7 +379,7 @@ def two_workers(served_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.P
         start_new_session=True,
     )
     try:
-        yield process, port
+        yield process, port, http_port
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -385,9 +389,9 @@ def two_workers(served_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.P
 
 
 def test_serve_two_workers_share_one_port_and_stop_on_sigterm(
-    two_workers: tuple[subprocess.Popen[str], int], served_dir: Path, tmp_path: Path
+    two_workers: tuple[subprocess.Popen[str], int, int], served_dir: Path, tmp_path: Path
 ) -> None:
-    process, port = two_workers
+    process, port, http_port = two_workers
     parent = psutil.Process(process.pid)
     deadline = time.monotonic() + 45
     workers: list[psutil.Process] = []
@@ -395,10 +399,13 @@ def test_serve_two_workers_share_one_port_and_stop_on_sigterm(
         assert process.poll() is None, (tmp_path / "serve.err").read_text()
         assert time.monotonic() < deadline, "the two workers never listened on the port"
         workers = parent.children()
-        if len(workers) == 2 and all(listening_on(w, port) for w in workers):
+        if len(workers) == 2 and all(
+            listening_on(w, port) and listening_on(w, http_port) for w in workers
+        ):
             break
         time.sleep(0.1)
-    assert not listening_on(parent, port)  # only the workers hold the port
+    assert not listening_on(parent, port)  # only the workers hold the ports
+    assert not listening_on(parent, http_port)
 
     token = (served_dir.parent / "dev-token").read_text().strip()
     metadata = (("authorization", f"Bearer {token}"),)
@@ -418,6 +425,25 @@ def test_serve_two_workers_share_one_port_and_stop_on_sigterm(
                 pb.GetModelInfoRequest(), metadata=metadata, timeout=10
             )
             assert info.version == VERSION
+        # HTTP/JSON on the shared HTTP port, a new connection each time.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/recsvc.v1.Recommender/RecommendProducts",
+            data=b'{"customerId": "C0000001", "limit": 5}',
+            headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            body = json.loads(answer.read())
+        assert body["modelVersion"] == VERSION and len(body["items"]) == 5
+    # The dashboard's traffic is the whole server's, whichever worker answers: 4 calls over
+    # gRPC and 4 over HTTP, wherever the kernel put their connections.
+    for _ in range(3):
+        traffic = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/dashboard/api/traffic",
+            headers={"authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(traffic, timeout=10) as answer:
+            rows = {r["method"]: r for r in json.loads(answer.read())["table"]}
+        assert rows["recsvc.v1.Recommender/RecommendProducts"]["calls"] == 8
 
     began = time.monotonic()
     descendants = parent.children(recursive=True)  # the workers and the embedded Redis
@@ -442,8 +468,15 @@ def test_port_zero_needs_one_worker() -> None:
         ServeConfig(port=0, workers=2).checked()
 
 
+@pytest.mark.parametrize(
+    ("busy_one", "message"),
+    [
+        ("port", "cannot listen on 127.0.0.1"),
+        ("http_port", r"cannot listen for HTTP on 127.0.0.1:\d+ .*RECSVC_HTTP_PORT"),
+    ],
+)
 def test_a_busy_port_is_a_config_error(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, busy_one: str, message: str
 ) -> None:
     import socket
 
@@ -454,9 +487,58 @@ def test_a_busy_port_is_a_config_error(
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1]
+        ports = {"port": 0, "metrics_port": 0, "http_port": 0, busy_one: busy.getsockname()[1]}
         config = ServeConfig(
-            model_dir=model_dir, port=port, workers=1, auth_tokens={"t": frozenset({"admin"})}
+            model_dir=model_dir, workers=1, auth_tokens={"t": frozenset({"admin"})}, **ports
         )
-        with pytest.raises(ConfigError, match="cannot listen"):
+        with pytest.raises(ConfigError, match=message):
             start(config)
+
+
+# -- the HTTP port ------------------------------------------------------------------------------
+
+
+def test_http_settings_from_env() -> None:
+    from recsvc.ratelimit import Limit
+
+    config = ServeConfig.from_env(
+        {
+            "RECSVC_HTTP_PORT": "8181",
+            "RECSVC_CORS_ORIGINS": "https://shop.example, http://localhost:3000,",
+            "RECSVC_ADDRESS_RATE_LIMIT": "5/s:10",
+            "RECSVC_TRUSTED_PROXIES": "10.0.0.1,10.0.0.2",
+            "RECSVC_AUTH_TOKENS": "page=public",
+        }
+    )
+    assert config.http_port == 8181
+    assert config.cors_origins == ("https://shop.example", "http://localhost:3000")
+    assert config.address_rate_limit == Limit(5.0, 10.0)
+    assert config.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+    assert config.auth_tokens == {"page": frozenset({"public"})}
+    defaults = ServeConfig.from_env({})
+    assert (defaults.http_port, defaults.cors_origins) == (8080, ())
+    assert defaults.address_rate_limit == Limit(20.0, 60.0)
+    assert ServeConfig.from_env({"RECSVC_ADDRESS_RATE_LIMIT": "0"}).address_rate_limit is None
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://shop.example/", "shop.example", "https://shop.example/path", "ftp://x", "HTTP://A"],
+)
+def test_a_cors_origin_that_browsers_never_send_is_refused(origin: str) -> None:
+    with pytest.raises(ConfigError, match=r"RECSVC_CORS_ORIGINS: .* is not an origin"):
+        ServeConfig.from_env({"RECSVC_CORS_ORIGINS": f"https://ok.example,{origin}"})
+    assert ServeConfig(cors_origins=("*",)).checked().cors_origins == ("*",)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"http_port": 70000}, "HTTP port 70000 is out of range"),
+        ({"http_port": 50051}, "also the gRPC or metrics port"),
+        ({"http_port": 9464}, "also the gRPC or metrics port"),
+    ],
+)
+def test_http_port_conflicts_are_refused(values: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig(**values).checked()  # type: ignore[arg-type]

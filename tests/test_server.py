@@ -6,11 +6,14 @@ The generated stubs (recsvc.v1.*_pb2_grpc) are unannotated, hence the mypy line 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from grpc_helpers import ADMIN, ALL, REC, rpc_error, sample, serve_config
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from serving_fixtures import add_copy, trained
+from serving_fixtures import add_copy, free_port, trained
 
 from formats import bundle as b
 from formats.types import Filter, Recommendation
@@ -515,7 +518,9 @@ def test_tls(
         check=True,
         capture_output=True,
     )
-    running = start_server(serve_config(model_dir, tls_cert=cert, tls_key=key))
+    running = start_server(
+        serve_config(model_dir, tls_cert=cert, tls_key=key, http_port=free_port())
+    )
     target = f"localhost:{running.port}"
     credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
     with grpc.secure_channel(target, credentials) as secure:
@@ -538,6 +543,15 @@ def test_tls(
             )
         )
         assert code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    # The HTTP port speaks HTTPS with the same certificate.
+    request = urllib.request.Request(
+        f"https://localhost:{running.http_port}/recsvc.v1.Recommender/RecommendProducts",
+        data=json.dumps({"customerId": known_customer, "limit": 3}).encode(),
+        headers={"content-type": "application/json", "authorization": "Bearer rec-token"},
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+        assert len(json.loads(answer.read())["items"]) == 3
 
 
 # -- hot swap -------------------------------------------------------------------------------

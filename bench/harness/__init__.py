@@ -9,6 +9,7 @@ The submodules only keep each file short:
 - host: timed child processes, CPU time of processes, of the host and of other users
 - servers: bundles built once and reused, `recsvc serve` in a subprocess, an embedded Redis
 - load: gRPC load generator processes, random TrackEvents traffic
+- http_load: the load generator's HTTP/1.1 callers (RPCs over HTTP/JSON)
 """
 
 from bench.harness.host import (
@@ -20,6 +21,7 @@ from bench.harness.host import (
     run_timed,
     sleep_until,
 )
+from bench.harness.http_load import json_bodies
 from bench.harness.load import (
     TYPE_SHARES,
     EventMaker,
@@ -72,6 +74,7 @@ __all__ = [
     "free_port",
     "host_busy",
     "ints",
+    "json_bodies",
     "machine",
     "median",
     "pct",

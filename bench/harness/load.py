@@ -1,5 +1,6 @@
 """Load generators for gRPC benchmarks: processes with one asyncio event loop (grpc.aio)
-each, ``channels`` TCP connections and ``concurrency`` closed-loop callers; and the random
+each, ``channels`` TCP connections and ``concurrency`` closed-loop callers (or, for a phase
+over HTTP/JSON, one keep-alive connection per caller: bench.harness.http_load); and the random
 TrackEvents traffic of the events benchmark's parts.
 
 Requests are sent pre-serialized and responses are not parsed (no serializers on the
@@ -14,7 +15,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
@@ -25,6 +26,7 @@ import grpc
 import numpy as np
 import psutil
 
+from bench.harness.http_load import HttpConnection, HttpFailed, build_requests
 from formats.events import Event
 from recsvc.convert import EVENT_TYPE_CODES
 from recsvc.v1 import recommender_pb2 as pb
@@ -38,10 +40,11 @@ class Phase:
 
     name: str
     method: str  # "/package.Service/Method"
-    requests: list[bytes]
+    requests: list[bytes]  # serialized messages; JSON bodies when ``http``
     start: float
     warmup: float
     seconds: float
+    http: bool = False  # POST the JSON bodies to the HTTP port instead of calling over gRPC
 
     @property
     def window(self) -> tuple[float, float]:
@@ -57,6 +60,7 @@ class Job:
     phases: list[Phase]
     offset: int = 0  # where this process starts in each request list
     timeout: float = 10.0
+    http_target: str = ""  # "host:port" of the HTTP port, for phases over HTTP
 
 
 @dataclass
@@ -79,22 +83,43 @@ async def _run(job: Job) -> list[PhaseResult]:
         )
         results = []
         for phase in job.phases:
+            if phase.http:
+                results.append(await _http_phase(job, phase))
+                continue
             # No serializers: bytes go out as they are and come back unparsed.
             calls: list[Call] = [
                 c.unary_unary(phase.method, request_serializer=None, response_deserializer=None)
                 for c in channels
             ]
-            results.append(await _phase(job, phase, calls, metadata))
+
+            def send(i: int, request: bytes, calls: list[Call] = calls) -> Awaitable[bytes]:
+                return calls[i % len(calls)](request, metadata=metadata, timeout=job.timeout)
+
+            results.append(await _phase(job, phase, phase.requests, send))
         return results
     finally:
         await asyncio.gather(*(c.close(None) for c in channels))
 
 
+async def _http_phase(job: Job, phase: Phase) -> PhaseResult:
+    host, _, port = job.http_target.rpartition(":")
+    requests = build_requests(job.http_target, phase.method, job.token, phase.requests)
+    connections = [HttpConnection(host, int(port)) for _ in range(job.concurrency)]
+    try:
+        return await _phase(job, phase, requests, lambda i, r: connections[i].call(r))
+    finally:
+        for c in connections:
+            c.close()
+
+
 async def _phase(
-    job: Job, phase: Phase, calls: list[Call], metadata: tuple[tuple[str, str], ...]
+    job: Job,
+    phase: Phase,
+    requests: list[bytes],
+    send: Callable[[int, bytes], Awaitable[bytes]],
 ) -> PhaseResult:
+    """``job.concurrency`` closed-loop callers; caller ``i`` calls ``send(i, request)``."""
     begin, end = phase.window
-    requests = phase.requests
     n = len(requests)
     latencies: list[int] = []
     errors: dict[str, int] = {}
@@ -102,7 +127,6 @@ async def _phase(
     await asyncio.sleep(max(0.0, phase.start - time.monotonic()))
 
     async def caller(i: int) -> None:
-        call = calls[i % len(calls)]
         j = job.offset + i
         while True:
             now = time.monotonic()
@@ -110,9 +134,10 @@ async def _phase(
                 return
             t0 = time.perf_counter_ns()
             try:
-                reply = await call(requests[j % n], metadata=metadata, timeout=job.timeout)
-            except grpc.aio.AioRpcError as exc:
-                errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+                reply = await send(i, requests[j % n])
+            except (grpc.aio.AioRpcError, HttpFailed) as exc:
+                code = exc.status if isinstance(exc, HttpFailed) else exc.code().name
+                errors[code] = errors.get(code, 0) + 1
                 await asyncio.sleep(0.001)
                 continue
             t1 = time.perf_counter_ns()

@@ -117,6 +117,7 @@ class Server:
     ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
+        self.http_port = free_port()
         self.workers = workers
         self.log = log
         self.command = [
@@ -130,6 +131,8 @@ class Server:
             str(self.port),
             "--metrics-port",
             str(self.metrics_port),
+            "--http-port",
+            str(self.http_port),
             "--workers",
             str(workers),
         ]
@@ -153,6 +156,10 @@ class Server:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_target(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
 
     def wait_ready(self, timeout: float = 600.0) -> float:
         """Seconds until every worker logged that it serves."""
@@ -237,11 +244,17 @@ class Server:
         self._stream.close()
 
 
-def check_reply(raw: bytes) -> None:
-    """A serialized RecommendProducts answer must carry items and a model version."""
+def check_reply(raw: bytes, json: bool = False) -> None:
+    """A RecommendProducts answer (serialized, or proto3 JSON) must carry items and a model
+    version."""
+    from google.protobuf import json_format
+
     from recsvc.v1 import recommender_pb2 as pb
 
-    reply = pb.RecommendProductsResponse.FromString(raw)
+    if json:
+        reply = json_format.Parse(raw, pb.RecommendProductsResponse())
+    else:
+        reply = pb.RecommendProductsResponse.FromString(raw)
     if not reply.items or not reply.model_version:
         raise SystemExit(f"unexpected RecommendProducts answer: {reply}")
 

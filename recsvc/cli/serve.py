@@ -1,4 +1,4 @@
-"""`recsvc serve`: serve the published model over gRPC."""
+"""`recsvc serve`: serve the published model over gRPC, HTTP/JSON and gRPC-Web."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ if TYPE_CHECKING:
 def register(sub: Subparsers) -> None:
     srv = sub.add_parser(
         "serve",
-        help="serve the published model over gRPC",
-        description="Serve recsvc.v1 (Recommender, Admin), grpc.health.v1 and reflection. Every "
-        "flag defaults to its environment variable (see docs/api.md and recsvc/config.py).",
+        help="serve the published model over gRPC and HTTP",
+        description="Serve recsvc.v1 (Recommender, Events, Admin, Privacy), grpc.health.v1 and "
+        "reflection over gRPC; every unary RPC also over HTTP (JSON, gRPC-Web) with the "
+        "dashboard at /dashboard on the HTTP port. Every flag defaults to its environment "
+        "variable (see docs/api.md and recsvc/config.py).",
     )
     add_model_dir(srv)
     srv.add_argument("--host", help="listen address (RECSVC_HOST, default 127.0.0.1)")
@@ -27,6 +29,11 @@ def register(sub: Subparsers) -> None:
         "--metrics-port",
         type=int,
         help="Prometheus port (RECSVC_METRICS_PORT, default 9464, 0 = off)",
+    )
+    srv.add_argument(
+        "--http-port",
+        type=int,
+        help="HTTP/JSON, gRPC-Web and dashboard port (RECSVC_HTTP_PORT, default 8080, 0 = off)",
     )
     srv.add_argument("--workers", type=int, help="processes (RECSVC_WORKERS, default: CPU count)")
     srv.add_argument("--threads", type=int, help="request threads per process (RECSVC_THREADS, 8)")
@@ -51,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         metrics_port=args.metrics_port,
+        http_port=args.http_port,
         workers=args.workers,
         threads=args.threads,
         tls_cert=args.tls_cert,
