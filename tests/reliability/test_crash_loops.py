@@ -17,8 +17,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from serve_process import ServeProcess, keepers, redis_servers, settle
 from traffic import Tracker
+
+from reliability.serve_process import ServeProcess, keepers, redis_servers, settle
 
 
 @pytest.fixture

@@ -23,7 +23,12 @@ import psutil
 import pytest
 import redis
 from grpc_helpers import EVENTS
-from serve_process import (
+from traffic import FAST_RECONNECT, Tracker, pb_event, stream
+
+from feature_store.embedded import socket_path, start_embedded
+from recsvc.v1 import recommender_pb2 as pb
+from recsvc.v1 import recommender_pb2_grpc as pb_grpc
+from reliability.serve_process import (
     NOT_SERVING,
     ROOT,
     SERVING,
@@ -35,11 +40,6 @@ from serve_process import (
     settle,
     wait_until,
 )
-from traffic import FAST_RECONNECT, Tracker, pb_event, stream
-
-from feature_store.embedded import socket_path, start_embedded
-from recsvc.v1 import recommender_pb2 as pb
-from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
 # What "back within seconds" means (issue 11's Done-means): a deadline, not a benchmark.
 RECOVERY_S = 10.0
