@@ -25,7 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from feature_store.connection import redis_url
+from feature_store.connection import SettingsError, redis_url
 from feature_store.store import FeatureStore
 from recsvc.config import ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
@@ -127,7 +127,12 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         # instead of queueing without bound (latency would grow for everyone).
         maximum_concurrent_rpcs=config.concurrency_limit,
     )
-    realtime = Realtime(feature_store(config), metrics.DEGRADED.inc, metrics.OUTAGES.inc)
+    try:
+        features = feature_store(config)
+    except SettingsError as exc:  # a cluster client that finds no cluster
+        store.close()
+        raise ConfigError(str(exc)) from None
+    realtime = Realtime(features, metrics.DEGRADED.inc, metrics.OUTAGES.inc)
 
     def count_events(counts: dict[str, int]) -> None:
         for status, n in counts.items():

@@ -6,11 +6,21 @@ Tests marked ``long`` (soak, overload, many fuzzed examples) run only in
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+from redis_fixtures import new_namespace, start_server
 from serving_fixtures import add_copy, trained
 
+from feature_store.embedded import EmbeddedRedis
+from recsvc.server import Running
+from reliability.rpcs import TOKENS
+
+ROOT = Path(__file__).resolve().parents[2]
 VERSION = "20260101T000000Z-served"
 
 
@@ -21,3 +31,38 @@ def served_models(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     model_dir = tmp_path / "var" / "models"
     add_copy(model_dir, trained(tmp_path_factory, "exact"), VERSION, publish=True)
     return model_dir
+
+
+@dataclass(frozen=True)
+class Served:
+    """An in-process server with every service working: the model, the session's Redis
+    (a namespace of its own), the sample offer catalog, the tokens of reliability.rpcs."""
+
+    running: Running
+    model_dir: Path
+    namespace: str
+    redis_url: str
+    channel: grpc.Channel
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, embedded_redis: EmbeddedRedis
+) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("reliability-served")
+    model_dir = home / "models"
+    add_copy(model_dir, trained(tmp_path_factory, "exact"), VERSION, publish=True)
+    offers = home / "offers.yaml"
+    shutil.copy(ROOT / "examples" / "offers.yaml", offers)
+    namespace = new_namespace()
+    running = start_server(
+        model_dir, embedded_redis.url, namespace, auth_tokens=TOKENS, offers=offers
+    )
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    yield Served(running, model_dir, namespace, embedded_redis.url, channel)
+    channel.close()
+    running.stop(grace=1.0)

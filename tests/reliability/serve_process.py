@@ -122,6 +122,7 @@ class ServeProcess:
     logs: Path
     workers: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    verbose: bool = False  # debug logging (recsvc -v)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -150,7 +151,8 @@ class ServeProcess:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.logs.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
-        args = ["serve", "--model-dir", str(self.model_dir), "--port", str(self.port)]
+        args = ["-v"] if self.verbose else []
+        args += ["serve", "--model-dir", str(self.model_dir), "--port", str(self.port)]
         args += ["--metrics-port", "0", "--workers", str(self.workers)]
         with self.stdout.open("ab") as out, self.stderr.open("ab") as err:
             self.process = subprocess.Popen(
