@@ -58,7 +58,7 @@ test: lint pytest
 # The whole reliability suite (docs/reliability.md): the fast part `make test` runs, plus the
 # long part (a 10-minute soak, overload, 20 crash rounds, many more fuzzed requests): ~25 min.
 test-reliability: $(STAMP)
-	$(BIN)/pytest -q -m "" --durations=15 tests/reliability
+	$(BIN)/pytest -q -m "" -rP --durations=15 tests/reliability
 
 # Known vulnerabilities of the installed dependencies. Not part of `make test`: pip-audit asks
 # PyPI's JSON API per version (or OSV), which needs the network. --strict fails when a

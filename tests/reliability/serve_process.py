@@ -72,6 +72,12 @@ def keepers(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
+def one_keeper(data_dir: Path, timeout: float = 10.0) -> None:
+    """Until exactly one keeper of ``data_dir`` runs: a new keeper detaches by forking, and
+    its first process may take a moment to exit on a busy machine."""
+    wait_until(f"one keeper of {data_dir}", lambda: len(keepers(data_dir)) == 1, timeout)
+
+
 def pid_in(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

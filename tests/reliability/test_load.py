@@ -109,10 +109,18 @@ def server_processes(serve: ServeProcess) -> dict[str, psutil.Process]:
 # RECSVC_SOAK_SECONDS shortens it to try the test itself; the suite runs ten minutes.
 SOAK_SECONDS = int(os.environ.get("RECSVC_SOAK_SECONDS", "600"))
 # Growth a steady process may show over the second half, projected to ten minutes: allocator
-# noise and caches filling, not a leak. redis-server's memory grows by design (every tracked
-# event stays in the stream until `recsvc events export`), so only its descriptors count.
+# noise and caches filling, not a leak (a leak of 100 bytes or one descriptor per call would
+# add 18 MiB or 180,000 descriptors in ten minutes at 300 calls/s). Descriptors: redis-py opens
+# a pooled connection whenever more request threads than before talk to Redis at once, so a
+# burst on a busy machine adds a few, up to RECSVC_THREADS per client. redis-server's memory
+# grows by design (every tracked event stays in the stream until `recsvc events export`):
+# only its descriptors count.
 MAX_RSS_GROWTH = 16 * MIB
-MAX_FD_GROWTH = 3.0
+MAX_FD_GROWTH = 16.0
+# At 70% of the maximum a quiet machine answers every call; a machine shared with other jobs
+# has moments where it cannot, and then calls are shed (RESOURCE_EXHAUSTED) or the client
+# itself falls behind. Those may be at most this share of the calls; nothing else may happen.
+MAX_SHED = 0.01
 
 
 @pytest.mark.long
@@ -146,7 +154,8 @@ def test_ten_minute_soak_at_70_percent_shows_no_memory_or_descriptor_growth(
             f"(trend {fd_growth:+.1f}/10 min)"
         )
     print("soak: " + "\n      ".join(report))
-    assert set(outcome.codes) == {"OK"}, outcome.summary()
+    assert set(outcome.codes) <= {"OK", "RESOURCE_EXHAUSTED", "CLIENT_BEHIND"}, outcome.summary()
+    assert outcome.codes["OK"] >= (1 - MAX_SHED) * outcome.calls, outcome.summary()
     assert len(samples.times) >= SOAK_SECONDS / 5 - 2
     for name in samples.rss:
         fd_growth = slope(samples.times, samples.fds[name]) * SOAK_SECONDS
