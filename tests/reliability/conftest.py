@@ -7,9 +7,10 @@ Tests marked ``long`` (soak, overload, many fuzzed examples) run only in
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,6 +20,7 @@ from serving_fixtures import add_copy, trained
 from feature_store.embedded import EmbeddedRedis
 from recsvc.server import Running
 from reliability.rpcs import TOKENS
+from reliability.serve_process import ServeProcess, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "20260101T000000Z-served"
@@ -31,6 +33,36 @@ def served_models(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     model_dir = tmp_path / "var" / "models"
     add_copy(model_dir, trained(tmp_path_factory, "exact"), VERSION, publish=True)
     return model_dir
+
+
+NewServe = Callable[..., ServeProcess]
+
+
+@pytest.fixture
+def new_serve(served_models: Path, tmp_path: Path) -> Iterator[NewServe]:
+    """Make `recsvc serve` subprocesses (ServeProcess keyword arguments) of the test's model
+    directory and embedded Redis; at teardown each is killed if still running, and the
+    embedded Redis must have stopped with its last user."""
+    started: list[ServeProcess] = []
+
+    def make(**kwargs: Any) -> ServeProcess:
+        serve = ServeProcess(
+            served_models, served_models.parent / "redis", tmp_path / "logs", **kwargs
+        )
+        started.append(serve)
+        return serve
+
+    yield make
+    for serve in started:
+        if serve.process is not None and serve.process.poll() is None:
+            serve.kill_group()
+        settle(serve.redis_dir)
+
+
+@pytest.fixture
+def serve(new_serve: NewServe) -> ServeProcess:
+    """One `recsvc serve` with one worker, not started yet."""
+    return new_serve()
 
 
 @dataclass(frozen=True)

@@ -12,23 +12,14 @@ from __future__ import annotations
 import random
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 from traffic import Tracker
 
-from reliability.serve_process import ServeProcess, one_keeper, redis_servers, settle
-
-
-@pytest.fixture
-def serve(served_models: Path, tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(served_models, served_models.parent / "redis", tmp_path / "logs")
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.kill_group()
-    settle(process.redis_dir)
+from reliability.conftest import NewServe
+from reliability.serve_process import ServeProcess, one_keeper, redis_servers
 
 
 def exported_ids(serve: ServeProcess, out: Path) -> Counter[str]:
@@ -91,21 +82,14 @@ def test_five_kill_9_restarts_under_traffic_keep_one_redis_and_every_acknowledge
 
 @pytest.mark.long
 def test_twenty_kill_9_restarts_of_two_workers_under_traffic(
-    served_models: Path, tmp_path: Path
+    new_serve: NewServe, tmp_path: Path
 ) -> None:
-    serve = ServeProcess(
-        served_models, served_models.parent / "redis", tmp_path / "logs", workers=2
+    serve = new_serve(workers=2)
+    tracker, restarts = crash_loop(serve, rounds=20, seed=12)
+    exported = exported_ids(serve, tmp_path / "export")
+    check_nothing_lost_nothing_twice(tracker, exported)
+    print(
+        f"crash loop: 20 rounds x 2 workers, {len(exported)} events acknowledged and "
+        f"exported, {tracker.unavailable} failed attempts retried, "
+        f"median restart {sorted(restarts)[len(restarts) // 2]:.1f} s"
     )
-    try:
-        tracker, restarts = crash_loop(serve, rounds=20, seed=12)
-        exported = exported_ids(serve, tmp_path / "export")
-        check_nothing_lost_nothing_twice(tracker, exported)
-        print(
-            f"crash loop: 20 rounds x 2 workers, {len(exported)} events acknowledged and "
-            f"exported, {tracker.unavailable} failed attempts retried, "
-            f"median restart {sorted(restarts)[len(restarts) // 2]:.1f} s"
-        )
-    finally:
-        if serve.process is not None and serve.process.poll() is None:
-            serve.kill_group()
-        settle(serve.redis_dir)

@@ -119,15 +119,6 @@ def test_the_server_stops_after_its_last_user_even_one_killed(data_dir: Path) ->
 # -- under `recsvc serve` ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def serve(served_models: Path, tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(served_models, served_models.parent / "redis", tmp_path / "logs")
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.kill_group()
-    settle(process.redis_dir)
-
-
 def track_one(port: int, customer: str = "C-probe") -> bool:
     """One new event; True when the server acknowledged it."""
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=FAST_RECONNECT) as channel:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import grpc
 import psutil
@@ -26,33 +23,12 @@ from grpc_helpers import REC
 
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
+from reliability.conftest import NewServe
 from reliability.load import Mix, Outcome, Sampler, slope
-from reliability.serve_process import SERVING, ServeProcess, health, settle
+from reliability.serve_process import SERVING, ServeProcess, health
 
 SHED = {"OK", "RESOURCE_EXHAUSTED"}
 MIB = 1024 * 1024
-
-
-NewServe = Callable[..., ServeProcess]
-
-
-@pytest.fixture
-def new_serve(served_models: Path, tmp_path: Path) -> Iterator[NewServe]:
-    """Make ServeProcesses of the test's model directory; each is stopped at teardown."""
-    started: list[ServeProcess] = []
-
-    def make(**kwargs: Any) -> ServeProcess:
-        serve = ServeProcess(
-            served_models, served_models.parent / "redis", tmp_path / "logs", **kwargs
-        )
-        started.append(serve)
-        return serve
-
-    yield make
-    for serve in started:
-        if serve.process is not None and serve.process.poll() is None:
-            serve.kill_group()
-        settle(serve.redis_dir)
 
 
 def answers_normally(port: int) -> None:

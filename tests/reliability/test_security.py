@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from recsvc.config import ServeConfig
 from recsvc.server import Running, start
 from recsvc.services import SCOPES
 from recsvc.v1 import recommender_pb2 as pb
-from reliability.conftest import Served
+from reliability.conftest import NewServe, Served
 from reliability.rpcs import ROOT_TOKEN, RPCS, SCOPE_TOKENS, Metadata, Rpc, bearer, call
 from reliability.serve_process import ServeProcess, settle
 
@@ -168,24 +167,17 @@ def logs_of(serve: ServeProcess) -> dict[str, str]:
     return {f.name: f.read_text(errors="replace") for f in files if f.exists()}
 
 
-def test_configured_tokens_never_reach_the_logs(served_models: Path, tmp_path: Path) -> None:
+def test_configured_tokens_never_reach_the_logs(new_serve: NewServe) -> None:
     token = "tok-" + "S3cr3t" * 4
     wrong = "wrong-" + "Gu3ss" * 4
-    serve = ServeProcess(
-        served_models,
-        served_models.parent / "redis",
-        tmp_path / "logs",
+    serve = new_serve(
         env={"RECSVC_AUTH_TOKENS": f"{token}=recommend+events+admin+privacy"},
         verbose=True,  # debug logging: the most a log ever says
     )
-    try:
-        serve.start()
-        seen = exercise(serve.port, token, wrong)
-        serve.kill_group(signal.SIGTERM)
-    finally:
-        if serve.process is not None and serve.process.poll() is None:
-            serve.kill_group()
-        settle(serve.redis_dir)
+    serve.start()
+    seen = exercise(serve.port, token, wrong)
+    serve.kill_group(signal.SIGTERM)
+    settle(serve.redis_dir)  # the keeper has written its last line
     assert seen[grpc.StatusCode.OK] and seen[UNAUTHENTICATED]
     assert seen[grpc.StatusCode.INVALID_ARGUMENT]
     logs = logs_of(serve)
@@ -196,26 +188,16 @@ def test_configured_tokens_never_reach_the_logs(served_models: Path, tmp_path: P
 
 
 def test_the_dev_token_is_printed_once_at_start_and_never_logged(
-    served_models: Path, tmp_path: Path
+    new_serve: NewServe, served_models: Path
 ) -> None:
-    serve = ServeProcess(
-        served_models,
-        served_models.parent / "redis",
-        tmp_path / "logs",
-        env={"RECSVC_AUTH_TOKENS": ""},  # no tokens on loopback: a development token
-        verbose=True,
-    )
-    try:
-        serve.start()
-        token = (served_models.parent / "dev-token").read_text().strip()
-        assert len(token) >= 24
-        seen = exercise(serve.port, token, token[:-2] + "zz")
-        time.sleep(0.2)
-        serve.kill_group(signal.SIGTERM)
-    finally:
-        if serve.process is not None and serve.process.poll() is None:
-            serve.kill_group()
-        settle(serve.redis_dir)
+    # No tokens on loopback: a development token.
+    serve = new_serve(env={"RECSVC_AUTH_TOKENS": ""}, verbose=True)
+    serve.start()
+    token = (served_models.parent / "dev-token").read_text().strip()
+    assert len(token) >= 24
+    seen = exercise(serve.port, token, token[:-2] + "zz")
+    serve.kill_group(signal.SIGTERM)
+    settle(serve.redis_dir)
     assert seen[grpc.StatusCode.OK] and seen[UNAUTHENTICATED]
     logs = logs_of(serve)
     # By design (docs/api.md, "Development token"): printed once on stdout, for the person
