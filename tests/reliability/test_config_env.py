@@ -148,7 +148,7 @@ def test_serve_with_redis_cluster_1_and_no_cluster_exits_2_in_one_line(
         timeout=120,
     )
     assert result.returncode == 2, result.stderr
-    assert "recsvc serve: error: RECSVC_REDIS_CLUSTER=1, but REDIS_URL" in result.stderr
+    assert "cannot serve: RECSVC_REDIS_CLUSTER=1, but REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
