@@ -89,7 +89,8 @@ def strings(big: bool) -> st.SearchStrategy[str]:
 def _integers(bits: int, signed: bool) -> st.SearchStrategy[int]:
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     edges = [v for v in INT_EDGES if low <= v <= high]
-    return st.one_of(st.sampled_from(edges), st.integers(low, high), st.integers(-5, 300))
+    small = st.integers(max(low, -5), 300)  # where the valid values of counts and limits lie
+    return st.one_of(st.sampled_from(edges), st.integers(low, high), small)
 
 
 def scalars(field: FieldDescriptor, big: bool) -> st.SearchStrategy[Any]:

@@ -154,9 +154,21 @@ class ServeProcess:
     def start(self, timeout: float = 60.0) -> float:
         """Start and wait until it answers health checks; returns the seconds that took.
         Output of every start is appended to ``stdout`` and ``stderr``."""
+        began = time.monotonic()
+        self.start_in_background()
+        deadline = began + timeout
+        while health(self.port, timeout=1.0) != SERVING:
+            assert self.process is not None
+            code = self.process.poll()
+            assert code is None, f"recsvc serve exited {code}: {self.tail()}"
+            assert time.monotonic() < deadline, f"recsvc serve not serving: {self.tail()}"
+            time.sleep(0.05)
+        return time.monotonic() - began
+
+    def start_in_background(self) -> None:
+        """Start, without waiting for anything."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.logs.mkdir(parents=True, exist_ok=True)
-        began = time.monotonic()
         args = ["-v"] if self.verbose else []
         args += ["serve", "--model-dir", str(self.model_dir), "--port", str(self.port)]
         args += ["--metrics-port", "0", "--workers", str(self.workers)]
@@ -171,13 +183,6 @@ class ServeProcess:
                 start_new_session=True,
             )
         self.starts += 1
-        deadline = began + timeout
-        while health(self.port, timeout=1.0) != SERVING:
-            code = self.process.poll()
-            assert code is None, f"recsvc serve exited {code}: {self.tail()}"
-            assert time.monotonic() < deadline, f"recsvc serve not serving: {self.tail()}"
-            time.sleep(0.05)
-        return time.monotonic() - began
 
     def tail(self) -> str:
         return self.stderr.read_text()[-3000:] if self.stderr.exists() else ""

@@ -15,11 +15,19 @@ from collections import Counter
 from pathlib import Path
 
 import polars as pl
+import psutil
 import pytest
 from traffic import Tracker
 
 from reliability.conftest import NewServe
-from reliability.serve_process import ServeProcess, one_keeper, redis_servers
+from reliability.serve_process import (
+    SERVING,
+    ServeProcess,
+    health,
+    one_keeper,
+    redis_servers,
+    wait_until,
+)
 
 
 def exported_ids(serve: ServeProcess, out: Path) -> Counter[str]:
@@ -78,6 +86,31 @@ def test_five_kill_9_restarts_under_traffic_keep_one_redis_and_every_acknowledge
         f"crash loop: 5 rounds, {len(exported)} events acknowledged and exported, "
         f"{tracker.unavailable} failed attempts retried, restarts {restarts}"
     )
+
+
+def catches_sigterm(pid: int) -> bool:
+    """True once ``pid`` has a SIGTERM handler (the SigCgt mask of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def test_sigterm_while_workers_still_load_the_model_is_a_clean_stop(new_serve: NewServe) -> None:
+    # It used to exit 1 ("worker exit codes [0, -15]"): a worker killed by the forwarded
+    # SIGTERM before its own handler existed counted as a failure.
+    serve = new_serve(workers=2)
+    serve.start_in_background()
+    parent = psutil.Process(serve.pid)
+    wait_until(
+        "two workers forked and the parent's handler installed",
+        lambda: len(parent.children()) == 2 and catches_sigterm(serve.pid),
+        60,
+        poll=0.005,
+    )
+    assert health(serve.port) != SERVING  # the workers are still loading
+    assert serve.stop() == 0, serve.tail()
+    assert "worker exit codes" not in serve.tail()
 
 
 @pytest.mark.long

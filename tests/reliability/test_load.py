@@ -94,9 +94,10 @@ SOAK_SECONDS = int(os.environ.get("RECSVC_SOAK_SECONDS", "600"))
 MAX_RSS_GROWTH = 16 * MIB
 MAX_FD_GROWTH = 16.0
 # At 70% of the maximum a quiet machine answers every call; a machine shared with other jobs
-# has moments where it cannot, and then calls are shed (RESOURCE_EXHAUSTED) or the client
-# itself falls behind. Those may be at most this share of the calls; nothing else may happen.
-MAX_SHED = 0.01
+# (load average 20 on 2 cores in the recorded runs) has moments where it cannot, and then
+# calls are shed (RESOURCE_EXHAUSTED) or the client itself falls behind. Those may be at most
+# this share of the calls; nothing else may happen.
+MAX_SHED = 0.05
 
 
 @pytest.mark.long
