@@ -167,13 +167,16 @@ def test_a_killed_keeper_is_replaced_and_its_server_with_it(serve: ServeProcess)
     assert keeper is not None and server is not None
     psutil.Process(keeper).kill()
     # Its redis-server gets SIGTERM (parent-death signal); serve starts a new keeper.
-    wait_until(
+    replaced = wait_until(
         "a new keeper and server",
         lambda: serve.keeper_pid not in (None, keeper) and serve.redis_pid not in (None, server),
         RECOVERY_S,
     )
     back = wait_until("TrackEvents storing again", lambda: track_one(serve.port), RECOVERY_S)
-    print(f"keeper killed: a new keeper and redis-server, storing again {back:.2f} s later")
+    print(
+        f"keeper killed: a new keeper and redis-server after {replaced:.1f} s, storing "
+        f"again {back:.2f} s later"
+    )
     assert gone(server)
     assert len(redis_servers(serve.redis_dir)) == 1
     # The new keeper's first process (it detaches by forking) may still be exiting.
