@@ -8,7 +8,8 @@ export OPENBLAS_NUM_THREADS := 1
 MODEL_DIR ?= var/models
 WORLD_DIR ?= var/world
 
-.PHONY: install browser run train-sample test lint pytest proto bench bench-train bench-serve bench-events bench-catalog clean
+.PHONY: install browser run train-sample test lint pytest test-reliability audit proto bench \
+	bench-train bench-serve bench-events bench-catalog clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +73,18 @@ pytest: $(STAMP) browser
 	$(BIN)/pytest -q
 
 test: lint pytest
+
+# The whole reliability suite (docs/reliability.md): the fast part `make test` runs, plus the
+# long part (a 10-minute soak, overload, 20 crash rounds, many more fuzzed requests): ~25 min.
+test-reliability: $(STAMP)
+	$(BIN)/pytest -q -m "" -rP --durations=15 tests/reliability
+
+# Known vulnerabilities of the installed dependencies. Not part of `make test`: pip-audit asks
+# PyPI's JSON API per version (or OSV), which needs the network. --strict fails when a
+# dependency could not be checked, so an unreachable database is never reported as clean.
+audit: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[audit]'
+	$(BIN)/pip-audit --strict --skip-editable --local --progress-spinner off
 
 # Regenerate recsvc/v1 from proto/ (tests/test_proto.py fails when they drift apart).
 proto: $(STAMP)

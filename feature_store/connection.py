@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from formats.errors import RecsvcError
 
@@ -87,7 +88,13 @@ def connect(url: str, cluster: bool = False, timeout_s: float = 2.0) -> RedisCli
         "retry_on_timeout": False,
     }
     if cluster:
-        return RedisCluster.from_url(url, **options)  # type: ignore[no-untyped-call]
+        try:  # the cluster client asks a node for the slot map right here
+            return RedisCluster.from_url(url, **options)  # type: ignore[no-untyped-call]
+        except RedisClusterException as exc:
+            raise SettingsError(
+                f"RECSVC_REDIS_CLUSTER=1, but REDIS_URL leads to no reachable Redis Cluster "
+                f"node: {exc}"
+            ) from None
     return redis.Redis.from_url(url, **options)
 
 

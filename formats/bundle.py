@@ -47,6 +47,15 @@ INDEX = "items.faiss"
 CURRENT = "CURRENT"
 HISTORY = "HISTORY"
 DATA_FILES = (CUSTOMERS, PRODUCTS, FACTORS, INTERACTIONS, INDEX)
+# Columns of products.parquet every reader relies on, with the types they must cast to.
+PRODUCT_COLUMNS: dict[str, type[pl.DataType]] = {
+    "product_id": pl.Utf8,
+    "title": pl.Utf8,
+    "category": pl.Utf8,
+    "price": pl.Float64,
+    "in_stock": pl.Boolean,
+    "popularity": pl.Float32,
+}
 EXTRA_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_VERSION_LENGTH = 128
 VERSION_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_VERSION_LENGTH - 1}}}")
@@ -169,6 +178,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{file}: damaged manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{file}: damaged manifest: not a JSON object")
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{file}: not a {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -179,6 +190,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
     missing = [k for k in ("files", "shapes") if not isinstance(manifest.get(k), dict)]
     if missing:
         raise BundleError(f"{file}: damaged manifest: no {', '.join(missing)}")
+    try:
+        _extra_files(manifest)
+    except BundleError as exc:
+        raise BundleError(f"{file}: {exc}") from None
     return manifest
 
 
@@ -197,6 +212,8 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
         file = path / name
         if expected is None or not file.is_file():
             raise BundleError(f"{path}: missing {name}")
+        if not isinstance(expected, dict) or not {"sha256", "bytes"} <= expected.keys():
+            raise BundleError(f"{path}: damaged manifest: no checksum and size for {name}")
         if file.stat().st_size != expected["bytes"] or sha256_file(file) != expected["sha256"]:
             raise BundleError(f"{path}: {name} is damaged (checksum mismatch); refusing to load")
 
@@ -219,6 +236,10 @@ def load_bundle(path: Path) -> Bundle:
             )
         customers = pl.read_parquet(path / CUSTOMERS)["customer_id"]
         products = pl.read_parquet(path / PRODUCTS)
+        lacking = [c for c in PRODUCT_COLUMNS if c not in products.columns]
+        if lacking:  # checksums only prove the files are those written, not that they fit
+            raise BundleError(f"{PRODUCTS} has no column {', '.join(lacking)}")
+        products.select(pl.col(c).cast(t, strict=True) for c, t in PRODUCT_COLUMNS.items())
         index = faiss.read_index(str(path / INDEX))
         extras = {}
         for name in manifest.get("extras", []):

@@ -58,13 +58,13 @@ class RateLimiter:
         with self._lock:
             tokens, last = self._buckets.get(key, (self.limit.burst, now))
             tokens = min(self.limit.burst, tokens + (now - last) * self.limit.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            # Checked whenever a key is added, allowed or not: a stream of new keys that each
+            # call once would otherwise grow the table without bound.
             if len(self._buckets) > self._max_keys:  # full buckets carry no state
                 self._forget_full(now)
-            return (1.0 - tokens) / self.limit.rate
+            return 0.0 if allowed else (1.0 - tokens) / self.limit.rate
 
     def _forget_full(self, now: float) -> None:
         rate, burst = self.limit.rate, self.limit.burst

@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from feature_store.connection import redis_url
+from feature_store.connection import SettingsError, redis_url
 from feature_store.store import FeatureStore
 from recsvc.config import ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
@@ -154,7 +154,12 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         # instead of queueing without bound (latency would grow for everyone).
         maximum_concurrent_rpcs=config.concurrency_limit,
     )
-    realtime = Realtime(feature_store(config), metrics.DEGRADED.inc, metrics.OUTAGES.inc)
+    try:
+        features = feature_store(config)
+    except SettingsError as exc:  # a cluster client that finds no cluster
+        store.close()
+        raise ConfigError(str(exc)) from None
+    realtime = Realtime(features, metrics.DEGRADED.inc, metrics.OUTAGES.inc)
 
     def count_events(counts: dict[str, int]) -> None:
         for status, n in counts.items():
@@ -406,7 +411,10 @@ def _serve(config: ServeConfig) -> None:
     for w in workers:
         w.start()
 
+    forwarded: set[int] = set()
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.add(signum)
         for w in workers:
             if w.pid is not None and w.is_alive():
                 os.kill(w.pid, signum)
@@ -419,6 +427,8 @@ def _serve(config: ServeConfig) -> None:
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     codes = [w.exitcode for w in workers]
-    if any(codes):
+    # A worker still loading the model has no handler yet: the forwarded signal ends it at
+    # once, which is the stop that was asked for, not a failure.
+    if any(code and -code not in forwarded for code in codes):
         print(f"recsvc serve: worker exit codes {codes}", file=sys.stderr)
         raise SystemExit(1)

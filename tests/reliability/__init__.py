@@ -1,0 +1,1 @@
+"""The reliability suite: faults, attacks and load (docs/reliability.md)."""
