@@ -259,7 +259,9 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("RECSVC_", "PROMETHEUS_")) and k != "REDIS_URL"
     }
+    # No HTTP port unless a test asks: the default 8080 would collide between servers.
     env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
+    env.update(RECSVC_HTTP_PORT="0")
     return env
 
 

@@ -37,7 +37,9 @@ def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("RECSVC_", "PROMETHEUS_")) and k != "REDIS_URL"
     }
+    # No HTTP port unless a test asks: the default 8080 would collide between servers.
     env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(tmp))
+    env.update(RECSVC_HTTP_PORT="0")
     env.update(extra)
     return env
 
