@@ -148,10 +148,22 @@ def messages(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0, big: bool 
         if field.is_repeated:
             n = draw(st.one_of(st.integers(0, 3), st.sampled_from(LIST_LENGTHS)))
             # A few random elements, repeated to the drawn length: long lists stay cheap.
-            if field.type == F.TYPE_MESSAGE:
+            kind = field.message_type
+            if kind is not None and kind.GetOptions().map_entry:
+                # map<K, V>: n entries with drawn keys and values (keys may repeat).
+                key, value = kind.fields_by_name["key"], kind.fields_by_name["value"]
+                target_map = getattr(message, field.name)
+                for _ in range(min(n, 50)):
+                    k = draw(scalars(key, big=False))
+                    if value.message_type is not None:
+                        target_map[k].CopyFrom(
+                            draw(messages(value.message_type, depth + 1, big=False))
+                        )
+                    else:
+                        target_map[k] = draw(scalars(value, big=False))
+            elif field.type == F.TYPE_MESSAGE:
                 if depth >= 3:
                     continue
-                kind = field.message_type
                 assert kind is not None
                 some = [draw(messages(kind, depth + 1, big=False)) for _ in range(min(n, 3))]
                 target = getattr(message, field.name)

@@ -34,7 +34,9 @@ TOKEN = "config-token"
 def config_from(env: dict[str, str], model_dir: Path) -> ServeConfig:
     """What `recsvc serve` would run with under ``env`` (one worker, any free port)."""
     env = {"RECSVC_AUTH_TOKENS": f"{TOKEN}={'+'.join(SCOPES)}", **env}
-    return ServeConfig.from_env(env, model_dir=model_dir, port=0, metrics_port=0, workers=1)
+    return ServeConfig.from_env(
+        env, model_dir=model_dir, port=0, metrics_port=0, http_port=0, workers=1
+    )
 
 
 # -- RECSVC_FOLD_IN ----------------------------------------------------------------------------
