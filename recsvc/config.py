@@ -17,6 +17,7 @@
 | RECSVC_FOLD_IN | 1 | 0 = ignore real-time activity when scoring (purchases still drop out) |
 | RECSVC_OFFERS | (none) | the offer catalog file (YAML or JSON) for RecommendOffers |
 | RECSVC_RATE_LIMIT | 0 | calls per second per token and worker, "RATE[/s][:BURST]" (0 = off) |
+| RECSVC_LOG_SAMPLE | 1 | share of answers logged (one JSON line each); warnings always |
 | RECSVC_MAX_CONCURRENT_RPCS | 16 x threads | calls held per worker; more: RESOURCE_EXHAUSTED |
 
 Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
@@ -80,6 +81,7 @@ class ServeConfig:
     offers: Path | None = None
     rate_limit: Limit | None = None  # per token, per worker process
     max_concurrent_rpcs: int = 0  # 0 = 16 x threads
+    log_sample: float = 1.0  # share of request log lines kept
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -118,6 +120,7 @@ class ServeConfig:
             ("reload_interval", "RECSVC_RELOAD_INTERVAL", float),
             ("max_per_category", "RECSVC_MAX_PER_CATEGORY", int),
             ("max_concurrent_rpcs", "RECSVC_MAX_CONCURRENT_RPCS", int),
+            ("log_sample", "RECSVC_LOG_SAMPLE", float),
         )
         for key, name, kind in numbers:
             if (value := number(name, kind)) is not None:
@@ -174,6 +177,8 @@ class ServeConfig:
             raise ConfigError(f"RECSVC_RELOAD_INTERVAL={self.reload_interval}: must be > 0 seconds")
         if self.max_per_category < 0:
             raise ConfigError(f"RECSVC_MAX_PER_CATEGORY={self.max_per_category}: must be >= 0")
+        if not 0.0 <= self.log_sample <= 1.0:
+            raise ConfigError(f"RECSVC_LOG_SAMPLE={self.log_sample}: a share between 0 and 1")
         if self.max_concurrent_rpcs < 0:
             raise ConfigError(
                 f"RECSVC_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}: must be >= 0"

@@ -360,3 +360,9 @@ def test_buffered_trend_counters_are_written_by_the_flusher_and_at_close(
     single.apply_activity(views[:1], {"A": "shoes"})
     assert score == pytest.approx(4 * single.trending()[0][1])
     single.close()
+
+
+def test_profile_key_splits_around_the_generation() -> None:
+    k = Keys("shop")
+    head, tail = k.profile_around_generation("C:g7:x")
+    assert head + "12" + tail == k.profile(12, "C:g7:x")

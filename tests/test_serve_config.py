@@ -460,3 +460,20 @@ def test_a_busy_port_is_a_config_error(
         )
         with pytest.raises(ConfigError, match="cannot listen"):
             start(config)
+
+
+def test_log_sample_keeps_warnings_and_a_share_of_answers() -> None:
+    import logging
+
+    from recsvc.logs import Sample
+
+    keep_none = Sample(0.0)
+    info = logging.makeLogRecord({"levelno": logging.INFO})
+    warning = logging.makeLogRecord({"levelno": logging.WARNING})
+    assert not keep_none.filter(info) and keep_none.filter(warning)
+    half = Sample(0.5)
+    kept = sum(half.filter(info) for _ in range(4000))
+    assert 1700 < kept < 2300
+    assert ServeConfig.from_env({"RECSVC_LOG_SAMPLE": "0.25"}).log_sample == 0.25
+    with pytest.raises(ConfigError, match="RECSVC_LOG_SAMPLE"):
+        ServeConfig.from_env({"RECSVC_LOG_SAMPLE": "2"})
