@@ -69,6 +69,11 @@ class Keys:
         """STRING: JSON of a customer's loaded features (feature_store.bulk.PROFILE_FIELDS)."""
         return f"{self.prefix}:g{gen}:{{c:{customer_id}}}:profile"
 
+    def profile_around_generation(self, customer_id: str) -> tuple[str, str]:
+        """``profile(gen, id)`` is ``head + str(gen) + tail``: for a script that reads the
+        live generation and the profile in one call."""
+        return f"{self.prefix}:g", f":{{c:{customer_id}}}:profile"
+
     def product(self, gen: int, product_id: str) -> str:
         """STRING: JSON of a product's loaded features: category, price, in_stock, popularity."""
         return f"{self.prefix}:g{gen}:{{p:{product_id}}}:product"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -69,6 +70,19 @@ for c = 1, #KEYS, 3 do
   a = a + 3
 end
 return 1
+"""
+
+# The serving read of one customer (single Redis only: the profile key's generation comes
+# from the live key in the same call, so it cannot be declared up front as a cluster needs).
+# KEYS: recent, purchased, change_seq, live, loyalty, counters. ARGV: the profile key's text
+# before and after the generation number.
+_ACTIVITY_READ = """
+local live = redis.call('GET', KEYS[4])
+local profile = false
+if live then profile = redis.call('GET', ARGV[1] .. live .. ARGV[2]) end
+return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[2], 0, -1),
+        redis.call('GET', KEYS[3]), live, profile,
+        redis.call('HGETALL', KEYS[5]), redis.call('HGETALL', KEYS[6])}
 """
 
 # KEYS: trend keys; ARGV: (key index, product_id, increment) triples.
@@ -205,6 +219,7 @@ class FeatureStore:
         self._append = self.writer.register_script(_APPEND)
         self._trend = self.writer.register_script(_TREND)
         self._apply = self.writer.register_script(_ACTIVITY)
+        self._read = None if cluster else self.reader.register_script(_ACTIVITY_READ)
         self._scripts: dict[str, Any] = {}  # those of other modules (see script())
         self._pending: dict[tuple[str, str], float] = defaultdict(float)
         self._served: list[str] = []  # promotion_served records waiting for the next flush
@@ -375,19 +390,32 @@ class FeatureStore:
         """Recent products, purchased products and the catalog change sequence, one trip."""
         k = self.keys
         recent, purchased, counters = k.customer_keys(customer_id)
-        gen = self._generation  # the live generation last seen; checked in the same trip
-        pipe = self.reader.pipeline(transaction=False)
-        pipe.lrange(recent, 0, -1)
-        pipe.zrange(purchased, 0, -1)
-        pipe.get(k.change_seq)
-        pipe.get(k.live)
-        pipe.get(k.profile(gen or 0, customer_id))
-        pipe.hgetall(k.loyalty(customer_id))
-        pipe.hgetall(counters)
-        raw_recent, raw_purchased, seq, live, raw_profile, loyalty, raw_counters = pipe.execute()
-        if live is not None and int(live) != gen:  # a load switched generations: read again
-            self._generation = int(live)
-            raw_profile = self.reader.get(k.profile(self._generation, customer_id))
+        if self._read is not None:
+            # One EVALSHA: half the time of a 7-command pipeline in redis-py (packing and
+            # parsing seven commands in Python cost more than the round trip itself).
+            raw = self._read(
+                keys=[recent, purchased, k.change_seq, k.live, k.loyalty(customer_id), counters],
+                args=list(k.profile_around_generation(customer_id)),
+            )
+            raw_recent, raw_purchased, seq, live, raw_profile = raw[:5]
+            loyalty = dict(zip(raw[5][::2], raw[5][1::2], strict=True))
+            raw_counters = dict(zip(raw[6][::2], raw[6][1::2], strict=True))
+        else:
+            gen = self._generation  # the live generation last seen; checked in the same trip
+            pipe = self.reader.pipeline(transaction=False)
+            pipe.lrange(recent, 0, -1)
+            pipe.zrange(purchased, 0, -1)
+            pipe.get(k.change_seq)
+            pipe.get(k.live)
+            pipe.get(k.profile(gen or 0, customer_id))
+            pipe.hgetall(k.loyalty(customer_id))
+            pipe.hgetall(counters)
+            raw_recent, raw_purchased, seq, live, raw_profile, loyalty, raw_counters = (
+                pipe.execute()
+            )
+            if live is not None and int(live) != gen:  # a load switched generations: read again
+                self._generation = int(live)
+                raw_profile = self.reader.get(k.profile(self._generation, customer_id))
         events = []
         for entry in raw_recent:
             kind, rest = as_text(entry).split("|", 1)  # product ids may contain "|"
@@ -397,7 +425,7 @@ class FeatureStore:
             recent=tuple(events),
             purchased=frozenset(as_text(p) for p in raw_purchased),
             change_seq=int(seq or 0),
-            profile=None if raw_profile is None else dict(json.loads(raw_profile)),
+            profile=None if not raw_profile else dict(orjson.loads(raw_profile)),
             loyalty={as_text(a): as_text(b) for a, b in loyalty.items()},
             counters={as_text(a): as_text(b) for a, b in raw_counters.items()},
             generation=None if live is None else int(live),

@@ -26,6 +26,7 @@
 | RECSVC_TRENDING_MIN_EVENTS | 2 | decayed interest events a product needs to count as trending |
 | RECSVC_TRENDING_REFRESH | 2 | seconds a worker reuses the trend counters it read |
 | RECSVC_RATE_LIMIT | 0 | calls per second per token and worker, "RATE[/s][:BURST]" (0 = off) |
+| RECSVC_LOG_SAMPLE | 1 | share of answers logged (one JSON line each); warnings always |
 | RECSVC_MAX_CONCURRENT_RPCS | 16 x threads | calls held per worker; more: RESOURCE_EXHAUSTED |
 
 Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
@@ -123,6 +124,7 @@ class ServeConfig:
     # Per client address and worker, for calls the `public` scope grants.
     address_rate_limit: Limit | None = PUBLIC_ADDRESS_LIMIT
     trusted_proxies: tuple[str, ...] = ()
+    log_sample: float = 1.0  # share of request log lines kept
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -167,6 +169,7 @@ class ServeConfig:
             ("new_product_days", "RECSVC_NEW_PRODUCT_DAYS", float),
             ("trending_min_events", "RECSVC_TRENDING_MIN_EVENTS", float),
             ("trending_refresh", "RECSVC_TRENDING_REFRESH", float),
+            ("log_sample", "RECSVC_LOG_SAMPLE", float),
         )
         for key, name, kind in numbers:
             if (value := number(name, kind)) is not None:
@@ -253,6 +256,8 @@ class ServeConfig:
         ):
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name}={value}: must be a number above 0")
+        if not 0.0 <= self.log_sample <= 1.0:
+            raise ConfigError(f"RECSVC_LOG_SAMPLE={self.log_sample}: a share between 0 and 1")
         if self.max_concurrent_rpcs < 0:
             raise ConfigError(
                 f"RECSVC_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}: must be >= 0"

@@ -409,3 +409,9 @@ def test_the_embedded_redis_fsyncs_before_it_replies_unless_told_otherwise(
             client.close()
         finally:
             embedded.close()
+
+
+def test_profile_key_splits_around_the_generation() -> None:
+    k = Keys("shop")
+    head, tail = k.profile_around_generation("C:g7:x")
+    assert head + "12" + tail == k.profile(12, "C:g7:x")

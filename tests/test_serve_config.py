@@ -544,3 +544,20 @@ def test_a_cors_origin_that_browsers_never_send_is_refused(origin: str) -> None:
 def test_http_port_conflicts_are_refused(values: dict[str, int], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         ServeConfig(**values).checked()  # type: ignore[arg-type]
+
+
+def test_log_sample_keeps_warnings_and_a_share_of_answers() -> None:
+    import logging
+
+    from recsvc.logs import Sample
+
+    keep_none = Sample(0.0)
+    info = logging.makeLogRecord({"levelno": logging.INFO})
+    warning = logging.makeLogRecord({"levelno": logging.WARNING})
+    assert not keep_none.filter(info) and keep_none.filter(warning)
+    half = Sample(0.5)
+    kept = sum(half.filter(info) for _ in range(4000))
+    assert 1700 < kept < 2300
+    assert ServeConfig.from_env({"RECSVC_LOG_SAMPLE": "0.25"}).log_sample == 0.25
+    with pytest.raises(ConfigError, match="RECSVC_LOG_SAMPLE"):
+        ServeConfig.from_env({"RECSVC_LOG_SAMPLE": "2"})

@@ -52,7 +52,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from recsvc.logs import configure_json
     from recsvc.server import serve
 
-    configure_json(logging.DEBUG if args.verbose else logging.INFO)
     config = ServeConfig.from_env(
         model_dir=args.model_dir,
         host=args.host,
@@ -65,4 +64,5 @@ def cmd_serve(args: argparse.Namespace) -> None:
         tls_key=args.tls_key,
         reload_interval=args.reload_interval,
     )
+    configure_json(logging.DEBUG if args.verbose else logging.INFO, config.log_sample)
     serve(config)
