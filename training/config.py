@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from formats.weights import WeightConfig
+from training.gate import GateConfig
 from training.index import IndexConfig
 from training.ingest import OnError
 from training.models import ALSParams
@@ -36,3 +37,6 @@ class TrainConfig:
     # The lifetime-value model's calibration/holdout check (recsvc analytics), reported with
     # the evaluation: fit on the first half of the purchase history, forecast the second.
     clv_check: bool = True
+    # Before publishing: compare with the serving model on the same held-out split; more
+    # than ``gate.tolerance`` worse (relative NDCG@k) is written but not published.
+    gate: GateConfig = field(default_factory=GateConfig)
