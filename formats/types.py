@@ -66,6 +66,9 @@ class Recommendation:
     recommendation_id: str
     personalized: bool = False
     filled_from_popularity: int = 0  # items that had to come from the popularity fallback
+    experiment: str = ""  # the experiment and arm that routed the call ("" = none)
+    arm: str = ""
+    next_page_token: str = ""  # RecommendProducts: continue this list ("" = no next page)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@
 | RECSVC_OFFERS | (none) | the offer catalog file (YAML or JSON) for RecommendOffers |
 | RECSVC_RATE_LIMIT | 0 | calls per second per token and worker, "RATE[/s][:BURST]" (0 = off) |
 | RECSVC_MAX_CONCURRENT_RPCS | 16 x threads | calls held per worker; more: RESOURCE_EXHAUSTED |
+| RECSVC_EXPERIMENTS | (none) | the experiments file (YAML or JSON): A/B arms over model versions |
+| RECSVC_PAGE_TOKEN_KEY | (see below) | secret signing page tokens; the same on every replica |
+| RECSVC_PAGE_TTL | 1800 | seconds a paged list is continued after its last page |
+
+Without RECSVC_PAGE_TOKEN_KEY, `recsvc serve` on loopback keeps a generated key in a private
+file beside the dev token (so workers and restarts agree); elsewhere paging is off.
 
 Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
 """
@@ -80,6 +86,10 @@ class ServeConfig:
     offers: Path | None = None
     rate_limit: Limit | None = None  # per token, per worker process
     max_concurrent_rpcs: int = 0  # 0 = 16 x threads
+    experiments: Path | None = None
+    page_token_key: str = ""  # "" in start(): a key of this process only (tests)
+    page_ttl: int = 1800
+    paging: bool = True  # off when serving off loopback without a key
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -106,6 +116,8 @@ class ServeConfig:
             "tls_cert": ("RECSVC_TLS_CERT", Path),
             "tls_key": ("RECSVC_TLS_KEY", Path),
             "offers": ("RECSVC_OFFERS", Path),
+            "experiments": ("RECSVC_EXPERIMENTS", Path),
+            "page_token_key": ("RECSVC_PAGE_TOKEN_KEY", str),
         }
         for key, (name, convert) in simple.items():
             if (value := get(name)) is not None:
@@ -118,6 +130,7 @@ class ServeConfig:
             ("reload_interval", "RECSVC_RELOAD_INTERVAL", float),
             ("max_per_category", "RECSVC_MAX_PER_CATEGORY", int),
             ("max_concurrent_rpcs", "RECSVC_MAX_CONCURRENT_RPCS", int),
+            ("page_ttl", "RECSVC_PAGE_TTL", int),
         )
         for key, name, kind in numbers:
             if (value := number(name, kind)) is not None:
@@ -174,6 +187,10 @@ class ServeConfig:
             raise ConfigError(f"RECSVC_RELOAD_INTERVAL={self.reload_interval}: must be > 0 seconds")
         if self.max_per_category < 0:
             raise ConfigError(f"RECSVC_MAX_PER_CATEGORY={self.max_per_category}: must be >= 0")
+        if self.page_token_key and len(self.page_token_key.encode()) < 16:
+            raise ConfigError("RECSVC_PAGE_TOKEN_KEY: use a random secret of at least 16 bytes")
+        if not 60 <= self.page_ttl <= 86400:
+            raise ConfigError(f"RECSVC_PAGE_TTL={self.page_ttl}: use 60..86400 seconds")
         if self.max_concurrent_rpcs < 0:
             raise ConfigError(
                 f"RECSVC_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}: must be >= 0"

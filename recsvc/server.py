@@ -29,6 +29,7 @@ from feature_store.connection import redis_url
 from feature_store.store import FeatureStore
 from recsvc.config import ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
+from recsvc.experiments import Experiments
 from recsvc.health import StoreHealth
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
@@ -47,9 +48,12 @@ class Running:
     health: health.HealthServicer
     realtime: Realtime
     store_health: StoreHealth
+    experiments: Experiments | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         self.store_health.stop()
+        if self.experiments is not None:
+            self.experiments.close()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
@@ -88,9 +92,12 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
     from recsvc import metrics
     from recsvc.customer_service import Customers
+    from recsvc.experiments import ExperimentsError
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
     from recsvc.offer_service import OfferService
     from recsvc.offers import OfferCatalogError
+    from recsvc.paging import PageTokens
+    from recsvc.product_service import ProductService
     from recsvc.servicer import (
         AdminServicer,
         EventsServicer,
@@ -140,18 +147,40 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
     realtime.check_redemption = offers.check_redemption
     customers = Customers(realtime.store, offers.offer_ids)
+    experiments = Experiments(config.experiments, store)
+    if config.experiments is not None:
+        try:
+            experiments.reload()
+        except ExperimentsError as exc:
+            store.close()
+            raise ConfigError(f"RECSVC_EXPERIMENTS: {exc}") from None
+    # Without a configured key (tests, in-process servers): a key of this process alone.
+    key = config.page_token_key.encode() or secrets.token_bytes(32)
+    tokens = PageTokens(key, config.page_ttl) if config.paging else None
+    products = ProductService(experiments, realtime, tokens)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(
-            store, realtime, lambda kind: metrics.FALLBACKS.labels(kind).inc(), customers, offers
+            store,
+            realtime,
+            lambda kind: metrics.FALLBACKS.labels(kind).inc(),
+            customers,
+            offers,
+            products,
         ),
         server,
     )
     recommender_pb2_grpc.add_PrivacyServicer_to_server(PrivacyServicer(customers), server)
     recommender_pb2_grpc.add_EventsServicer_to_server(
-        EventsServicer(store, realtime, count_events), server
+        EventsServicer(
+            store,
+            realtime,
+            count_events,
+            lambda events: metrics.record_attributed(events, experiments.labels),
+        ),
+        server,
     )
     recommender_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, realtime, customers, offers), server
+        AdminServicer(store, realtime, customers, offers, experiments), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -166,6 +195,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
     def fail(message: str) -> ConfigError:
         store.close()
+        experiments.close()
         if realtime.store is not None:
             realtime.store.close()
         return ConfigError(message)
@@ -196,12 +226,13 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         raise fail(f"cannot listen on {address} (in use, or not an address of this host)")
     server.start()
     store.watch(config.reload_interval)
+    experiments.watch(config.reload_interval)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_health = StoreHealth(health_servicer, realtime.store)
     store_health.start()  # Events and Privacy: NOT_SERVING while Redis cannot store
     log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
-    return Running(server, port, store, health_servicer, realtime, store_health)
+    return Running(server, port, store, health_servicer, realtime, store_health, experiments)
 
 
 def read_pem(path: Path, variable: str) -> bytes:
@@ -258,6 +289,31 @@ def with_auth(config: ServeConfig) -> ServeConfig:
     return replace(config, auth_tokens={token: frozenset(SCOPES)})
 
 
+def with_page_key(config: ServeConfig) -> ServeConfig:
+    """No RECSVC_PAGE_TOKEN_KEY: on loopback, a generated key kept private beside the dev
+    token (so every worker, and the next start, accept the same tokens); elsewhere paging is
+    off, since replicas could not continue each other's tokens."""
+    if config.page_token_key or not config.paging:
+        return config
+    if not config.is_loopback:
+        log.warning(
+            "paging is off: set RECSVC_PAGE_TOKEN_KEY (the same secret on every replica) to "
+            "give RecommendProducts answers a next_page_token"
+        )
+        return replace(config, paging=False)
+    key_file = config.model_dir.parent / "page-token-key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = key_file.read_text().strip()
+    else:
+        key = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return replace(config, page_token_key=key)
+
+
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     from formats.bundle import read_manifest, resolve, verify_files
@@ -272,7 +328,14 @@ def serve(config: ServeConfig) -> None:
             load_catalog(config.offers)
         except (OfferCatalogError, OSError) as exc:
             raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
-    config = with_auth(config)
+    if config.experiments is not None:
+        from recsvc.experiments import ExperimentsError, load_experiments
+
+        try:
+            load_experiments(config.experiments)  # versions are checked by each worker
+        except ExperimentsError as exc:
+            raise ConfigError(f"RECSVC_EXPERIMENTS: {exc}") from None
+    config = with_page_key(with_auth(config))
     with redis_url(config.redis, watch=True) as url:
         if config.redis.url is None:
             print(f"embedded Redis: {url} (data in {config.redis.data_dir})", flush=True)

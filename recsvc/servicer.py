@@ -14,7 +14,8 @@ import grpc
 
 from formats import bundle as bundles
 from formats.errors import InvalidRequest, NotFound, Unavailable
-from formats.types import EventResult, ProductChange, Recommendation
+from formats.events import Event
+from formats.types import ProductChange, Recommendation
 from recsvc.convert import (
     EVENT_STATUS_CODES,
     context_from_pb,
@@ -24,9 +25,11 @@ from recsvc.convert import (
     result_to_pb,
 )
 from recsvc.customer_service import Customers
+from recsvc.experiments import Experiments, ExperimentsError
 from recsvc.model_store import ModelStore
 from recsvc.offer_service import OfferService
 from recsvc.offers import OfferCatalogError
+from recsvc.product_service import ProductService
 from recsvc.realtime import Realtime
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
@@ -53,7 +56,7 @@ def call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         _abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
     except Unavailable as exc:
         _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-    except (bundles.BundleError, OfferCatalogError) as exc:
+    except (bundles.BundleError, OfferCatalogError, ExperimentsError) as exc:
         _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
 
@@ -66,6 +69,7 @@ def _log(rpc: str, rec: Recommendation, **fields: Any) -> None:
             "model_version": rec.model_version,
             "personalized": rec.personalized,
             "items": len(rec.items),
+            **({"experiment": rec.experiment, "arm": rec.arm} if rec.experiment else {}),
             **fields,
         },
     )
@@ -79,12 +83,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         on_fallback: Callable[[str], None] | None = None,
         customers: Customers | None = None,
         offers: OfferService | None = None,
+        products: ProductService | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.on_fallback = on_fallback or (lambda kind: None)
         self.customers = customers or Customers(None, list)
         self.offers = offers or OfferService(None, self.realtime)
+        self.products = products or ProductService(Experiments(None, store), self.realtime)
 
     def RecommendOffers(
         self, request: pb.RecommendOffersRequest, context: grpc.ServicerContext
@@ -138,14 +144,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self, request: pb.RecommendProductsRequest, context: grpc.ServicerContext
     ) -> pb.RecommendProductsResponse:
         def recommend() -> Recommendation:
-            engine = self.store.engine
-            activity = self.realtime.activity(engine, request.customer_id)
-            return engine.recommend(
+            return self.products.recommend(
                 request.customer_id,
                 request.limit,
                 filter_from_pb(request.filter),
                 context_from_pb(request.context),
-                activity,
+                request.page_token,
             )
 
         rec = call(context, recommend)
@@ -159,15 +163,18 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
+            next_page_token=rec.next_page_token,
+            experiment=rec.experiment,
+            arm=rec.arm,
         )
 
     def SimilarProducts(
         self, request: pb.SimilarProductsRequest, context: grpc.ServicerContext
     ) -> pb.SimilarProductsResponse:
         def similar() -> Recommendation:
-            engine = self.store.engine
-            self.realtime.sync_catalog(engine)
-            return engine.similar(request.product_id, request.limit, filter_from_pb(request.filter))
+            return self.products.similar(
+                request.product_id, request.limit, filter_from_pb(request.filter)
+            )
 
         rec = call(context, similar)
         _log("SimilarProducts", rec, product_id=request.product_id)
@@ -175,15 +182,15 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             items=items_to_pb(rec.items),
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
+            experiment=rec.experiment,
+            arm=rec.arm,
         )
 
     def RankProducts(
         self, request: pb.RankProductsRequest, context: grpc.ServicerContext
     ) -> pb.RankProductsResponse:
         def rank() -> Recommendation:
-            engine = self.store.engine
-            activity = self.realtime.activity(engine, request.customer_id)
-            return engine.rank(request.customer_id, list(request.product_ids), activity)
+            return self.products.rank(request.customer_id, list(request.product_ids))
 
         rec = call(context, rank)
         _log("RankProducts", rec, customer_id=request.customer_id)
@@ -192,6 +199,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
+            experiment=rec.experiment,
+            arm=rec.arm,
         )
 
 
@@ -201,23 +210,23 @@ class EventsServicer(pb_grpc.EventsServicer):
         store: ModelStore,
         realtime: Realtime,
         on_results: Callable[[dict[str, int]], None] | None = None,
+        on_stored: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime
         self.on_results = on_results or (lambda counts: None)
+        self.on_stored = on_stored or (lambda events: None)  # newly stored (not duplicates)
 
     def TrackEvents(
         self, request: pb.TrackEventsRequest, context: grpc.ServicerContext
     ) -> pb.TrackEventsResponse:
-        def track() -> list[EventResult]:
-            events = [event_from_pb(e) for e in request.events]
-            return self.realtime.track(self.store.loaded, events)
-
-        results = call(context, track)
+        events = [event_from_pb(e) for e in request.events]
+        results = call(context, lambda: self.realtime.track(self.store.loaded, events))
         counts = {s: 0 for s in EVENT_STATUS_CODES}
         for r in results:
             counts[r.status] += 1
         self.on_results(counts)
+        self.on_stored([e for e, r in zip(events, results, strict=True) if r.status == "accepted"])
         log.info("TrackEvents", extra={"rpc": "TrackEvents", **counts})
         return pb.TrackEventsResponse(
             results=[result_to_pb(r) for r in results],
@@ -261,11 +270,29 @@ class AdminServicer(pb_grpc.AdminServicer):
         realtime: Realtime | None = None,
         customers: Customers | None = None,
         offers: OfferService | None = None,
+        experiments: Experiments | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.customers = customers or Customers(None, list)
         self.offers = offers or OfferService(None, self.realtime)
+        self.experiments = experiments or Experiments(None, store)
+
+    def ReloadExperiments(
+        self, request: pb.ReloadExperimentsRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadExperimentsResponse:
+        config = call(context, self.experiments.reload)
+        enabled = [e for e in config.experiments if e.enabled]
+        versions = [self.store.engine.version, *config.versions]
+        log.info(
+            "ReloadExperiments",
+            extra={"rpc": "ReloadExperiments", "experiments": [e.name for e in enabled]},
+        )
+        return pb.ReloadExperimentsResponse(
+            config_version=config.digest[:12],
+            experiments=len(enabled),
+            model_versions=list(dict.fromkeys(versions)),
+        )
 
     def ReloadOffers(
         self, request: pb.ReloadOffersRequest, context: grpc.ServicerContext

@@ -400,6 +400,7 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
         "UpdateProducts",
         "SetLoyalty",
         "ReloadOffers",
+        "ReloadExperiments",
     }
     events = pool.FindServiceByName("recsvc.v1.Events")
     assert {m.name for m in events.methods} == {"TrackEvents"}

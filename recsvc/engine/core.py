@@ -7,7 +7,7 @@ request does an index search over a few hundred candidates and vectorised filter
 
 from __future__ import annotations
 
-import uuid
+import copy
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from feature_store.store import Activity
+from formats.attribution import new_id
 from formats.bundle import Bundle, load_bundle
 from formats.errors import InvalidRequest, NotFound
 from formats.ids import check_id
@@ -55,6 +56,21 @@ class Engine:
     @classmethod
     def load(cls, path: Path, config: EngineConfig | None = None) -> Engine:
         return cls(load_bundle(path), config)
+
+    def with_config(self, config: EngineConfig) -> Engine:
+        """This engine's model under other settings (an experiment arm's options): the same
+        catalog, index, vectors and fold-in solver, not copies. Catalog-level settings
+        (repeat categories) stay those of this engine."""
+        view = copy.copy(self)
+        view.config = config
+        view.retrieval = Retrieval(self.catalog, self.index, config)
+        if not config.fold_in:
+            view.fold_in = None
+        elif view.fold_in is None:
+            view.fold_in = FoldIn(
+                self.manifest, self.catalog.grouped_factors, self.catalog.position, self.user_items
+            )
+        return view
 
     # -- requests -------------------------------------------------------------------------
 
@@ -242,5 +258,5 @@ class Engine:
 
 
 def new_recommendation_id(source: str) -> str:
-    """``<source>-<32 hex>``, source a key of formats.types.SOURCES."""
-    return f"{source}-{uuid.uuid4().hex}"
+    """``<source>-<32 hex>``, source a key of formats.types.SOURCES (formats/attribution.py)."""
+    return new_id(source)
