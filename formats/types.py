@@ -14,6 +14,7 @@ SOURCES = {
     "sp": "SimilarProducts",
     "rk": "RankProducts",
     "of": "RecommendOffers",
+    "rb": "recommend-batch",  # `recsvc recommend-batch` (e.g. an email campaign)
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +23,21 @@ from formats.ids import check_id
 from formats.types import Context, Filter, Item, ModelInfo, Recommendation
 from recsvc.engine.catalog import Catalog
 from recsvc.engine.config import EngineConfig
-from recsvc.engine.retrieval import Chosen, Retrieval
+from recsvc.engine.retrieval import Chosen, Picked, Retrieval
 from recsvc.fold_in import FoldIn
+
+
+@dataclass
+class Plan:
+    """A RecommendProducts request, checked, with the customer's vector and exclusions."""
+
+    customer_id: str
+    limit: int
+    filter: Filter
+    excluded: set[int]  # product indexes never to return
+    vector: np.ndarray | None
+    history: np.ndarray  # product indexes, newest last (for reasons)
+    personalized: bool
 
 
 class Engine:
@@ -85,6 +98,17 @@ class Engine:
         """Best products for the customer; ``activity`` (from the feature store, None when it
         is unavailable) adds what they did since the model was trained. A customer who
         declined personalization (``activity.consent`` false) gets popular products."""
+        return self.answer(self.plan(customer_id, limit, filter, context, activity))
+
+    def plan(
+        self,
+        customer_id: str,
+        limit: int = 0,
+        filter: Filter | None = None,
+        context: Context | None = None,
+        activity: Activity | None = None,
+    ) -> Plan:
+        """Everything ``recommend`` knows before searching (batch jobs search many at once)."""
         check_id(customer_id, "customer_id")
         limit = self._limit(limit)
         filter = (filter or Filter()).check()
@@ -97,19 +121,25 @@ class Engine:
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
             excluded.update(bought[~cat.repeat_category[cat.category[bought]]].tolist())
-        chosen: Chosen = []
         personalized = vector is not None and bool(np.any(vector))
-        if personalized and vector is not None:
-            for idx, score in self.retrieval.best(vector, limit, filter, excluded):
-                chosen.append((idx, score, ""))
-            self._explain(chosen, history)
-        filled = self.retrieval.fill_popular(chosen, limit, filter, excluded)
+        return Plan(customer_id, limit, filter, excluded, vector, history, personalized)
+
+    def answer(self, plan: Plan, picked: Picked | None = None) -> Recommendation:
+        """The answer to ``plan``; ``picked``: the personalized candidates when the caller
+        already searched (``Retrieval.best`` for this plan would have returned them)."""
+        chosen: Chosen = []
+        if plan.personalized and plan.vector is not None:
+            if picked is None:
+                picked = self.retrieval.best(plan.vector, plan.limit, plan.filter, plan.excluded)
+            chosen = [(idx, score, "") for idx, score in picked]
+            self._explain(chosen, plan.history)
+        filled = self.retrieval.fill_popular(chosen, plan.limit, plan.filter, plan.excluded)
         return Recommendation(
             items=self._items(chosen),
             model_version=self.version,
             recommendation_id=new_recommendation_id("rp"),
-            personalized=personalized,
-            filled_from_popularity=filled if personalized else 0,
+            personalized=plan.personalized,
+            filled_from_popularity=filled if plan.personalized else 0,
         )
 
     def similar(

@@ -1,0 +1,129 @@
+"""Batch recommendations: `recsvc recommend-batch --all` for every customer of a large world,
+and `recsvc audience` for one product, wall time and peak memory of each (child processes).
+
+    python -m bench.batch [--customers 1000000 --products 100000 --limit 20 --runs 3]
+
+The world (`recsvc data synth`) and its bundle (`recsvc train`) are built once under
+--workdir and reused. The goal (issue 14): 1M customers x 20 products in under 5 minutes on
+a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from bench.harness import (
+    machine,
+    median,
+    published,
+    recsvc_bin,
+    run_timed,
+    synth_once,
+    today,
+    train_bundle,
+    write_results,
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of recommend-batch")
+    parser.add_argument("--workers", type=int, default=0, help="0 = one per CPU")
+    parser.add_argument("--workdir", type=Path, default=Path("var/bench/batch"))
+    args = parser.parse_args()
+
+    label = f"{args.customers}x{args.products}"
+    world = synth_once(
+        args.workdir / f"world-{label}",
+        [
+            *("--customers", str(args.customers), "--products", str(args.products)),
+            *("--seed", "1"),
+        ],
+        f"synthetic world of {args.customers:,} customers and {args.products:,} products",
+    )
+    models = args.workdir / f"models-{label}"
+    catalog = published(label, models) or train_bundle(
+        label,
+        models,
+        world,
+        ["--baselines", "popularity", "--eval-users", "2000", "--no-clv-check"],
+        "training the bundle",
+    )
+    out = args.workdir / "recs.parquet"
+    command = [
+        recsvc_bin(),
+        "recommend-batch",
+        *("--all", "--limit", str(args.limit), "--out", str(out)),
+        *("--model-dir", str(models), "--workers", str(args.workers), "--quiet"),
+    ]
+    runs = []
+    for n in range(args.runs):
+        timed = run_timed(command)
+        runs.append(timed)
+        print(f"run {n + 1}: {timed.seconds:.1f} s, peak {timed.peak_rss_gib:.2f} GiB")
+        print("  " + timed.stdout.strip())
+    written = pl.scan_parquet(out).select(pl.len(), pl.col("customer_id").n_unique()).collect()
+    rows, customers = int(written.item(0, 0)), int(written.item(0, 1))
+    top_product = str(
+        pl.scan_parquet(out)
+        .filter(pl.col("rank") == 1)
+        .group_by("product_id")
+        .len()
+        .sort("len", descending=True)
+        .collect()
+        .item(0, 0)
+    )
+    audience_out = args.workdir / "audience.parquet"
+    audience = run_timed(
+        [
+            recsvc_bin(),
+            "audience",
+            *("--product", top_product, "--top", "100000", "--out", str(audience_out)),
+            *("--model-dir", str(models)),
+        ]
+    )
+    out.unlink(missing_ok=True)
+    seconds = [r.seconds for r in runs]
+    rate = customers / median(seconds)
+    report = "\n".join(
+        [
+            f"## Batch recommendations ({today()}; {machine()})",
+            "",
+            f"Bundle: {catalog.customers:,} customers, {catalog.products:,} products, "
+            f"index {catalog.index}.",
+            "",
+            "| command | customers | rows | wall time (median of "
+            f"{len(runs)}) | runs | customers/s | peak RSS |",
+            "|---|---|---|---|---|---|---|",
+            f"| `recsvc recommend-batch --all --limit {args.limit}` | {customers:,} | {rows:,} | "
+            f"{median(seconds):.1f} s | {', '.join(f'{s:.1f}' for s in seconds)} s | "
+            f"{rate:,.0f} | {max(r.peak_rss_gib for r in runs):.2f} GiB |",
+            f"| `recsvc audience --product {top_product} --top 100000` | {catalog.customers:,} "
+            f"scored | 100,000 | {audience.seconds:.1f} s | 1 | - | "
+            f"{audience.peak_rss_gib:.2f} GiB |",
+        ]
+    )
+    write_results(
+        args.workdir,
+        report,
+        "python -m bench.batch " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        {
+            "customers": customers,
+            "rows": rows,
+            "seconds": seconds,
+            "peak_rss_gib": [r.peak_rss_gib for r in runs],
+            "audience_seconds": audience.seconds,
+            "index": catalog.index,
+            "products": catalog.products,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
