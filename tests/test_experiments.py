@@ -436,3 +436,10 @@ def test_a_published_arm_version_is_not_loaded_twice(
     b.publish(models, V2)
     running.store.reload()
     assert running.store.engine is pinned  # handed over, not loaded again
+
+
+def test_the_example_file_is_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = load_experiments(root / "examples" / "experiments.yaml")
+    assert [e.name for e in config.experiments] == ["retrained-nov", "similar-reranked"]
+    assert config.versions == ["20261125T153348Z-502b0c76"]  # loaded once for two arms
