@@ -23,18 +23,15 @@ Whether each named model version exists and loads is checked by whoever serves t
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from formats.attribution import NAME
 from formats.bundle import version_problem
 from formats.types import SOURCES
-from recsvc.offers.fields import Fields, listing, show
+from recsvc.offers.fields import DocumentError, Fields, listing, read_document, show
 
 SUPPORTED_VERSIONS: Final = (1,)
 CURRENT: Final = "current"  # an arm's model: whatever MODEL_DIR/CURRENT names
@@ -115,30 +112,10 @@ NO_EXPERIMENTS = ExperimentsFile(version=1, experiments=())
 def load_experiments(path: str | Path) -> ExperimentsFile:
     """Read and validate an experiments file (YAML or JSON by extension)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".json"):
-        raise ExperimentsError([f"{path}: unsupported extension {suffix!r}; use .yaml or .json"])
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ExperimentsError([f"{path}: cannot read: {e.strerror or e}"]) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ExperimentsError([f"{path}: not UTF-8 text ({e.reason} at byte {e.start})"]) from e
-    data: object
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ExperimentsError([f"{path}:{e.lineno}: invalid JSON: {e.msg}"]) from e
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise ExperimentsError([f"{where}: invalid YAML: {getattr(e, 'problem', e)}"]) from e
+        data, raw = read_document(path)
+    except DocumentError as e:
+        raise ExperimentsError([str(e)]) from e
     return parse_experiments(data, str(path), hashlib.sha256(raw).hexdigest())
 
 

@@ -7,19 +7,16 @@ is a sample.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-import yaml
-
 from formats.errors import NotFound
 from formats.ids import MAX_ID_LENGTH
 from formats.loyalty import LIFECYCLE_STAGES, SEGMENTS, SURFACES
-from recsvc.offers.fields import Fields, listing, show
+from recsvc.offers.fields import DocumentError, Fields, listing, read_document, show
 
 SUPPORTED_VERSIONS: Final = (1,)
 KINDS: Final = ("percent_off", "amount_off", "points_multiplier", "free_shipping", "gift")
@@ -148,31 +145,10 @@ def load_catalog(
     analytics). Raises ``OfferCatalogError`` listing every problem.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".json"):
-        raise OfferCatalogError([f"{path}: unsupported extension {suffix!r}; use .yaml or .json"])
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise OfferCatalogError([f"{path}: cannot read: {e.strerror or e}"]) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise OfferCatalogError([f"{path}: not UTF-8 text ({e.reason} at byte {e.start})"]) from e
-    data: object
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise OfferCatalogError([f"{path}:{e.lineno}: invalid JSON: {e.msg}"]) from e
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(e, "problem", None) or str(e)
-            raise OfferCatalogError([f"{where}: invalid YAML: {problem}"]) from e
+        data, raw = read_document(path)
+    except DocumentError as e:
+        raise OfferCatalogError([str(e)]) from e
     return parse_catalog(
         data,
         source=str(path),

@@ -1,4 +1,5 @@
-"""Typed reads from one mapping of an offer catalog document.
+"""Typed reads from one mapping of a configuration document (the offer catalog, the
+experiments file), and reading such a document from its YAML or JSON file.
 
 Every problem is recorded with its place (file, offer, field) instead of raised, so one pass
 over a catalog reports all of them. Also the two spellings the offer modules share: a list of
@@ -8,10 +9,45 @@ names in a message, and an instant as UTC.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+
+class DocumentError(ValueError):
+    """A file that is not a readable YAML or JSON document; the message says where and why."""
+
+
+def read_document(path: Path) -> tuple[object, bytes]:
+    """The parsed document of a .yaml/.yml/.json file, and the file's bytes (for a digest)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise DocumentError(f"{path}: unsupported extension {suffix!r}; use .yaml or .json")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DocumentError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DocumentError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if suffix == ".json":
+        try:
+            return json.loads(text), raw
+        except json.JSONDecodeError as e:
+            raise DocumentError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e
+    try:
+        return yaml.safe_load(text), raw
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise DocumentError(f"{where}: invalid YAML: {problem}") from e
 
 
 class Fields:
