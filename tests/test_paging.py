@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import polars as pl
 import pytest
 import redis
 from grpc_helpers import REC, rpc_error
@@ -23,7 +24,7 @@ from redis_fixtures import new_namespace
 from redis_fixtures import serve_config as redis_serve_config
 from serving_fixtures import add_copy, trained
 
-from feature_store.keys import PAGE_MAX, Keys
+from feature_store.keys import Keys
 from formats import bundle as b
 from formats.errors import InvalidRequest
 from formats.types import Context, Filter
@@ -170,26 +171,29 @@ def test_tokens_round_trip_and_expire() -> None:
     assert request_digest("C1", Filter(), Context()) == request
 
 
-def test_a_list_ends_when_nothing_is_left(servers: Callable[..., Any], customer: str) -> None:
+def test_a_list_ends_when_nothing_is_left(
+    servers: Callable[..., Any], customer: str, model_dir: Path
+) -> None:
+    """Page through one category, 7 at a time: every product of it once, then the end."""
+    products = b.load_bundle(model_dir / V1).products
+    sizes = products["category"].value_counts().sort("count")
+    category, size = sizes.row(len(sizes) // 2)
+    in_category = set(products.filter(pl.col("category") == category)["product_id"].to_list())
     stub = servers()
-    shown: set[str] = set()
-    reply = page(stub, customer, limit=40, filter=pb.Filter(include_categories=["bakery"]))
-    pages = 1
-    while reply.next_page_token:
-        assert not set(ids(reply)) & shown
-        shown |= set(ids(reply))
-        reply = page(
-            stub,
-            customer,
-            limit=40,
-            token=reply.next_page_token,
-            filter=pb.Filter(include_categories=["bakery"]),
-        )
+    only = pb.Filter(include_categories=[category], include_purchased=True)
+    shown: list[str] = []
+    token, pages = "", 0
+    while True:
+        reply = page(stub, customer, limit=7, token=token, filter=only)
         pages += 1
-        assert pages < 50
-    assert len(reply.items) < 40  # the last page is short: the category is exhausted
-    assert not set(ids(reply)) & shown
-    assert len(shown) + len(reply.items) < PAGE_MAX
+        assert not set(ids(reply)) & set(shown)
+        shown += ids(reply)
+        token = reply.next_page_token
+        if not token:
+            break
+        assert len(reply.items) == 7 and pages < 50
+    assert set(shown) == in_category and len(shown) == size
+    assert pages == size // 7 + 1  # the last page is short (possibly empty)
 
 
 def test_without_a_feature_store_there_are_no_pages(model_dir: Path, customer: str) -> None:
@@ -232,3 +236,18 @@ def test_paging_settings_are_checked(tmp_path: Path) -> None:
         ServeConfig.from_env({**env, "RECSVC_PAGE_TTL": "5"})
     experiments = ServeConfig.from_env({**env, "RECSVC_EXPERIMENTS": "x.yaml"}).experiments
     assert experiments == Path("x.yaml")
+
+
+def test_a_list_ends_at_the_bound_of_shown_products(
+    servers: Callable[..., Any], customer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recsvc.product_service
+
+    monkeypatch.setattr(recsvc.product_service, "PAGE_MAX", 15)  # 1,000 in production
+    stub = servers()
+    one = page(stub, customer, limit=7)
+    two = page(stub, customer, limit=7, token=one.next_page_token)
+    assert two.next_page_token  # 14 shown: the set stays under its bound
+    three = page(stub, customer, limit=7, token=two.next_page_token)
+    assert len(three.items) == 7 and three.next_page_token == ""
+    assert not set(ids(three)) & (set(ids(one)) | set(ids(two)))
