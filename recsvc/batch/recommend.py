@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -254,5 +255,7 @@ def _answers(numbers: range, workers: int) -> Iterator[Answers]:
     # does not survive a fork).
     faiss.omp_set_num_threads(1)
     context = multiprocessing.get_context("fork")
-    with context.Pool(min(workers, len(numbers))) as pool:
-        yield from pool.imap(_run_chunk, numbers)
+    # An executor, not a Pool: a worker that dies (out of memory) fails the run instead of
+    # leaving it waiting forever.
+    with ProcessPoolExecutor(min(workers, len(numbers)), mp_context=context) as pool:
+        yield from pool.map(_run_chunk, numbers)
