@@ -25,6 +25,7 @@ from serving_fixtures import add_copy, trained
 from formats import bundle as b
 from formats.attribution import parse
 from recsvc.cli import main
+from recsvc.client import Client
 from recsvc.config import ConfigError
 from recsvc.experiments import (
     ExperimentsError,
@@ -360,6 +361,13 @@ def test_a_reload_naming_an_unknown_version_is_refused_and_the_old_experiments_s
     done = admin.ReloadExperiments(pb.ReloadExperimentsRequest(), metadata=ADMIN, timeout=60)
     assert done.experiments == 1 and set(done.model_versions) == {V1, V2}
     assert done.config_version == load_experiments(path).digest[:12]
+    with Client(f"127.0.0.1:{running.port}", token="all-token") as client:
+        assert client.reload_experiments() == (done.config_version, 1, list(done.model_versions))
+        rec = client.recommend(customers[0], limit=3)
+        assert rec.experiment == "bigger" and rec.arm in ("control", "treatment")
+        assert rec.next_page_token  # paging is on (the session's Redis)
+        more = client.recommend(customers[0], limit=3, page_token=rec.next_page_token)
+        assert not {i.product_id for i in more.items} & {i.product_id for i in rec.items}
     treated = [c for c in customers[:200] if recommend(stub, c).arm == "treatment"]
     assert treated
     for customer in treated[:10]:
