@@ -9,7 +9,7 @@ MODEL_DIR ?= var/models
 WORLD_DIR ?= var/world
 
 .PHONY: install browser run train-sample test lint pytest test-reliability audit proto bench \
-	bench-train bench-serve bench-events bench-catalog clean
+	bench-train bench-serve bench-events bench-catalog bench-batch clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -91,7 +91,7 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/recsvc/v1/recommender.proto
 
-bench: bench-train bench-serve bench-events bench-catalog
+bench: bench-train bench-serve bench-events bench-catalog bench-batch
 
 bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_quality
@@ -114,6 +114,10 @@ bench-events: $(STAMP)
 			echo "bench-events needs redis-benchmark: sudo apt-get install redis-tools"; exit 1; \
 		fi; }
 	$(BIN)/python -m bench.events
+
+# recommend-batch for 1M customers x 20 products (builds the world and bundle once).
+bench-batch: $(STAMP)
+	$(BIN)/python -m bench.batch
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

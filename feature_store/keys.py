@@ -22,6 +22,8 @@ TREND_HALF_LIFE_DAYS = 7.0  # decay of the real-time popularity counters
 OFFER_DAY_TTL = 2 * 86400  # a day's offer impression counters outlive the day (time zones)
 MAX_DESCRIBED = 100_000  # products described live (UpdateProducts) until training adopts them
 TREND_EPOCH = 1_767_225_600  # 2026-01-01 UTC: the counters' time origin (see decay_factor)
+PAGE_TTL = 30 * 60  # a paged list's shown products are kept this long after its last page
+PAGE_MAX = 1000  # products one paged list may show (then it has no further page)
 
 
 def decay_factor(ts: float) -> float:
@@ -137,6 +139,13 @@ class Keys:
         """ZSET product_id -> decayed event weight (see decay_factor), overall or per category."""
         tail = f":{category}" if category is not None else ""
         return f"{self.prefix}:{{catalog}}:trend{tail}"
+
+    # -- paging (RecommendProducts page_token) ------------------------------------------------
+    def page_shown(self, session: str) -> str:
+        """SET of the product ids a paged list has shown (at most PAGE_MAX), TTL PAGE_TTL
+        (RECSVC_PAGE_TTL) renewed by each page. ``session`` is the token's random id (hex);
+        the set names no customer."""
+        return f"{self.prefix}:{{page:{session}}}:shown"
 
     # -- catalog changes (UpdateProducts) ----------------------------------------------------
     @property

@@ -98,9 +98,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def new_version(fingerprint: str) -> str:
-    """Sortable and unique enough: UTC time to the second plus the input fingerprint."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
+def new_version(fingerprint: str, model_dir: Path | None = None) -> str:
+    """Sortable and unique enough: UTC time to the second plus the input fingerprint (and
+    ``.1``, ``.2``... when ``model_dir`` already has that name: two runs in one second)."""
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + fingerprint[:8]
+    taken, n = version, 0
+    while model_dir is not None and (Path(model_dir) / taken).exists():
+        n += 1
+        taken = f"{version}.{n}"
+    return taken
 
 
 def write_bundle(model_dir: Path, contents: BundleContents, version: str) -> Path:

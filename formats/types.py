@@ -15,6 +15,7 @@ SOURCES = {
     "rk": "RankProducts",
     "of": "RecommendOffers",
     "tr": "TrendingProducts",
+    "rb": "recommend-batch",  # `recsvc recommend-batch` (e.g. an email campaign)
 }
 # Where an item of a response came from (proto SlotKind, lower case without the prefix).
 SLOTS = (
@@ -137,6 +138,9 @@ class Recommendation:
     recommendation_id: str
     personalized: bool = False
     filled_from_popularity: int = 0  # items that had to come from the popularity fallback
+    experiment: str = ""  # the experiment and arm that routed the call ("" = none)
+    arm: str = ""
+    next_page_token: str = ""  # RecommendProducts: continue this list ("" = no next page)
 
 
 @dataclass(frozen=True)

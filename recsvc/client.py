@@ -79,13 +79,16 @@ class Client:
         limit: int = 20,
         filter: Filter | None = None,
         context: Context | None = None,
+        page_token: str = "",
     ) -> Recommendation:
+        """``page_token``: the previous answer's ``next_page_token``, for its next page."""
         reply = self.recommender.RecommendProducts(
             pb.RecommendProductsRequest(
                 customer_id=customer_id,
                 limit=limit,
                 filter=filter_to_pb(filter),
                 context=context_to_pb(context),
+                page_token=page_token,
             ),
             metadata=self.metadata,
             timeout=self.timeout,
@@ -95,6 +98,9 @@ class Client:
             reply.model_version,
             reply.recommendation_id,
             reply.personalized,
+            experiment=reply.experiment,
+            arm=reply.arm,
+            next_page_token=reply.next_page_token,
         )
 
     def similar(
@@ -108,7 +114,11 @@ class Client:
             timeout=self.timeout,
         )
         return Recommendation(
-            items_from_pb(reply.items), reply.model_version, reply.recommendation_id
+            items_from_pb(reply.items),
+            reply.model_version,
+            reply.recommendation_id,
+            experiment=reply.experiment,
+            arm=reply.arm,
         )
 
     def rank(self, customer_id: str, product_ids: list[str]) -> Recommendation:
@@ -122,6 +132,8 @@ class Client:
             reply.model_version,
             reply.recommendation_id,
             reply.personalized,
+            experiment=reply.experiment,
+            arm=reply.arm,
         )
 
     def model_info(self) -> ModelInfo:
@@ -145,6 +157,13 @@ class Client:
             pb.ReloadModelRequest(version=version), metadata=self.metadata, timeout=60
         )
         return r.changed, r.version
+
+    def reload_experiments(self) -> tuple[str, int, list[str]]:
+        """(config version, experiments in force, model versions they serve)."""
+        r = self.admin.ReloadExperiments(
+            pb.ReloadExperimentsRequest(), metadata=self.metadata, timeout=60
+        )
+        return r.config_version, r.experiments, list(r.model_versions)
 
     def track(self, events: list[Event]) -> list[EventResult]:
         """Send events; one result per event, in order (UNAVAILABLE: retry the batch)."""

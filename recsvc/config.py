@@ -28,6 +28,12 @@
 | RECSVC_RATE_LIMIT | 0 | calls per second per token and worker, "RATE[/s][:BURST]" (0 = off) |
 | RECSVC_LOG_SAMPLE | 1 | share of answers logged (one JSON line each); warnings always |
 | RECSVC_MAX_CONCURRENT_RPCS | 16 x threads | calls held per worker; more: RESOURCE_EXHAUSTED |
+| RECSVC_EXPERIMENTS | (none) | the experiments file (YAML or JSON): A/B arms over model versions |
+| RECSVC_PAGE_TOKEN_KEY | (see below) | secret signing page tokens; the same on every replica |
+| RECSVC_PAGE_TTL | 1800 | seconds a paged list is continued after its last page |
+
+Without RECSVC_PAGE_TOKEN_KEY, `recsvc serve` on loopback keeps a generated key in a private
+file beside the dev token (so workers and restarts agree); elsewhere paging is off.
 
 Redis settings (REDIS_URL, RECSVC_REDIS_DIR, ...) are read by feature_store.connection.
 """
@@ -125,6 +131,10 @@ class ServeConfig:
     address_rate_limit: Limit | None = PUBLIC_ADDRESS_LIMIT
     trusted_proxies: tuple[str, ...] = ()
     log_sample: float = 1.0  # share of request log lines kept
+    experiments: Path | None = None
+    page_token_key: str = ""  # "" in start(): a key of this process only (tests)
+    page_ttl: int = 1800
+    paging: bool = True  # off when serving off loopback without a key
     redis: RedisSettings = field(default_factory=RedisSettings)
 
     @classmethod
@@ -152,6 +162,8 @@ class ServeConfig:
             "tls_key": ("RECSVC_TLS_KEY", Path),
             "offers": ("RECSVC_OFFERS", Path),
             "promotions": ("RECSVC_PROMOTIONS", Path),
+            "experiments": ("RECSVC_EXPERIMENTS", Path),
+            "page_token_key": ("RECSVC_PAGE_TOKEN_KEY", str),
         }
         for key, (name, convert) in simple.items():
             if (value := get(name)) is not None:
@@ -170,6 +182,7 @@ class ServeConfig:
             ("trending_min_events", "RECSVC_TRENDING_MIN_EVENTS", float),
             ("trending_refresh", "RECSVC_TRENDING_REFRESH", float),
             ("log_sample", "RECSVC_LOG_SAMPLE", float),
+            ("page_ttl", "RECSVC_PAGE_TTL", int),
         )
         for key, name, kind in numbers:
             if (value := number(name, kind)) is not None:
@@ -258,6 +271,10 @@ class ServeConfig:
                 raise ConfigError(f"{name}={value}: must be a number above 0")
         if not 0.0 <= self.log_sample <= 1.0:
             raise ConfigError(f"RECSVC_LOG_SAMPLE={self.log_sample}: a share between 0 and 1")
+        if self.page_token_key and len(self.page_token_key.encode()) < 16:
+            raise ConfigError("RECSVC_PAGE_TOKEN_KEY: use a random secret of at least 16 bytes")
+        if not 60 <= self.page_ttl <= 86400:
+            raise ConfigError(f"RECSVC_PAGE_TTL={self.page_ttl}: use 60..86400 seconds")
         if self.max_concurrent_rpcs < 0:
             raise ConfigError(
                 f"RECSVC_MAX_CONCURRENT_RPCS={self.max_concurrent_rpcs}: must be >= 0"

@@ -33,6 +33,9 @@ class ModelStore:
         self._on_reload = on_reload or (lambda outcome, version: None)
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        # An engine of a version already loaded elsewhere (an experiment arm), to publish
+        # without loading it a second time.
+        self.reuse: Callable[[str], Engine | None] = lambda version: None
 
     @property
     def engine(self) -> Engine:
@@ -58,7 +61,9 @@ class ModelStore:
             if self._engine is not None and self._engine.version == target:
                 return False, target
             try:
-                engine = Engine.load(bundles.resolve(self.model_dir, target), self.config)
+                engine = self.reuse(target) or Engine.load(
+                    bundles.resolve(self.model_dir, target), self.config
+                )
             except bundles.BundleError:
                 self._on_reload("failed", target)
                 serving = self._engine.version if self._engine else "none"

@@ -32,6 +32,7 @@ from feature_store.connection import SettingsError, redis_url
 from feature_store.store import FeatureStore
 from recsvc.config import ConfigError, ServeConfig
 from recsvc.engine import EngineConfig
+from recsvc.experiments import Experiments
 from recsvc.health import StoreHealth
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
@@ -55,6 +56,7 @@ class Running:
     realtime: Realtime
     store_health: StoreHealth
     web: Web | None = None  # the HTTP port, when RECSVC_HTTP_PORT is not 0
+    experiments: Experiments | None = None
 
     @property
     def http_port(self) -> int:
@@ -62,6 +64,8 @@ class Running:
 
     def stop(self, grace: float = 5.0) -> None:
         self.store_health.stop()
+        if self.experiments is not None:
+            self.experiments.close()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.web is not None:
@@ -105,9 +109,12 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     from recsvc import metrics
     from recsvc.auth import Auth
     from recsvc.customer_service import Customers
+    from recsvc.experiments import ExperimentsError
     from recsvc.interceptors import AuthInterceptor, MetricsInterceptor
     from recsvc.offer_service import OfferService
     from recsvc.offers import OfferCatalogError
+    from recsvc.paging import PageTokens
+    from recsvc.product_service import ProductService
     from recsvc.promotions import PromotionsError, PromotionService
     from recsvc.servicer import (
         AdminServicer,
@@ -180,6 +187,16 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     trending = Trending(
         realtime, TrendingConfig(config.trending_refresh, config.trending_min_events)
     )
+    experiments = Experiments(config.experiments, store)
+    if config.experiments is not None:
+        try:
+            experiments.reload()
+        except ExperimentsError as exc:
+            store.close()
+            raise ConfigError(f"RECSVC_EXPERIMENTS: {exc}") from None
+    # Without a configured key (tests, in-process servers): a key of this process alone.
+    key = config.page_token_key.encode() or secrets.token_bytes(32)
+    tokens = PageTokens(key, config.page_ttl) if config.paging else None
     recommender = RecommenderServicer(
         store,
         realtime,
@@ -187,10 +204,16 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         customers,
         offers,
         Merchandising(promotions, trending),
+        ProductService(experiments, realtime, tokens),
     )
     privacy = PrivacyServicer(customers)
-    events = EventsServicer(store, realtime, count_events)
-    admin = AdminServicer(store, realtime, customers, offers, promotions)
+    events = EventsServicer(
+        store,
+        realtime,
+        count_events,
+        lambda events: metrics.record_attributed(events, experiments.labels),
+    )
+    admin = AdminServicer(store, realtime, customers, offers, promotions, experiments)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     for target in (server, handlers):
         recommender_pb2_grpc.add_RecommenderServicer_to_server(recommender, target)
@@ -209,6 +232,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
 
     def fail(message: str) -> ConfigError:
         store.close()
+        experiments.close()
         if realtime.store is not None:
             realtime.store.close()
         return ConfigError(message)
@@ -250,6 +274,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     server.start()
     realtime.sync_catalog(store.engine)  # products created live, before the first request
     store.watch(config.reload_interval)
+    experiments.watch(config.reload_interval)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_health = StoreHealth(health_servicer, realtime.store)
@@ -258,7 +283,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
     log.info(
         "serving model %s on %s:%d%s (pid %d)", store.engine.version, host, port, http, os.getpid()
     )
-    return Running(server, port, store, health_servicer, realtime, store_health, web)
+    return Running(server, port, store, health_servicer, realtime, store_health, web, experiments)
 
 
 def read_pem(path: Path, variable: str) -> bytes:
@@ -340,6 +365,31 @@ def claim_port(config: ServeConfig) -> None:
     os.write(fd, str(os.getpid()).encode())
 
 
+def with_page_key(config: ServeConfig) -> ServeConfig:
+    """No RECSVC_PAGE_TOKEN_KEY: on loopback, a generated key kept private beside the dev
+    token (so every worker, and the next start, accept the same tokens); elsewhere paging is
+    off, since replicas could not continue each other's tokens."""
+    if config.page_token_key or not config.paging:
+        return config
+    if not config.is_loopback:
+        log.warning(
+            "paging is off: set RECSVC_PAGE_TOKEN_KEY (the same secret on every replica) to "
+            "give RecommendProducts answers a next_page_token"
+        )
+        return replace(config, paging=False)
+    key_file = config.model_dir.parent / "page-token-key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = key_file.read_text().strip()
+    else:
+        key = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return replace(config, page_token_key=key)
+
+
 def serve(config: ServeConfig) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully."""
     from formats.bundle import read_manifest, resolve, verify_files
@@ -362,7 +412,14 @@ def serve(config: ServeConfig) -> None:
         except (PromotionsError, OSError) as exc:
             raise ConfigError(f"RECSVC_PROMOTIONS: {exc}") from None
     claim_port(config)  # before the dev token: a second server must not replace the first's
-    config = with_auth(config)
+    if config.experiments is not None:
+        from recsvc.experiments import ExperimentsError, load_experiments
+
+        try:
+            load_experiments(config.experiments)  # versions are checked by each worker
+        except ExperimentsError as exc:
+            raise ConfigError(f"RECSVC_EXPERIMENTS: {exc}") from None
+    config = with_page_key(with_auth(config))
     with redis_url(config.redis, watch=True) as url:
         if config.redis.url is None:
             print(f"embedded Redis: {url} (data in {config.redis.data_dir})", flush=True)

@@ -16,7 +16,8 @@ import grpc
 
 from formats import bundle as bundles
 from formats.errors import InvalidRequest, LimitReached, NotFound, Unavailable
-from formats.types import EventResult, Recommendation
+from formats.events import Event
+from formats.types import Recommendation
 from recsvc.convert import (
     EVENT_STATUS_CODES,
     change_from_pb,
@@ -28,9 +29,11 @@ from recsvc.convert import (
 )
 from recsvc.customer_service import Customers
 from recsvc.engine.slots import Levers
+from recsvc.experiments import Experiments, ExperimentsError
 from recsvc.model_store import ModelStore
 from recsvc.offer_service import OfferService
 from recsvc.offers import OfferCatalogError
+from recsvc.product_service import ProductService
 from recsvc.promotions import PromotionsError, PromotionService
 from recsvc.realtime import Realtime
 from recsvc.trending import Trending
@@ -61,7 +64,7 @@ def call(context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
         _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
     except LimitReached as exc:
         _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-    except (bundles.BundleError, OfferCatalogError, PromotionsError) as exc:
+    except (bundles.BundleError, OfferCatalogError, PromotionsError, ExperimentsError) as exc:
         _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
 
@@ -74,6 +77,7 @@ def _log(rpc: str, rec: Recommendation, **fields: Any) -> None:
             "model_version": rec.model_version,
             "personalized": rec.personalized,
             "items": len(rec.items),
+            **({"experiment": rec.experiment, "arm": rec.arm} if rec.experiment else {}),
             **fields,
         },
     )
@@ -99,6 +103,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         customers: Customers | None = None,
         offers: OfferService | None = None,
         merchandising: Merchandising | None = None,
+        products: ProductService | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
@@ -108,6 +113,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self.merchandising = merchandising or Merchandising(
             PromotionService(None, self.realtime), Trending(self.realtime)
         )
+        self.products = products or ProductService(Experiments(None, store), self.realtime)
 
     def RecommendOffers(
         self, request: pb.RecommendOffersRequest, context: grpc.ServicerContext
@@ -163,15 +169,13 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         now_ms = int(time.time() * 1000)
 
         def recommend() -> Recommendation:
-            engine = self.store.engine
-            activity = self.realtime.activity(engine, request.customer_id)
             where = context_from_pb(request.context)
-            return engine.recommend(
+            return self.products.recommend(
                 request.customer_id,
                 request.limit,
                 filter_from_pb(request.filter),
                 where,
-                activity,
+                request.page_token,
                 self.merchandising.levers(where.surface, now_ms),
             )
 
@@ -187,15 +191,18 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
+            next_page_token=rec.next_page_token,
+            experiment=rec.experiment,
+            arm=rec.arm,
         )
 
     def SimilarProducts(
         self, request: pb.SimilarProductsRequest, context: grpc.ServicerContext
     ) -> pb.SimilarProductsResponse:
         def similar() -> Recommendation:
-            engine = self.store.engine
-            self.realtime.sync_catalog(engine)
-            return engine.similar(request.product_id, request.limit, filter_from_pb(request.filter))
+            return self.products.similar(
+                request.product_id, request.limit, filter_from_pb(request.filter)
+            )
 
         rec = call(context, similar)
         _log("SimilarProducts", rec, product_id=request.product_id)
@@ -203,15 +210,15 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             items=items_to_pb(rec.items),
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
+            experiment=rec.experiment,
+            arm=rec.arm,
         )
 
     def RankProducts(
         self, request: pb.RankProductsRequest, context: grpc.ServicerContext
     ) -> pb.RankProductsResponse:
         def rank() -> Recommendation:
-            engine = self.store.engine
-            activity = self.realtime.activity(engine, request.customer_id)
-            return engine.rank(request.customer_id, list(request.product_ids), activity)
+            return self.products.rank(request.customer_id, list(request.product_ids))
 
         rec = call(context, rank)
         _log("RankProducts", rec, customer_id=request.customer_id)
@@ -220,6 +227,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             recommendation_id=rec.recommendation_id,
             model_version=rec.model_version,
             personalized=rec.personalized,
+            experiment=rec.experiment,
+            arm=rec.arm,
         )
 
     def TrendingProducts(
@@ -253,23 +262,23 @@ class EventsServicer(pb_grpc.EventsServicer):
         store: ModelStore,
         realtime: Realtime,
         on_results: Callable[[dict[str, int]], None] | None = None,
+        on_stored: Callable[[list[Event]], None] | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime
         self.on_results = on_results or (lambda counts: None)
+        self.on_stored = on_stored or (lambda events: None)  # newly stored (not duplicates)
 
     def TrackEvents(
         self, request: pb.TrackEventsRequest, context: grpc.ServicerContext
     ) -> pb.TrackEventsResponse:
-        def track() -> list[EventResult]:
-            events = [event_from_pb(e) for e in request.events]
-            return self.realtime.track(self.store.loaded, events)
-
-        results = call(context, track)
+        events = [event_from_pb(e) for e in request.events]
+        results = call(context, lambda: self.realtime.track(self.store.loaded, events))
         counts = {s: 0 for s in EVENT_STATUS_CODES}
         for r in results:
             counts[r.status] += 1
         self.on_results(counts)
+        self.on_stored([e for e, r in zip(events, results, strict=True) if r.status == "accepted"])
         log.info("TrackEvents", extra={"rpc": "TrackEvents", **counts})
         return pb.TrackEventsResponse(
             results=[result_to_pb(r) for r in results],
@@ -314,12 +323,14 @@ class AdminServicer(pb_grpc.AdminServicer):
         customers: Customers | None = None,
         offers: OfferService | None = None,
         promotions: PromotionService | None = None,
+        experiments: Experiments | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.customers = customers or Customers(None, list)
         self.offers = offers or OfferService(None, self.realtime)
         self.promotions = promotions or PromotionService(None, self.realtime)
+        self.experiments = experiments or Experiments(None, store)
 
     def ReloadPromotions(
         self, request: pb.ReloadPromotionsRequest, context: grpc.ServicerContext
@@ -329,6 +340,22 @@ class AdminServicer(pb_grpc.AdminServicer):
         log.info("ReloadPromotions", extra={"rpc": "ReloadPromotions", "promotions": len(catalog)})
         return pb.ReloadPromotionsResponse(
             promotions_version=catalog.digest[:12], promotions=len(catalog), active=active
+        )
+
+    def ReloadExperiments(
+        self, request: pb.ReloadExperimentsRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadExperimentsResponse:
+        config = call(context, self.experiments.reload)
+        enabled = [e for e in config.experiments if e.enabled]
+        versions = [self.store.engine.version, *config.versions]
+        log.info(
+            "ReloadExperiments",
+            extra={"rpc": "ReloadExperiments", "experiments": [e.name for e in enabled]},
+        )
+        return pb.ReloadExperimentsResponse(
+            config_version=config.digest[:12],
+            experiments=len(enabled),
+            model_versions=list(dict.fromkeys(versions)),
         )
 
     def ReloadOffers(

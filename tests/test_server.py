@@ -405,6 +405,7 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
         "SetLoyalty",
         "ReloadOffers",
         "ReloadPromotions",
+        "ReloadExperiments",
     }
     events = pool.FindServiceByName("recsvc.v1.Events")
     assert {m.name for m in events.methods} == {"TrackEvents"}

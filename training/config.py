@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from formats.weights import WeightConfig
 from training.cold_start import ColdStartConfig
 from training.content import ContentConfig
+from training.gate import GateConfig
 from training.index import IndexConfig
 from training.ingest import OnError
 from training.models import ALSParams
@@ -42,3 +43,6 @@ class TrainConfig:
     # interactions their vectors, and its held-out check (products hidden from a refit).
     content: ContentConfig = field(default_factory=ContentConfig)
     cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)
+    # Before publishing: compare with the serving model on the same held-out split; more
+    # than ``gate.tolerance`` worse (relative NDCG@k) is written but not published.
+    gate: GateConfig = field(default_factory=GateConfig)

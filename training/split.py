@@ -55,6 +55,9 @@ class Split:
 
     train: Dataset
     targets: csr_matrix  # customers x products, 1 = held-out interaction to predict
+    # The held-out rows behind the targets, with their times (the publish gate keeps those
+    # later than the serving model's data); may include products seen in training.
+    test: Dataset
 
     @property
     def eval_users(self) -> np.ndarray:
@@ -92,7 +95,7 @@ def make_split(
     seen = binary_matrix(train.user, train.item, shape)
     targets = targets - targets.multiply(seen)  # drop already-seen products
     targets.eliminate_zeros()
-    return Split(train=train, targets=csr_matrix(targets))
+    return Split(train=train, targets=csr_matrix(targets), test=test)
 
 
 def sample_users(users: np.ndarray, limit: int, seed: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from training.dataset import (
     catalog_from_interactions,
     user_item_matrix,
 )
+from training.gate import GateResult, compare_with_serving
 from training.index import build_index, index_kind, normalized, tune_ef_search
 from training.ingest import (
     ValidationReport,
@@ -47,6 +48,15 @@ log = logging.getLogger(__name__)
 
 class TrainError(RecsvcError):
     """Training finished but its result must not be published."""
+
+
+class GateError(TrainError):
+    """The new model is worse than the serving one: written, not published."""
+
+    def __init__(self, message: str, version: str, gate: GateResult) -> None:
+        super().__init__(message)
+        self.version = version
+        self.gate = gate
 
 
 @dataclass
@@ -179,8 +189,8 @@ def run(
 ) -> TrainResult:
     """Train, evaluate and publish one bundle; returns its version and manifest."""
     phases = [
-        *("read", "split", "tune", "fit", "evaluate", "cold start", "refit", "content"),
-        *("index", "clv", "publish"),
+        *("read", "split", "tune", "fit", "evaluate", "gate", "cold start", "refit"),
+        *("content", "index", "clv", "publish"),
     ]
     bar = tqdm(total=len(phases), unit="phase", disable=not cfg.progress, leave=False)
     p = Phases(bar)
@@ -252,6 +262,27 @@ def run(
     with p.phase("evaluate"):
         metrics = evaluate_models(models, matrix, split, cfg.k, users)
         similar = evaluate_similar(als, knn, split, cfg.k, users)
+    inputs = [x for x in (interactions, catalog, customers) if x is not None]
+    evaluation: dict[str, Any] = {
+        "split": cfg.split,
+        "test_fraction": cfg.test_fraction,
+        "seed": cfg.seed,
+        "k": cfg.k,
+        "target_events": list(cfg.target_events),
+        "customers_evaluated": len(users),
+        "models": metrics,
+        "similar_products": similar,
+    }
+    with p.phase("gate"):
+        fp = fingerprint(inputs)
+        trained = als
+
+        def new_scores(u: np.ndarray) -> np.ndarray:
+            return trained.score(u, matrix)
+
+        gate = compare_with_serving(
+            model_dir, evaluation, fp, metrics, ds, split, new_scores, users, cfg.gate
+        )
     del models, knn, split
 
     with p.phase("cold start"):
@@ -307,8 +338,6 @@ def run(
     del frame_for_clv
 
     with p.phase("publish"):
-        inputs = [x for x in (interactions, catalog, customers) if x is not None]
-        fp = fingerprint(inputs)
         products = ds.catalog.with_columns(pl.Series("popularity", popularity))
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -342,23 +371,15 @@ def run(
                 "tuned": cfg.tune,
                 "refit_on_all_data": cfg.refit,
             },
-            "evaluation": {
-                "split": cfg.split,
-                "test_fraction": cfg.test_fraction,
-                "seed": cfg.seed,
-                "k": cfg.k,
-                "target_events": list(cfg.target_events),
-                "customers_evaluated": len(users),
-                "models": metrics,
-                "similar_products": similar,
-            },
+            "evaluation": evaluation,
+            "gate": {**gate.to_dict(), "forced": cfg.gate.force and not gate.passed},
             "content": content_info,
             "tuning": [t.to_dict() for t in trials],
             "clv_holdout": clv[1] if clv else None,
             "index": index_info,
             "timings_s": p.seconds,
         }
-        version = new_version(fp)
+        version = new_version(fp, model_dir)
         contents = BundleContents(
             manifest=manifest,
             customer_ids=ds.customer_ids,
@@ -370,7 +391,8 @@ def run(
             extras=extras,
         )
         path = write_bundle(model_dir, contents, version)
-        bundle = publish(model_dir, version)
+        publishing = gate.passed or cfg.gate.force
+        bundle = publish(model_dir, version) if publishing else None
     bar.close()
     echo(
         format_table(
@@ -394,5 +416,19 @@ def run(
     )
     if clv is not None:
         echo(clv[0])
-    echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
+    echo(gate.summary())
+    if bundle is None:
+        raise GateError(refusal(gate, version, model_dir), version, gate)
+    forced = " (forced past the gate)" if not gate.passed else ""
+    echo(f"published {version} to {model_dir}{forced} ({sum(p.seconds.values()):.1f} s)")
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
+
+
+def refusal(gate: GateResult, version: str, model_dir: Path) -> str:
+    """Why a bundle was not published, both figures, and how to publish it anyway."""
+    return (
+        f"not published: the new model {version} is worse than the serving model by more "
+        f"than the {gate.tolerance:.0%} tolerance: {gate.figures()} ({gate.basis}). It is "
+        f"written to {model_dir / version}; to publish it anyway rerun with --force or run "
+        f"`recsvc models promote {version} --model-dir {model_dir}`"
+    )

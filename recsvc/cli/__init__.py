@@ -14,7 +14,18 @@ import sys
 from collections.abc import Sequence
 
 from formats.errors import RecsvcError
-from recsvc.cli import analytics, client, data, events, features, models, report, serve, train
+from recsvc.cli import (
+    analytics,
+    batch,
+    client,
+    data,
+    events,
+    features,
+    models,
+    report,
+    serve,
+    train,
+)
 
 # Before numpy/implicit load (only the handlers load them): one BLAS thread per process (a
 # fold-in solve is 20x slower otherwise).
@@ -31,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In this order in `recsvc --help`.
-    for group in (data, train, serve, client, features, events, analytics, report, models):
+    groups = (data, train, serve, client, features, events, analytics, report, batch, models)
+    for group in groups:
         group.register(sub)
     return parser
 

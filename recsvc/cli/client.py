@@ -58,6 +58,7 @@ def register(sub: Subparsers) -> None:
     c.add_argument(
         "--surface", choices=("home", "product_page", "cart", "checkout"), help="for promotions"
     )
+    c.add_argument("--page-token", default="", help="the next page of an earlier answer")
     c = action("similar", similar, "products similar to a product")
     c.add_argument("--product", required=True)
     c.add_argument("--limit", type=int, default=10)
@@ -65,6 +66,11 @@ def register(sub: Subparsers) -> None:
     c.add_argument("--customer", required=True)
     c.add_argument("--products", type=_csv, required=True, help="comma-separated product ids")
     action("info", info, "the served model's version, counts and metrics")
+    action(
+        "reload-experiments",
+        reload_experiments,
+        "make the server read RECSVC_EXPERIMENTS again (scope admin)",
+    )
     c = action("reload", reload, "make the server load CURRENT (or --version)")
     c.add_argument("--version", default="")
     c = action("track", track, "send one event (scope events)")
@@ -148,7 +154,10 @@ def recommend(client: Client, args: argparse.Namespace) -> None:
         attributes=conditions,
     )
     context = Context(surface=args.surface or "")
-    _print_recommendation(client.recommend(args.customer, args.limit, f, context))
+    rec = client.recommend(args.customer, args.limit, f, context, page_token=args.page_token)
+    _print_recommendation(rec)
+    if rec.next_page_token:
+        print(f"next page: --page-token {rec.next_page_token}")
 
 
 def trending(client: Client, args: argparse.Namespace) -> None:
@@ -180,6 +189,11 @@ def rank(client: Client, args: argparse.Namespace) -> None:
 
 def info(client: Client, args: argparse.Namespace) -> None:
     print(json.dumps(vars(client.model_info()), indent=2))
+
+
+def reload_experiments(client: Client, args: argparse.Namespace) -> None:
+    version, running, models = client.reload_experiments()
+    print(f"experiments file {version}: {running} running; models {', '.join(models)}")
 
 
 def reload(client: Client, args: argparse.Namespace) -> None:
@@ -251,6 +265,7 @@ def _print_recommendation(rec: Recommendation) -> None:
     print(
         f"model {rec.model_version}  recommendation {rec.recommendation_id}  "
         f"personalized {rec.personalized}"
+        + (f"  experiment {rec.experiment} arm {rec.arm}" if rec.experiment else "")
     )
     width = max([len(i.product_id) for i in rec.items] + [10])
     print(f"{'#':>3}  {'product':<{width}}  {'score':>9}  {'category':<16}  {'slot':<12}  reason")

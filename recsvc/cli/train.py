@@ -35,7 +35,9 @@ def _register_train(sub: Subparsers) -> None:
         help="train, evaluate and publish a model bundle",
         description="Read and validate purchase histories, hold out a split, (optionally) tune "
         "ALS on a validation split of the training part, evaluate against popularity and "
-        "item-kNN baselines, refit on all data, build the FAISS index and publish a bundle.",
+        "item-kNN baselines, refit on all data, build the FAISS index and publish a bundle. "
+        "A model worse than the serving one on the same held-out split (by more than "
+        "--gate-tolerance) is written but not published, and the command exits with status 2.",
     )
     add_inputs(train, interactions_required=True)
     add_model_dir(train)
@@ -124,6 +126,19 @@ def _register_train(sub: Subparsers) -> None:
         default=None,
         help="refuse to publish an ANN index below this recall@k (default 0.95)",
     )
+    g = train.add_argument_group("publish gate")
+    g.add_argument(
+        "--gate-tolerance",
+        type=_tolerance,
+        default=0.02,
+        help="do not publish a model more than this much worse than the serving one, "
+        "relative NDCG@k on the same held-out split (default %(default)s = 2%%)",
+    )
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even when the new model is worse than the serving one",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument(
         "--no-clv-check",
@@ -151,6 +166,13 @@ def _register_evaluate(sub: Subparsers) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), e.g. 0.02 for 2%, got {text}")
+    return value
+
+
 def _with(obj: T, **values: Any) -> T:
     """``obj`` with the fields whose flag was given (not None) replaced."""
     from dataclasses import replace
@@ -162,6 +184,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
     from training.config import TrainConfig
+    from training.gate import GateConfig
     from training.train import run
 
     cfg = TrainConfig()
@@ -204,6 +227,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         forget=_tombstones(args.model_dir),
         clv_check=not args.no_clv_check,
         cold_start=_with(cfg.cold_start, fraction=args.cold_start_fraction, seed=args.seed),
+        gate=GateConfig(tolerance=args.gate_tolerance, force=args.force),
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
 

@@ -3,6 +3,6 @@ the per-product arrays; ``Retrieval`` finds, filters and tops up candidates."""
 
 from recsvc.engine.catalog import Catalog
 from recsvc.engine.config import EngineConfig
-from recsvc.engine.core import Engine, new_recommendation_id
+from recsvc.engine.core import Engine, Plan, new_recommendation_id
 
-__all__ = ["Catalog", "Engine", "EngineConfig", "new_recommendation_id"]
+__all__ = ["Catalog", "Engine", "EngineConfig", "Plan", "new_recommendation_id"]

@@ -7,16 +7,17 @@ request does an index search over a few hundred candidates and vectorised filter
 
 from __future__ import annotations
 
+import copy
 import time
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from feature_store.store import Activity
+from formats.attribution import new_id
 from formats.bundle import Bundle, load_bundle
 from formats.content import EXTRA as CONTENT
 from formats.content import ContentModel
@@ -26,9 +27,22 @@ from formats.types import Context, Filter, Item, ModelInfo, ProductChange, Recom
 from recsvc.engine import live
 from recsvc.engine.catalog import FROM_CONTENT, FROM_MODEL, Catalog
 from recsvc.engine.config import EngineConfig
-from recsvc.engine.retrieval import Chosen, Retrieval
+from recsvc.engine.retrieval import Chosen, Picked, Retrieval
 from recsvc.engine.slots import Levers, Placed, Slots, TrendingSource
 from recsvc.fold_in import FoldIn
+
+
+@dataclass
+class Plan:
+    """A RecommendProducts request, checked, with the customer's vector and exclusions."""
+
+    customer_id: str
+    limit: int
+    filter: Filter
+    excluded: set[int]  # product indexes never to return
+    vector: np.ndarray | None
+    history: np.ndarray  # product indexes, newest last (for reasons)
+    personalized: bool
 
 
 class Engine:
@@ -70,6 +84,22 @@ class Engine:
     def load(cls, path: Path, config: EngineConfig | None = None) -> Engine:
         return cls(load_bundle(path), config)
 
+    def with_config(self, config: EngineConfig) -> Engine:
+        """This engine's model under other settings (an experiment arm's options): the same
+        catalog, index, vectors and fold-in solver, not copies. Catalog-level settings
+        (repeat categories) stay those of this engine."""
+        view = copy.copy(self)
+        view.config = config
+        view.retrieval = Retrieval(self.catalog, self.index, config)
+        view.slots = Slots(self.catalog, view.retrieval, config)
+        if not config.fold_in:
+            view.fold_in = None
+        elif view.fold_in is None:
+            view.fold_in = FoldIn(
+                self.manifest, self.catalog.grouped_factors, self.catalog.position, self.user_items
+            )
+        return view
+
     # -- requests -------------------------------------------------------------------------
 
     def recommend(
@@ -85,6 +115,17 @@ class Engine:
         is unavailable) adds what they did since the model was trained. A customer who
         declined personalization (``activity.consent`` false) gets popular products.
         ``levers``: active promotions and trending products (recsvc.engine.slots)."""
+        return self.answer(self.plan(customer_id, limit, filter, context, activity), levers=levers)
+
+    def plan(
+        self,
+        customer_id: str,
+        limit: int = 0,
+        filter: Filter | None = None,
+        context: Context | None = None,
+        activity: Activity | None = None,
+    ) -> Plan:
+        """Everything ``recommend`` knows before searching (batch jobs search many at once)."""
         check_id(customer_id, "customer_id")
         limit = self._limit(limit)
         filter = self._checked(filter)
@@ -97,28 +138,36 @@ class Engine:
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
             excluded.update(bought[~cat.repeat_category[cat.category[bought]]].tolist())
-        chosen: Chosen = []
         personalized = vector is not None and bool(np.any(vector))
-        if personalized and vector is not None:
-            for idx, score in self.retrieval.best(vector, limit, filter, excluded):
-                chosen.append((idx, score, ""))
-            self._explain(chosen, history)
+        return Plan(customer_id, limit, filter, excluded, vector, history, personalized)
+
+    def answer(
+        self, plan: Plan, picked: Picked | None = None, levers: Levers | None = None
+    ) -> Recommendation:
+        """The answer to ``plan``; ``picked``: the personalized candidates when the caller
+        already searched (``Retrieval.best`` for this plan would have returned them)."""
+        chosen: Chosen = []
+        if plan.personalized and plan.vector is not None:
+            if picked is None:
+                picked = self.retrieval.best(plan.vector, plan.limit, plan.filter, plan.excluded)
+            chosen = [(idx, score, "") for idx, score in picked]
+            self._explain(chosen, plan.history)
         levers = levers or Levers(now_ms=int(time.time() * 1000))
         placed, filled = self.slots.finish(
             chosen,
-            vector if personalized else None,
-            limit,
-            filter,
-            excluded,
+            plan.vector if plan.personalized else None,
+            plan.limit,
+            plan.filter,
+            plan.excluded,
             levers,
-            lambda fresh: self._explain(fresh, history),
+            lambda fresh: self._explain(fresh, plan.history),
         )
         return Recommendation(
             items=self._placed(placed),
             model_version=self.version,
             recommendation_id=new_recommendation_id("rp"),
-            personalized=personalized,
-            filled_from_popularity=filled if personalized else 0,
+            personalized=plan.personalized,
+            filled_from_popularity=filled if plan.personalized else 0,
         )
 
     def similar(
@@ -349,5 +398,5 @@ def introduced_ms(bundle: Bundle) -> np.ndarray:
 
 
 def new_recommendation_id(source: str) -> str:
-    """``<source>-<32 hex>``, source a key of formats.types.SOURCES."""
-    return f"{source}-{uuid.uuid4().hex}"
+    """``<source>-<32 hex>``, source a key of formats.types.SOURCES (formats/attribution.py)."""
+    return new_id(source)

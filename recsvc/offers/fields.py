@@ -1,4 +1,5 @@
-"""Typed reads from one mapping of an offer catalog (or promotions) document.
+"""Typed reads from one mapping of a configuration document (the offer catalog, promotions,
+the experiments file), and reading such a document from its YAML or JSON file.
 
 Every problem is recorded with its place (file, offer, field) instead of raised, so one pass
 over a catalog reports all of them. Also the two spellings the offer modules share: a list of

@@ -151,28 +151,36 @@ class Item(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., score: _Optional[float] = ..., reason: _Optional[str] = ..., category: _Optional[str] = ..., slot: _Optional[_Union[SlotKind, str]] = ..., promotion_id: _Optional[str] = ...) -> None: ...
 
 class RecommendProductsRequest(_message.Message):
-    __slots__ = ("customer_id", "limit", "filter", "context")
+    __slots__ = ("customer_id", "limit", "filter", "context", "page_token")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     limit: int
     filter: Filter
     context: Context
-    def __init__(self, customer_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ...) -> None: ...
+    page_token: str
+    def __init__(self, customer_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class RecommendProductsResponse(_message.Message):
-    __slots__ = ("items", "recommendation_id", "model_version", "personalized")
+    __slots__ = ("items", "recommendation_id", "model_version", "personalized", "next_page_token", "experiment", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     recommendation_id: str
     model_version: str
     personalized: bool
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+    next_page_token: str
+    experiment: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ..., next_page_token: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class SimilarProductsRequest(_message.Message):
     __slots__ = ("product_id", "limit", "filter")
@@ -185,14 +193,18 @@ class SimilarProductsRequest(_message.Message):
     def __init__(self, product_id: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
 
 class SimilarProductsResponse(_message.Message):
-    __slots__ = ("items", "recommendation_id", "model_version")
+    __slots__ = ("items", "recommendation_id", "model_version", "experiment", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     recommendation_id: str
     model_version: str
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    experiment: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class RankProductsRequest(_message.Message):
     __slots__ = ("customer_id", "product_ids")
@@ -203,16 +215,20 @@ class RankProductsRequest(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RankProductsResponse(_message.Message):
-    __slots__ = ("items", "recommendation_id", "model_version", "personalized")
+    __slots__ = ("items", "recommendation_id", "model_version", "personalized", "experiment", "arm")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PERSONALIZED_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     recommendation_id: str
     model_version: str
     personalized: bool
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ...) -> None: ...
+    experiment: str
+    arm: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., recommendation_id: _Optional[str] = ..., model_version: _Optional[str] = ..., personalized: _Optional[bool] = ..., experiment: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
@@ -503,6 +519,20 @@ class ReloadOffersResponse(_message.Message):
     catalog_version: str
     offers: int
     def __init__(self, catalog_version: _Optional[str] = ..., offers: _Optional[int] = ...) -> None: ...
+
+class ReloadExperimentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadExperimentsResponse(_message.Message):
+    __slots__ = ("config_version", "experiments", "model_versions")
+    CONFIG_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    config_version: str
+    experiments: int
+    model_versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, config_version: _Optional[str] = ..., experiments: _Optional[int] = ..., model_versions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ForgetCustomerRequest(_message.Message):
     __slots__ = ("customer_id",)

@@ -358,6 +358,11 @@ class AdminStub:
                 request_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsRequest.SerializeToString,
                 response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsResponse.FromString,
                 _registered_method=True)
+        self.ReloadExperiments = channel.unary_unary(
+                '/recsvc.v1.Admin/ReloadExperiments',
+                request_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadExperimentsRequest.SerializeToString,
+                response_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadExperimentsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -404,6 +409,14 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadExperiments(self, request, context):
+        """Reload the experiments file (RECSVC_EXPERIMENTS); a bad file, or one naming a model
+        version that cannot be loaded, is refused and the experiments in force stay.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -436,6 +449,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReloadPromotions,
                     request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsRequest.FromString,
                     response_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsResponse.SerializeToString,
+            ),
+            'ReloadExperiments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadExperiments,
+                    request_deserializer=recsvc_dot_v1_dot_recommender__pb2.ReloadExperimentsRequest.FromString,
+                    response_serializer=recsvc_dot_v1_dot_recommender__pb2.ReloadExperimentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -601,6 +619,33 @@ class Admin:
             '/recsvc.v1.Admin/ReloadPromotions',
             recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsRequest.SerializeToString,
             recsvc_dot_v1_dot_recommender__pb2.ReloadPromotionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadExperiments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recsvc.v1.Admin/ReloadExperiments',
+            recsvc_dot_v1_dot_recommender__pb2.ReloadExperimentsRequest.SerializeToString,
+            recsvc_dot_v1_dot_recommender__pb2.ReloadExperimentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
