@@ -28,6 +28,7 @@ from training.dataset import (
     catalog_from_interactions,
     user_item_matrix,
 )
+from training.engines import ALSEngine, implicit_engine
 from training.index import build_index, index_kind, normalized, tune_ef_search
 from training.ingest import (
     ValidationReport,
@@ -174,8 +175,14 @@ def run(
     catalog: Path | None = None,
     customers: Path | None = None,
     echo: Callable[[str], None] = print,
+    engine: ALSEngine | None = None,
 ) -> TrainResult:
-    """Train, evaluate and publish one bundle; returns its version and manifest."""
+    """Train, evaluate and publish one bundle; returns its version and manifest.
+
+    ``engine`` fits ALS (default: implicit in this process; training.spark: Spark MLlib);
+    every other step is the same whatever the engine.
+    """
+    engine = engine or implicit_engine()
     phases = ["read", "split", "tune", "fit", "evaluate", "refit", "index", "clv", "publish"]
     bar = tqdm(total=len(phases), unit="phase", disable=not cfg.progress, leave=False)
     p = Phases(bar)
@@ -228,11 +235,19 @@ def run(
     trials: list[Trial] = []
     with p.phase("tune"):
         if cfg.tune:
-            weights, als_params, trials = tune(split.train, cfg, progress=cfg.progress, echo=echo)
+            weights, als_params, trials = tune(
+                split.train,
+                cfg,
+                progress=cfg.progress,
+                echo=echo,
+                new_model=engine.new_model,
+                space=engine.space,
+                default_trials=engine.tune_trials,
+            )
 
     with p.phase("fit"):
         matrix = user_item_matrix(split.train, weights)
-        als = ALSModel(als_params)
+        als = engine.new_model(als_params)
         als.fit(matrix, progress=cfg.progress)
         models: dict[str, Model] = {"als": als}
         knn: ItemKNNModel | None = None
@@ -252,8 +267,11 @@ def run(
     with p.phase("refit"):
         if cfg.refit:
             matrix = user_item_matrix(ds, weights)
-            refit = ALSModel(als_params)
-            refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
+            refit = engine.new_model(als_params)
+            if engine.warm_starts:
+                refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
+            else:
+                refit.fit(matrix, cfg.progress)
             als = refit
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
@@ -297,6 +315,8 @@ def run(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "recsvc_version": __version__,
             "model": "als",
+            "engine": engine.name,
+            "engine_info": engine.info,
             "input": {
                 "fingerprint": fp,
                 "files": [str(x) for x in inputs],
@@ -367,5 +387,8 @@ def run(
     )
     if clv is not None:
         echo(clv[0])
-    echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
+    echo(
+        f"published {version} to {model_dir} "
+        f"(ALS by {engine.name}, {sum(p.seconds.values()):.1f} s)"
+    )
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
