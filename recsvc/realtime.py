@@ -19,7 +19,7 @@ from dataclasses import replace
 from redis.exceptions import RedisError
 
 from feature_store.offer_usage import record_offer_events
-from feature_store.store import Activity, FeatureStore
+from feature_store.store import Activity, FeatureStore, NotReplicated
 from formats.errors import InvalidRequest, NotFound, Unavailable
 from formats.events import Event, check
 from formats.ids import check_id
@@ -138,6 +138,10 @@ class Realtime:
         if valid:
             try:
                 ids = store.append_events([e for _, e in valid])
+            except NotReplicated as exc:  # Redis answers: not an outage of the serving path
+                raise Unavailable(
+                    f"events not acknowledged: {exc}; retry the call (replays are deduplicated)"
+                ) from None
             except RedisError as exc:
                 self._failed(exc)
                 raise Unavailable(
@@ -184,6 +188,11 @@ class Realtime:
             if event.type == "offer_redeemed":
                 try:
                     reason = check(store, event)
+                except NotReplicated as exc:
+                    raise Unavailable(
+                        f"redemption not acknowledged: {exc}; retry the call (it is counted "
+                        "once per event_id)"
+                    ) from None
                 except RedisError as exc:
                     self._failed(exc)
                     raise Unavailable(

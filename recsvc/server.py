@@ -79,6 +79,8 @@ def feature_store(config: ServeConfig) -> FeatureStore | None:
         r.read_timeout_ms / 1000,
         r.write_timeout_ms / 1000,
         trend_flush_s=1.0,
+        wait_replicas=r.wait_replicas,
+        wait_timeout_s=r.wait_timeout_ms / 1000,
     )
 
 
