@@ -132,6 +132,13 @@ class Keys:
         tail = f":{category}" if category is not None else ""
         return f"{self.prefix}:{{catalog}}:trend{tail}"
 
+    # -- reloads across workers and replicas (feature_store.reload_signals) ---------------------
+    @property
+    def reload_signals(self) -> str:
+        """HASH "<topic>:seq" -> sequence number, "<topic>" -> JSON {payload, at_ms, origin}
+        of the latest reload of that topic (model, offers, ...); every worker polls it."""
+        return f"{self.prefix}:reload"
+
     # -- catalog changes (UpdateProducts) ----------------------------------------------------
     @property
     def stock(self) -> str:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,7 +33,11 @@ from recsvc.engine import EngineConfig
 from recsvc.health import StoreHealth
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
+from recsvc.reloads import ReloadSignals
 from recsvc.services import SCOPES, SERVICES
+
+if TYPE_CHECKING:
+    from recsvc.offer_service import OfferService
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +52,12 @@ class Running:
     health: health.HealthServicer
     realtime: Realtime
     store_health: StoreHealth
+    signals: ReloadSignals | None = None
 
     def stop(self, grace: float = 5.0) -> None:
         self.store_health.stop()
+        if self.signals is not None:
+            self.signals.stop()
         for name in ("", *SERVICES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
@@ -141,6 +149,10 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         store.close()
         raise ConfigError(f"RECSVC_OFFERS: {exc}") from None
     realtime.check_redemption = offers.check_redemption
+    # A reload answered by any worker of any replica is repeated here (recsvc/reloads.py).
+    signals = ReloadSignals(realtime.store)
+    signals.on("model", lambda payload: store.reload(str(payload["version"])))
+    signals.on("offers", lambda payload: reload_offers(offers, payload))
     customers = Customers(realtime.store, offers.offer_ids)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(
         RecommenderServicer(
@@ -153,7 +165,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         EventsServicer(store, realtime, count_events), server
     )
     recommender_pb2_grpc.add_AdminServicer_to_server(
-        AdminServicer(store, realtime, customers, offers), server
+        AdminServicer(store, realtime, customers, offers, signals), server
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -202,8 +214,26 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_health = StoreHealth(health_servicer, realtime.store)
     store_health.start()  # Events and Privacy: NOT_SERVING while Redis cannot store
+    signals.start()
     log.info("serving model %s on %s:%d (pid %d)", store.engine.version, host, port, os.getpid())
-    return Running(server, port, store, health_servicer, realtime, store_health)
+    return Running(server, port, store, health_servicer, realtime, store_health, signals)
+
+
+def reload_offers(offers: OfferService, payload: dict[str, Any]) -> None:
+    """Another worker reloaded the offer catalog: read this replica's file again."""
+    if offers.path is None:
+        return
+    catalog = offers.reload()
+    announced = payload.get("catalog_version")
+    if announced and catalog.digest[:12] != announced:
+        log.warning(
+            "offer catalog %s here is version %s, the reload announced %s: is %s the same "
+            "file on every replica?",
+            offers.path,
+            catalog.digest[:12],
+            announced,
+            offers.path,
+        )
 
 
 def read_pem(path: Path, variable: str) -> bytes:

@@ -28,6 +28,7 @@ from recsvc.model_store import ModelStore
 from recsvc.offer_service import OfferService
 from recsvc.offers import OfferCatalogError
 from recsvc.realtime import Realtime
+from recsvc.reloads import ReloadSignals
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -261,16 +262,23 @@ class AdminServicer(pb_grpc.AdminServicer):
         realtime: Realtime | None = None,
         customers: Customers | None = None,
         offers: OfferService | None = None,
+        signals: ReloadSignals | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
         self.customers = customers or Customers(None, list)
         self.offers = offers or OfferService(None, self.realtime)
+        self.signals = signals or ReloadSignals(None)
 
     def ReloadOffers(
         self, request: pb.ReloadOffersRequest, context: grpc.ServicerContext
     ) -> pb.ReloadOffersResponse:
         catalog = call(context, self.offers.reload)
+        # Then every other worker and replica (recsvc/reloads.py), not only this one.
+        call(
+            context,
+            lambda: self.signals.announce("offers", {"catalog_version": catalog.digest[:12]}),
+        )
         log.info("ReloadOffers", extra={"rpc": "ReloadOffers", "offers": len(catalog)})
         return pb.ReloadOffersResponse(catalog_version=catalog.digest[:12], offers=len(catalog))
 
@@ -335,6 +343,7 @@ class AdminServicer(pb_grpc.AdminServicer):
             return version != before, version
 
         changed, version = call(context, reload)
+        call(context, lambda: self.signals.announce("model", {"version": version}))
         log.info(
             "ReloadModel",
             extra={"rpc": "ReloadModel", "model_version": version, "changed": changed},
