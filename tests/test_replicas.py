@@ -218,3 +218,18 @@ def test_killing_a_replica_under_load_fails_no_call(
             t.join(timeout=30)
     print(f"calls: {dict(calls)} ({at_kill} before the kill); failed: {len(failures)}")
     assert failures == [], failures[:5]
+
+
+def test_the_documented_service_config_is_the_one_the_client_sends() -> None:
+    import json
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    section = text[text.index("## Replicas") :]
+    block = re.search(r"```json\n(.*?)\n```", section, re.S)
+    assert block is not None
+    assert json.loads(block.group(1)) == SERVICE_CONFIG
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        channel_target("127.0.0.1:1,localhost")
+    assert channel_target("localhost:1") == "localhost:1"
+    assert channel_target(["127.0.0.1:1", "localhost:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"

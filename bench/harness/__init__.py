@@ -18,6 +18,7 @@ from bench.harness.host import (
     host_busy,
     recsvc_bin,
     run_timed,
+    run_tree_sampled,
     sleep_until,
 )
 from bench.harness.load import (
@@ -78,6 +79,7 @@ __all__ = [
     "published",
     "recsvc_bin",
     "run_timed",
+    "run_tree_sampled",
     "serialize",
     "serve_jobs",
     "sleep_until",
