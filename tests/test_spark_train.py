@@ -88,7 +88,7 @@ def test_same_weights_give_spark_the_same_confidence_matrix(
 ) -> None:
     """The bundle stores the matrix the factors were fit on: with one WeightConfig both
     engines were handed exactly the same entries."""
-    cfg = replace(QUIET, refit=True)
+    cfg = replace(QUIET, refit=False)
     run(small_world["interactions"], tmp_path / "i", cfg, echo=lambda _: None)
     with spark_session(replace(LOCAL, master="local[1]")) as session:
         engine = spark_engine(session)
@@ -115,6 +115,7 @@ def test_trains_on_a_standalone_cluster_and_serves(
             "--catalog", str(small_world["catalog"]),
             "--model-dir", str(model_dir),
             "--quiet",
+            "--no-refit",  # one fit is enough to prove the executors did it
             *FAST,
         ]
     )  # fmt: skip
