@@ -149,7 +149,8 @@ def test_killing_a_master_loses_and_duplicates_no_acknowledged_event(
         print(
             f"failover {failover_s:.1f} s; {len(acked):,} events acknowledged "
             f"({sum(s == 'duplicate' for s in acked.values())} as duplicates of a retried "
-            f"call), {len(ids):,} exported; calls retried: {dict(retries)}"
+            f"call), {len(ids):,} exported; calls retried: {dict(retries)}; redemptions "
+            f"granted {len(set(redemptions))} of budget {BUDGET / COST:g}"
         )
         assert len(ids) == len(set(ids)), "an event was exported twice"
         missing = set(acked) - set(ids)
