@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # On MovieLens-100k (random split) regularization 0.3 and alpha 3 reached ndcg@20 0.443 with
-# no count damping, against 0.421 at 0.1 and 0.351 at 1.0 (BENCHMARKS.md, "Spark ALS"):
+# no count damping, against 0.421 at 0.1 (alpha 1) and 0.351 at 1.0 (BENCHMARKS.md, "Spark"):
 # ALS-WR already scales the regularization per vector, which the damping stands in for.
 DEFAULTS = ALSParams(factors=128, regularization=0.3, alpha=3.0, iterations=15)
 WEIGHTS = WeightConfig(user_exponent=0.0, item_exponent=0.0)
