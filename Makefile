@@ -96,6 +96,8 @@ bench: bench-train bench-serve bench-events bench-catalog bench-batch
 bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_quality
 	$(BIN)/python -m bench.train_scale
+	$(BIN)/python -m bench.train_spark quality
+	$(BIN)/python -m bench.train_spark scale
 
 bench-serve: $(STAMP)
 	$(BIN)/python -m bench.serve

@@ -9,6 +9,8 @@
 | RECSVC_REDIS_TIMEOUT_MS | 50 | socket timeout of serving-path reads; slower = degraded |
 | RECSVC_REDIS_WRITE_TIMEOUT_MS | 2000 | socket timeout of event writes and bulk loads |
 | RECSVC_REDIS_FSYNC | always | embedded Redis appendfsync: always, or everysec (faster) |
+| RECSVC_REDIS_WAIT_REPLICAS | 0 | replicas WAIT must confirm before an event is acknowledged |
+| RECSVC_REDIS_WAIT_TIMEOUT_MS | 500 | how long WAIT may take; less than the write timeout |
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class RedisSettings:
     read_timeout_ms: float = 50.0
     write_timeout_ms: float = 2000.0
     fsync: str = "always"  # the embedded Redis's appendfsync (see the table above)
+    wait_replicas: int = 0
+    wait_timeout_ms: float = 500.0
 
     @classmethod
     def from_env(cls, model_dir: Path, env: dict[str, str] | None = None) -> RedisSettings:
@@ -64,6 +68,18 @@ class RedisSettings:
         fsync = (env.get("RECSVC_REDIS_FSYNC") or cls.fsync).strip().lower()
         if fsync not in FSYNC_POLICIES:
             raise SettingsError(f"RECSVC_REDIS_FSYNC={fsync!r}: use always or everysec")
+        raw_wait = (env.get("RECSVC_REDIS_WAIT_REPLICAS") or "0").strip()
+        if not raw_wait.isdigit():
+            raise SettingsError(
+                f"RECSVC_REDIS_WAIT_REPLICAS={raw_wait!r}: a number of replicas (0 = don't wait)"
+            )
+        write_ms = ms("RECSVC_REDIS_WRITE_TIMEOUT_MS", cls.write_timeout_ms)
+        wait_ms = ms("RECSVC_REDIS_WAIT_TIMEOUT_MS", cls.wait_timeout_ms)
+        if int(raw_wait) and wait_ms >= write_ms:
+            raise SettingsError(
+                f"RECSVC_REDIS_WAIT_TIMEOUT_MS={wait_ms:g} must be less than "
+                f"RECSVC_REDIS_WRITE_TIMEOUT_MS={write_ms:g} (the socket would time out first)"
+            )
         cluster = (env.get("RECSVC_REDIS_CLUSTER") or "0").strip().lower()
         if cluster not in ("0", "1", "true", "false", "yes", "no"):
             raise SettingsError(f"RECSVC_REDIS_CLUSTER={cluster!r}: use 1 or 0")
@@ -75,8 +91,10 @@ class RedisSettings:
             cluster=cluster in ("1", "true", "yes"),
             namespace=env.get("RECSVC_REDIS_NAMESPACE") or "recsvc",
             read_timeout_ms=ms("RECSVC_REDIS_TIMEOUT_MS", cls.read_timeout_ms),
-            write_timeout_ms=ms("RECSVC_REDIS_WRITE_TIMEOUT_MS", cls.write_timeout_ms),
+            write_timeout_ms=write_ms,
             fsync=fsync,
+            wait_replicas=int(raw_wait),
+            wait_timeout_ms=wait_ms,
         )
 
 

@@ -147,6 +147,13 @@ class Keys:
         the set names no customer."""
         return f"{self.prefix}:{{page:{session}}}:shown"
 
+    # -- reloads across workers and replicas (feature_store.reload_signals) ---------------------
+    @property
+    def reload_signals(self) -> str:
+        """HASH "<topic>:seq" -> sequence number, "<topic>" -> JSON {payload, at_ms, origin}
+        of the latest reload of that topic (model, offers, ...); every worker polls it."""
+        return f"{self.prefix}:reload"
+
     # -- catalog changes (UpdateProducts) ----------------------------------------------------
     @property
     def stock(self) -> str:

@@ -18,7 +18,10 @@ from feature_store.store import FeatureStore, as_text
 # budget (0 = none). Idempotent per event_id (a retried call is not counted twice).
 # Returns "" when granted, else the reason.
 _REDEEM = """
-if redis.call('HEXISTS', KEYS[1], 'e:' .. ARGV[2]) == 1 then return '' end
+if redis.call('HEXISTS', KEYS[1], 'e:' .. ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[1], 'e:' .. ARGV[2], '1')  -- a write, so a WAIT after it covers the first
+  return ''
+end
 local mine = tonumber(redis.call('HGET', KEYS[1], 'c:' .. ARGV[1]) or '0')
 local cap = tonumber(ARGV[4])
 if cap > 0 and mine >= cap then return 'redemption limit of this offer reached for the customer' end
@@ -67,11 +70,15 @@ def redeem(
     max_per_customer: int = 0,
     budget: float = 0.0,
 ) -> str | None:
-    """Count a redemption if caps allow; None when granted, else why not."""
-    script = store.script(_REDEEM)
-    reason = script(
-        keys=[store.keys.offer_usage(offer_id)],
-        args=[customer_id, event_id, cost, max_per_customer, budget],
+    """Count a redemption if caps allow; None when granted, else why not.
+
+    With replicas awaited (FeatureStore.wait_replicas) a grant is returned only once a
+    replica has it: a failover cannot forget an acknowledged redemption and grant it again.
+    """
+    reason = store.confirmed(
+        store.script(_REDEEM),
+        [store.keys.offer_usage(offer_id)],
+        [customer_id, event_id, cost, max_per_customer, budget],
     )
     if not reason:  # remembered for forget/export, whatever the catalog holds by then
         store.writer.sadd(store.keys.offers_used, offer_id)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from feature_store.connection import connect
@@ -28,11 +28,14 @@ from formats.events import INTEREST, Event, encode
 log = logging.getLogger(__name__)
 
 # KEYS[1] stream, KEYS[2..] one dedupe key per event; ARGV[1] TTL, ARGV[2..] payloads.
-# Returns per event the new stream id, or "" when the event_id was seen within the TTL.
+# Returns per event the new stream id, or "" when the event_id was seen within the TTL (a
+# replay, whose dedupe TTL starts again).
 _APPEND = """
 local out = {}
 for i = 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
+    -- A write even for a replay, so that a WAIT after it also covers the first append.
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
     out[i - 1] = ''
   else
     local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
@@ -45,7 +48,9 @@ return out
 
 # KEYS: (recent, purchased, activity) per customer. ARGV: RECENT_MAX, PURCHASED_MAX, then per
 # customer _CustomerUpdate.script_args(): n, recent entries..., n, (type, count)..., n,
-# (product, ts)..., spend, last_seen, last_purchase (0 = none).
+# (product, ts)..., spend, last_seen, last_purchase (0 = none). last_seen and last_purchase
+# only move forward: a batch that arrives late never sets them back. On a cluster the script
+# runs once per customer (its three keys share the customer's hash tag).
 _ACTIVITY = """
 local rmax, pmax = tonumber(ARGV[1]), tonumber(ARGV[2])
 local a = 3
@@ -66,7 +71,10 @@ for c = 1, #KEYS, 3 do
   if tonumber(ARGV[a]) > 0 then redis.call('HINCRBYFLOAT', activity, 'spend', ARGV[a]) end
   local seen = tonumber(redis.call('HGET', activity, 'last_seen') or '0')
   if tonumber(ARGV[a + 1]) > seen then redis.call('HSET', activity, 'last_seen', ARGV[a + 1]) end
-  if ARGV[a + 2] ~= '0' then redis.call('HSET', activity, 'last_purchase', ARGV[a + 2]) end
+  local bought = tonumber(redis.call('HGET', activity, 'last_purchase') or '0')
+  if tonumber(ARGV[a + 2]) > bought then
+    redis.call('HSET', activity, 'last_purchase', ARGV[a + 2])
+  end
   a = a + 3
 end
 return 1
@@ -189,6 +197,12 @@ def _customer_update(customer_id: str, events: list[Event]) -> _CustomerUpdate:
     )
 
 
+class NotReplicated(RedisError):
+    """A write the master has but too few replicas confirmed: not acknowledged; a retry is
+    deduplicated (the script is idempotent), and goes to the promoted replica after a
+    failover."""
+
+
 def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -204,12 +218,21 @@ class FeatureStore:
         read_timeout_s: float = 0.05,
         write_timeout_s: float = 2.0,
         trend_flush_s: float = 0.0,
+        wait_replicas: int = 0,
+        wait_timeout_s: float = 0.5,
     ) -> None:
         """``trend_flush_s`` > 0: trend counters are summed in this process and written every
         that many seconds (a popular product then costs one ZINCRBY per interval instead of
-        one per batch; a crash loses at most one interval of these derived counters)."""
+        one per batch; a crash loses at most one interval of these derived counters).
+
+        ``wait_replicas`` > 0: writes that are acknowledged to a caller (events, offer
+        redemptions) return only once WAIT confirms that many replicas have them, within
+        ``wait_timeout_s``; otherwise they raise NotReplicated (see confirmed())."""
         self.keys = Keys(namespace)
         self.cluster = cluster
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = max(1, round(wait_timeout_s * 1000))
+        self._topology = threading.Lock()
         self._generation: int | None = None
         self.reader = connect(url, cluster, read_timeout_s)
         self.writer = connect(url, cluster, write_timeout_s)
@@ -247,6 +270,45 @@ class FeatureStore:
             found = self._scripts[key] = self.reader.register_script(source)
         return found
 
+    def confirmed(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a write ``script`` (one hash tag); with ``wait_replicas``, WAIT on the same
+        connection until that many replicas have it, else raise NotReplicated.
+
+        WAIT covers the writes of its own connection, so the script and the WAIT go in one
+        pipeline to the node that owns the keys (on a cluster, that shard's master). On an
+        error the cluster's map of shards is refreshed: after a failover the next call goes
+        to the promoted replica.
+        """
+        if not self.wait_replicas:
+            return script(keys=keys, args=args)
+        client = self.writer
+        if self.cluster:
+            client = client.get_redis_connection(client.get_node_from_key(keys[0]))
+        try:
+            for attempt in range(2):
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                try:
+                    result, acked = pipe.execute()
+                except NoScriptError:
+                    if attempt:
+                        raise
+                    client.script_load(script.script)
+                    continue
+                break
+        except RedisError:
+            if self.cluster:
+                with self._topology:
+                    self.writer.nodes_manager.initialize()
+            raise
+        if int(acked) < self.wait_replicas:
+            raise NotReplicated(
+                f"written, but {int(acked)} of {self.wait_replicas} replicas confirmed it "
+                f"within {self.wait_timeout_ms} ms (RECSVC_REDIS_WAIT_REPLICAS)"
+            )
+        return result
+
     def close(self) -> None:
         if self._flusher is not None:
             self._stop.set()
@@ -263,14 +325,15 @@ class FeatureStore:
     def append_events(self, events: Sequence[Event]) -> list[str | None]:
         """Append to the stream atomically, skipping event_ids seen within DEDUPE_TTL.
 
-        Returns per event its stream id, or None for a duplicate. Raises redis errors: then
-        nothing of the batch was acknowledged (a retry is deduplicated).
+        Returns per event its stream id, or None for a duplicate. Raises redis errors
+        (NotReplicated too): then nothing of the batch was acknowledged, and a retry is
+        deduplicated.
         """
         if not events:
             return []
         k = self.keys
         keys = [k.stream, *(k.dedupe(e.event_id) for e in events)]
-        ids = self._append(keys=keys, args=[DEDUPE_TTL, *(encode(e) for e in events)])
+        ids = self.confirmed(self._append, keys, [DEDUPE_TTL, *(encode(e) for e in events)])
         return [as_text(i) or None for i in ids]
 
     def apply_activity(self, events: Iterable[Event], categories: dict[str, str]) -> None:
@@ -366,24 +429,35 @@ class FeatureStore:
                 log.debug("trend flush failed, retried next interval: %s", exc)
 
     def _apply_pipelined(self, updates: list[_CustomerUpdate]) -> None:
-        pipe = self.writer.pipeline(transaction=False)
-        for u in updates:
-            recent, purchased, activity = self.keys.customer_keys(u.customer_id)
-            if u.recent:
-                pipe.lpush(recent, *u.recent)
-                pipe.ltrim(recent, 0, RECENT_MAX - 1)
-            for kind, n in u.counts.items():
-                pipe.hincrby(activity, f"n:{kind}", n)
-            if u.purchased:
-                pipe.zadd(purchased, u.purchased)
-                pipe.zremrangebyrank(purchased, 0, -PURCHASED_MAX - 1)
-            if u.spend:
-                pipe.hincrbyfloat(activity, "spend", u.spend)
-            stamps = {"last_seen": u.last_seen}
-            if u.last_purchase:
-                stamps["last_purchase"] = u.last_purchase
-            pipe.hset(activity, mapping=stamps)
-        pipe.execute()
+        """On a cluster: the activity script once per customer, all in one pipeline."""
+        pending = updates
+        for _ in range(2):  # a second round only for shards that lacked the script
+            pipe = self.writer.pipeline(transaction=False)
+            for u in pending:
+                keys = self.keys.customer_keys(u.customer_id)
+                # execute_command: redis-py blocks pipe.evalsha on a cluster, not the command.
+                pipe.execute_command(
+                    "EVALSHA",
+                    self._apply.sha,
+                    len(keys),
+                    *keys,
+                    RECENT_MAX,
+                    PURCHASED_MAX,
+                    *u.script_args(),
+                )
+            replies = pipe.execute(raise_on_error=False)
+            failed = [
+                (u, r) for u, r in zip(pending, replies, strict=True) if isinstance(r, Exception)
+            ]
+            if not failed:
+                return
+            if not all(isinstance(r, NoScriptError) for _, r in failed):
+                raise next(r for _, r in failed if not isinstance(r, NoScriptError))
+            # A shard without the script (new, or a promoted replica): load it everywhere and
+            # run again only what did not run, so no counter is incremented twice.
+            self.writer.script_load(_ACTIVITY)
+            pending = [u for u, _ in failed]
+        raise NoScriptError("the activity script could not be loaded on every shard")
 
     # -- serving reads -----------------------------------------------------------------------
     def activity(self, customer_id: str) -> Activity:

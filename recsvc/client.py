@@ -2,13 +2,20 @@
 
 with Client("localhost:50051", token="...") as c:
     rec = c.recommend("C0000001", limit=10)
+
+Several replicas: ``Client("10.0.0.1:50051,10.0.0.2:50051")`` spreads calls round robin and
+retries UNAVAILABLE on another replica (SERVICE_CONFIG, also documented in docs/api.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 
@@ -33,6 +40,67 @@ from recsvc.convert import (
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 
+# Any gRPC client can use this service config (docs/api.md): spread calls over every address
+# the target resolves to (round_robin; the default pick_first sends everything to one), and
+# retry a call that failed UNAVAILABLE (a replica stopped or died, Redis failing over) on
+# another replica. Every RPC may be retried: reads are read-only, TrackEvents and redemptions
+# are deduplicated by event_id, reloads and UpdateProducts set values. Not SetLoyalty: a
+# points_delta applied twice would count twice.
+SERVICE_CONFIG: dict[str, Any] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "recsvc.v1.Recommender"},
+                {"service": "recsvc.v1.Events"},
+                {"service": "recsvc.v1.Privacy"},
+                {"service": "recsvc.v1.Admin"},
+            ],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        },
+        {"name": [{"service": "recsvc.v1.Admin", "method": "SetLoyalty"}]},
+    ],
+    # Retries stop while more than half of the last ~10 calls failed: no retry storm when
+    # every replica is down.
+    "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+}
+
+
+def channel_target(addresses: str | Sequence[str]) -> str:
+    """One address as given; several ("host:port,host:port" or a list) as gRPC's static
+    ``ipv4:``/``ipv6:`` target over their resolved addresses, so round_robin sees them all.
+    (In production a DNS name with one record per replica, ``dns:///recsvc.internal:50051``,
+    or a gRPC-aware load balancer does the same without a list.)"""
+    if isinstance(addresses, str):
+        addresses = [a.strip() for a in addresses.split(",") if a.strip()]
+    if not addresses:
+        raise ValueError("no server address given")
+    if len(addresses) == 1:
+        return addresses[0]
+    resolved: list[tuple[socket.AddressFamily, str]] = []
+    for address in addresses:
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"{address!r}: expected HOST:PORT")
+        try:
+            infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ValueError(f"{address!r}: cannot resolve {host}: {exc}") from None
+        family, *_, sockaddr = infos[0]
+        ip = str(sockaddr[0])
+        resolved.append((family, f"[{ip}]:{port}" if family == socket.AF_INET6 else f"{ip}:{port}"))
+    families = {family for family, _ in resolved}
+    if len(families) > 1:
+        raise ValueError("give all IPv4 or all IPv6 addresses (gRPC cannot mix them in one target)")
+    scheme = "ipv6" if families == {socket.AF_INET6} else "ipv4"
+    return f"{scheme}:" + ",".join(a for _, a in resolved)
+
 
 def default_token(model_dir: Path | None = None) -> str | None:
     """RECSVC_TOKEN, else the development token `recsvc serve` wrote beside the model dir."""
@@ -46,15 +114,28 @@ def default_token(model_dir: Path | None = None) -> str | None:
 class Client:
     def __init__(
         self,
-        target: str = "localhost:50051",
+        target: str | Sequence[str] = "localhost:50051",
         token: str | None = None,
         root_cert: bytes | None = None,
         timeout: float = 5.0,
     ) -> None:
+        """``target``: one address, or several replicas ("a:50051,b:50051" or a list):
+        calls go round robin over them and UNAVAILABLE is retried (SERVICE_CONFIG)."""
+        options: list[tuple[str, Any]] = [
+            ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+            ("grpc.enable_retries", 1),
+        ]
+        resolved = channel_target(target)
+        names = target.split(",") if isinstance(target, str) else list(target)
+        if root_cert is not None and resolved.startswith(("ipv4:", "ipv6:")):
+            # The certificate names the host, not the addresses it resolved to.
+            host = names[0].strip().rpartition(":")[0].strip("[]")
+            options.append(("grpc.ssl_target_name_override", host))
         if root_cert is not None:
-            self.channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root_cert))
+            credentials = grpc.ssl_channel_credentials(root_cert)
+            self.channel = grpc.secure_channel(resolved, credentials, options=options)
         else:
-            self.channel = grpc.insecure_channel(target)
+            self.channel = grpc.insecure_channel(resolved, options=options)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self.recommender = pb_grpc.RecommenderStub(self.channel)

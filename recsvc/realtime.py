@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from feature_store import catalog as products
 from feature_store.keys import MAX_DESCRIBED
 from feature_store.offer_usage import record_offer_events
-from feature_store.store import Activity, FeatureStore
+from feature_store.store import Activity, FeatureStore, NotReplicated
 from formats.attributes import STANDARD_COLUMNS
 from formats.errors import InvalidRequest, LimitReached, NotFound, Unavailable
 from formats.events import Event, check
@@ -147,6 +147,10 @@ class Realtime:
         if valid:
             try:
                 ids = store.append_events([e for _, e in valid])
+            except NotReplicated as exc:  # Redis answers: not an outage of the serving path
+                raise Unavailable(
+                    f"events not acknowledged: {exc}; retry the call (replays are deduplicated)"
+                ) from None
             except RedisError as exc:
                 self._failed(exc)
                 raise Unavailable(
@@ -193,6 +197,11 @@ class Realtime:
             if event.type == "offer_redeemed":
                 try:
                     reason = check(store, event)
+                except NotReplicated as exc:
+                    raise Unavailable(
+                        f"redemption not acknowledged: {exc}; retry the call (it is counted "
+                        "once per event_id)"
+                    ) from None
                 except RedisError as exc:
                     self._failed(exc)
                     raise Unavailable(

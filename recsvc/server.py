@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,11 +36,15 @@ from recsvc.experiments import Experiments
 from recsvc.health import StoreHealth
 from recsvc.model_store import ModelStore
 from recsvc.realtime import Realtime
+from recsvc.reloads import ReloadSignals
 from recsvc.services import SCOPES, SERVICES
 from recsvc.trending import Trending, TrendingConfig
 
 if TYPE_CHECKING:
     from recsvc.web.face import Web
+
+if TYPE_CHECKING:
+    from recsvc.offer_service import OfferService
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ class Running:
     store_health: StoreHealth
     web: Web | None = None  # the HTTP port, when RECSVC_HTTP_PORT is not 0
     experiments: Experiments | None = None
+    signals: ReloadSignals | None = None
 
     @property
     def http_port(self) -> int:
@@ -64,6 +69,8 @@ class Running:
 
     def stop(self, grace: float = 5.0) -> None:
         self.store_health.stop()
+        if self.signals is not None:
+            self.signals.stop()
         if self.experiments is not None:
             self.experiments.close()
         for name in ("", *SERVICES):
@@ -99,6 +106,8 @@ def feature_store(config: ServeConfig) -> FeatureStore | None:
         r.read_timeout_ms / 1000,
         r.write_timeout_ms / 1000,
         trend_flush_s=1.0,
+        wait_replicas=r.wait_replicas,
+        wait_timeout_s=r.wait_timeout_ms / 1000,
     )
 
 
@@ -183,6 +192,10 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         store.close()
         raise ConfigError(f"RECSVC_PROMOTIONS: {exc}") from None
     realtime.check_redemption = offers.check_redemption
+    # A reload answered by any worker of any replica is repeated here (recsvc/reloads.py).
+    signals = ReloadSignals(realtime.store)
+    signals.on("model", lambda payload: store.reload(str(payload["version"])))
+    signals.on("offers", lambda payload: reload_offers(offers, payload))
     customers = Customers(realtime.store, offers.offer_ids)
     trending = Trending(
         realtime, TrendingConfig(config.trending_refresh, config.trending_min_events)
@@ -194,6 +207,8 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         except ExperimentsError as exc:
             store.close()
             raise ConfigError(f"RECSVC_EXPERIMENTS: {exc}") from None
+    signals.on("promotions", lambda payload: promotions.reload())
+    signals.on("experiments", lambda payload: experiments.reload())
     # Without a configured key (tests, in-process servers): a key of this process alone.
     key = config.page_token_key.encode() or secrets.token_bytes(32)
     tokens = PageTokens(key, config.page_ttl) if config.paging else None
@@ -213,7 +228,7 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         count_events,
         lambda events: metrics.record_attributed(events, experiments.labels),
     )
-    admin = AdminServicer(store, realtime, customers, offers, promotions, experiments)
+    admin = AdminServicer(store, realtime, customers, offers, promotions, experiments, signals)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     for target in (server, handlers):
         recommender_pb2_grpc.add_RecommenderServicer_to_server(recommender, target)
@@ -279,11 +294,31 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     store_health = StoreHealth(health_servicer, realtime.store)
     store_health.start()  # Events and Privacy: NOT_SERVING while Redis cannot store
+    signals.start()
     http = f", HTTP on {host}:{web.port}" if web is not None else ""
     log.info(
         "serving model %s on %s:%d%s (pid %d)", store.engine.version, host, port, http, os.getpid()
     )
-    return Running(server, port, store, health_servicer, realtime, store_health, web, experiments)
+    return Running(
+        server, port, store, health_servicer, realtime, store_health, web, experiments, signals
+    )
+
+
+def reload_offers(offers: OfferService, payload: dict[str, Any]) -> None:
+    """Another worker reloaded the offer catalog: read this replica's file again."""
+    if offers.path is None:
+        return
+    catalog = offers.reload()
+    announced = payload.get("catalog_version")
+    if announced and catalog.digest[:12] != announced:
+        log.warning(
+            "offer catalog %s here is version %s, the reload announced %s: is %s the same "
+            "file on every replica?",
+            offers.path,
+            catalog.digest[:12],
+            announced,
+            offers.path,
+        )
 
 
 def read_pem(path: Path, variable: str) -> bytes:

@@ -36,6 +36,7 @@ from recsvc.offers import OfferCatalogError
 from recsvc.product_service import ProductService
 from recsvc.promotions import PromotionsError, PromotionService
 from recsvc.realtime import Realtime
+from recsvc.reloads import ReloadSignals
 from recsvc.trending import Trending
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
@@ -324,6 +325,7 @@ class AdminServicer(pb_grpc.AdminServicer):
         offers: OfferService | None = None,
         promotions: PromotionService | None = None,
         experiments: Experiments | None = None,
+        signals: ReloadSignals | None = None,
     ) -> None:
         self.store = store
         self.realtime = realtime or Realtime(None)
@@ -331,12 +333,18 @@ class AdminServicer(pb_grpc.AdminServicer):
         self.offers = offers or OfferService(None, self.realtime)
         self.promotions = promotions or PromotionService(None, self.realtime)
         self.experiments = experiments or Experiments(None, store)
+        self.signals = signals or ReloadSignals(None)
 
     def ReloadPromotions(
         self, request: pb.ReloadPromotionsRequest, context: grpc.ServicerContext
     ) -> pb.ReloadPromotionsResponse:
         catalog = call(context, self.promotions.reload)
         active = len(self.promotions.active_any())
+        # Then every other worker and replica (recsvc/reloads.py), not only this one.
+        call(
+            context,
+            lambda: self.signals.announce("promotions", {"version": catalog.digest[:12]}),
+        )
         log.info("ReloadPromotions", extra={"rpc": "ReloadPromotions", "promotions": len(catalog)})
         return pb.ReloadPromotionsResponse(
             promotions_version=catalog.digest[:12], promotions=len(catalog), active=active
@@ -348,6 +356,10 @@ class AdminServicer(pb_grpc.AdminServicer):
         config = call(context, self.experiments.reload)
         enabled = [e for e in config.experiments if e.enabled]
         versions = [self.store.engine.version, *config.versions]
+        call(
+            context,
+            lambda: self.signals.announce("experiments", {"version": config.digest[:12]}),
+        )
         log.info(
             "ReloadExperiments",
             extra={"rpc": "ReloadExperiments", "experiments": [e.name for e in enabled]},
@@ -362,6 +374,11 @@ class AdminServicer(pb_grpc.AdminServicer):
         self, request: pb.ReloadOffersRequest, context: grpc.ServicerContext
     ) -> pb.ReloadOffersResponse:
         catalog = call(context, self.offers.reload)
+        # Then every other worker and replica (recsvc/reloads.py), not only this one.
+        call(
+            context,
+            lambda: self.signals.announce("offers", {"catalog_version": catalog.digest[:12]}),
+        )
         log.info("ReloadOffers", extra={"rpc": "ReloadOffers", "offers": len(catalog)})
         return pb.ReloadOffersResponse(catalog_version=catalog.digest[:12], offers=len(catalog))
 
@@ -419,6 +436,7 @@ class AdminServicer(pb_grpc.AdminServicer):
             return version != before, version
 
         changed, version = call(context, reload)
+        call(context, lambda: self.signals.announce("model", {"version": version}))
         log.info(
             "ReloadModel",
             extra={"rpc": "ReloadModel", "model_version": version, "changed": changed},

@@ -22,7 +22,7 @@ AddBundle = Callable[..., str]
 # argument name and never imports it (plain helpers in them are imported as usual).
 # grpc_helpers first: redis_fixtures imports it, and a plugin imported before it is registered
 # loses pytest's assertion rewriting.
-pytest_plugins = ("grpc_helpers", "redis_fixtures", "web_helpers")
+pytest_plugins = ("grpc_helpers", "redis_fixtures", "spark_fixtures", "web_helpers")
 
 
 @pytest.fixture(autouse=True)

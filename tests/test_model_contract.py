@@ -16,8 +16,9 @@ import importlib
 import inspect
 import pkgutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -26,6 +27,8 @@ from scipy.sparse import csr_matrix
 import training
 from training.metrics import mask_seen, recommend_batch
 from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
+from training.spark import DEFAULTS as SPARK_DEFAULTS
+from training.spark import SparkALSModel
 
 BLOCKS = (np.arange(0, 6), np.arange(6, 12))  # A, B
 NOBODYS = 12  # the item nobody interacted with
@@ -282,7 +285,11 @@ def test_every_model_class_has_a_contract() -> None:
     missing = sorted(cls.__qualname__ for cls in models - covered)
     assert not missing, f"no contract test class (a ModelContract subclass) for {missing}"
     assert {ALSModel, PopularityModel, ItemKNNModel} <= covered
-    names = [cls.name for cls in models]  # training reports metrics by model name
+    # Training reports metrics by model name. ALS fit by another engine (SparkALSModel) is
+    # still "als": a run has one engine, and manifests compare across engines by that name.
+    engines = {cls for cls in models if issubclass(cls, ALSModel) and cls is not ALSModel}
+    assert {cls.name for cls in engines} <= {"als"}
+    names = [cls.name for cls in models - engines]
     assert len(set(names)) == len(names), names
 
 
@@ -302,3 +309,32 @@ def test_concrete_subclasses_looks_below_abstract_classes() -> None:
         pass
 
     assert concrete_subclasses(Base) == {Leaf, LeafOfLeaf}
+
+
+class TestSparkALSModelContract(ModelContract):
+    """Spark MLlib's ALS (local mode, one session for the class): the same contract."""
+
+    model_class = SparkALSModel
+    personalized = True
+    session: ClassVar[Any] = None
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def spark(cls) -> Iterator[None]:
+        from training.spark import SparkSettings, spark_session
+
+        # C1 only: these short JVM jobs finish sooner without the optimizing compiler.
+        quick = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
+        settings = SparkSettings(master="local[1]", progress=False, conf=quick)
+        with spark_session(settings) as session:
+            cls.session = session
+            yield
+        cls.session = None
+
+    def make_model(self, seed: int = 0) -> SparkALSModel:
+        params = replace(SPARK_DEFAULTS, factors=8, iterations=5, random_state=seed)
+        return SparkALSModel(params, type(self).session, blocks=1)
+
+    def item_similarity(self, model: Model) -> np.ndarray:
+        assert isinstance(model, SparkALSModel)
+        return cosine(model.item_factors)

@@ -30,6 +30,7 @@ from training.dataset import (
     catalog_from_interactions,
     user_item_matrix,
 )
+from training.engines import ALSEngine, implicit_engine
 from training.gate import GateResult, compare_with_serving
 from training.index import build_index, index_kind, normalized, tune_ef_search
 from training.ingest import (
@@ -186,8 +187,14 @@ def run(
     catalog: Path | None = None,
     customers: Path | None = None,
     echo: Callable[[str], None] = print,
+    engine: ALSEngine | None = None,
 ) -> TrainResult:
-    """Train, evaluate and publish one bundle; returns its version and manifest."""
+    """Train, evaluate and publish one bundle; returns its version and manifest.
+
+    ``engine`` fits ALS (default: implicit in this process; training.spark: Spark MLlib);
+    every other step is the same whatever the engine.
+    """
+    engine = engine or implicit_engine()
     phases = [
         *("read", "split", "tune", "fit", "evaluate", "gate", "cold start", "refit"),
         *("content", "index", "clv", "publish"),
@@ -243,11 +250,19 @@ def run(
     trials: list[Trial] = []
     with p.phase("tune"):
         if cfg.tune:
-            weights, als_params, trials = tune(split.train, cfg, progress=cfg.progress, echo=echo)
+            weights, als_params, trials = tune(
+                split.train,
+                cfg,
+                progress=cfg.progress,
+                echo=echo,
+                new_model=engine.new_model,
+                space=engine.space,
+                default_trials=engine.tune_trials,
+            )
 
     with p.phase("fit"):
         matrix = user_item_matrix(split.train, weights)
-        als = ALSModel(als_params)
+        als = engine.new_model(als_params)
         als.fit(matrix, progress=cfg.progress)
         models: dict[str, Model] = {"als": als}
         knn: ItemKNNModel | None = None
@@ -293,8 +308,11 @@ def run(
     with p.phase("refit"):
         if cfg.refit:
             matrix = user_item_matrix(ds, weights)
-            refit = ALSModel(als_params)
-            refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
+            refit = engine.new_model(als_params)
+            if engine.warm_starts:
+                refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
+            else:
+                refit.fit(matrix, cfg.progress)
             als = refit
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
@@ -343,6 +361,8 @@ def run(
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "recsvc_version": __version__,
             "model": "als",
+            "engine": engine.name,
+            "engine_info": engine.info,
             "input": {
                 "fingerprint": fp,
                 "files": [str(x) for x in inputs],
@@ -420,7 +440,10 @@ def run(
     if bundle is None:
         raise GateError(refusal(gate, version, model_dir), version, gate)
     forced = " (forced past the gate)" if not gate.passed else ""
-    echo(f"published {version} to {model_dir}{forced} ({sum(p.seconds.values()):.1f} s)")
+    echo(
+        f"published {version} to {model_dir}{forced} "
+        f"(ALS by {engine.name}, {sum(p.seconds.values()):.1f} s)"
+    )
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
 
 

@@ -98,8 +98,16 @@ def tune(
     cfg: TrainConfig,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    new_model: Callable[[ALSParams], ALSModel] = ALSModel,
+    space: Space | None = None,
+    default_trials: int = 36,
 ) -> tuple[WeightConfig, ALSParams, list[Trial]]:
-    """Try each candidate on a validation split of ``train``; return the best and the table."""
+    """Try each candidate on a validation split of ``train``; return the best and the table.
+
+    ``new_model``, ``space`` and ``default_trials`` come from the engine (training.engines):
+    Spark's regularization is scaled per customer and product, so it searches elsewhere.
+    """
+    space = space or Space()
     val = make_split(train, cfg.split, cfg.test_fraction, cfg.seed + 1, cfg.target_events)
     users = sample_users(val.eval_users, cfg.eval_users, cfg.seed)
     seen = binary_matrix(val.train.user, val.train.item, val.targets.shape)
@@ -107,7 +115,7 @@ def tune(
     def fit_and_score(candidate: Candidate) -> Trial:
         weights, params = candidate
         start = time.perf_counter()
-        model = ALSModel(params)
+        model = new_model(params)
         model.fit(user_item_matrix(val.train, weights))
         result = evaluate(partial(model.score, user_items=seen), seen, val.targets, cfg.k, users)
         return Trial(weights, params, result[f"ndcg@{cfg.k}"], time.perf_counter() - start)
@@ -115,15 +123,15 @@ def tune(
     # Coarse to fine: half the budget over a space wide enough for sparse retail data
     # (wants little regularization) and MovieLens (wants it in the tens), half around the best.
     rng = np.random.default_rng(cfg.seed)
-    budget = cfg.tune_trials or 36
+    budget = cfg.tune_trials or default_trials
     wide = budget - budget // 2
     bar = tqdm(total=budget, desc="tune", disable=not progress, leave=False)
     trials: list[Trial] = []
-    for candidate in Space().draw(rng, wide, cfg.weights, cfg.als):
+    for candidate in space.draw(rng, wide, cfg.weights, cfg.als):
         trials.append(fit_and_score(candidate))
         bar.update(1)
     first = max(trials, key=lambda t: t.score)
-    local = Space().around((first.weights, first.params))
+    local = space.around((first.weights, first.params))
     for candidate in local.draw(
         rng, budget - wide, cfg.weights, cfg.als, (first.weights.confidence,)
     ):

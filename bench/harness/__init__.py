@@ -19,6 +19,7 @@ from bench.harness.host import (
     host_busy,
     recsvc_bin,
     run_timed,
+    run_tree_sampled,
     sleep_until,
 )
 from bench.harness.http_load import json_bodies
@@ -81,6 +82,7 @@ __all__ = [
     "published",
     "recsvc_bin",
     "run_timed",
+    "run_tree_sampled",
     "serialize",
     "serve_jobs",
     "sleep_until",

@@ -36,6 +36,38 @@ def run_timed(args: list[str], env: dict[str, str] | None = None) -> Timed:
     return Timed(seconds, usage.ru_maxrss / 2**20, out)
 
 
+def run_tree_sampled(args: list[str], env: dict[str, str] | None = None) -> Timed:
+    """Like run_timed, but the peak is of the whole process tree's summed RSS, sampled every
+    0.2 s: a run that starts a JVM (Spark) holds memory in a child that wait4 may not see."""
+    full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=devnull, env=full_env)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    chunks: list[bytes] = []
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    while proc.poll() is None:
+        total = 0
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                total += p.memory_info().rss
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        if data := proc.stdout.read():
+            chunks.append(data)
+        time.sleep(0.2)
+    chunks.append(proc.stdout.read() or b"")
+    seconds = time.perf_counter() - start
+    out = b"".join(chunks).decode()
+    if proc.returncode != 0:
+        sys.stdout.write(out)
+        raise SystemExit(f"{' '.join(args)} failed with exit code {proc.returncode}")
+    return Timed(seconds, peak / 2**30, out)
+
+
 def recsvc_bin() -> str:
     """The recsvc console script of this interpreter's environment."""
     return str(Path(sys.executable).with_name("recsvc"))

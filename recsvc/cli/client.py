@@ -29,7 +29,8 @@ def register(sub: Subparsers) -> None:
     cl.add_argument(
         "--target",
         default=os.environ.get("RECSVC_TARGET", "localhost:50051"),
-        help="server address (RECSVC_TARGET, default %(default)s)",
+        help="server address, or several replicas comma-separated (round robin, UNAVAILABLE "
+        "retried elsewhere) (RECSVC_TARGET, default %(default)s)",
     )
     cl.add_argument("--token", help="bearer token (default RECSVC_TOKEN, else the dev token file)")
     cl.add_argument("--ca-cert", type=Path, help="PEM root certificate for TLS")

@@ -31,6 +31,8 @@ def feature_store(model_dir: Path) -> Iterator[tuple[FeatureStore, str]]:
             settings.namespace,
             settings.write_timeout_ms / 1000,
             settings.write_timeout_ms / 1000,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout_s=settings.wait_timeout_ms / 1000,
         )
         try:
             yield store, url

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +23,8 @@ from recsvc.cli.common import feature_store
 
 if TYPE_CHECKING:
     from recsvc.cli.args import Subparsers
+    from training.config import TrainConfig
+    from training.engines import ALSEngine
 
 T = TypeVar("T")
 
@@ -85,13 +90,20 @@ def _register_train(sub: Subparsers) -> None:
     )
     g = train.add_argument_group("model")
     g.add_argument(
+        "--engine",
+        choices=("implicit", "spark"),
+        default="implicit",
+        help="what fits ALS: implicit in this process (default) or Spark MLlib "
+        "(--spark-master); both publish the same bundle format",
+    )
+    g.add_argument(
         "--tune", action="store_true", help="choose hyperparameters on a validation split"
     )
     g.add_argument(
         "--tune-trials",
         type=int,
         default=0,
-        help="random subset of the search space (0 = all of it)",
+        help="candidates --tune fits (0 = the engine's default: 36 implicit, 12 spark)",
     )
     g.add_argument("--factors", type=int, default=None)
     g.add_argument("--regularization", type=float, default=None)
@@ -106,6 +118,26 @@ def _register_train(sub: Subparsers) -> None:
     )
     g.add_argument(
         "--half-life-days", type=float, default=None, help="recency decay (default none)"
+    )
+    g = train.add_argument_group("spark (with --engine spark)")
+    g.add_argument(
+        "--spark-master",
+        default=os.environ.get("RECSVC_SPARK_MASTER", "local[*]"),
+        help="local[*], local[N], spark://HOST:PORT, yarn or k8s://URL "
+        "(env RECSVC_SPARK_MASTER, default %(default)s)",
+    )
+    g.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, e.g. spark.executor.memory=8g (repeatable)",
+    )
+    g.add_argument(
+        "--spark-blocks",
+        type=_positive_int,
+        default=None,
+        help="ALS user and item blocks (default: Spark's default parallelism)",
     )
     g = train.add_argument_group("index")
     g.add_argument(
@@ -181,13 +213,45 @@ def _with(obj: T, **values: Any) -> T:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
     from training.config import TrainConfig
-    from training.gate import GateConfig
     from training.train import run
 
-    cfg = TrainConfig()
+    with _engine(args) as engine:
+        cfg = TrainConfig(als=engine.defaults, weights=engine.weights)
+        cfg = _configure(cfg, args)
+        run(
+            args.interactions,
+            args.model_dir,
+            cfg,
+            catalog=args.catalog,
+            customers=args.customers,
+            engine=engine,
+        )
+
+
+@contextmanager
+def _engine(args: argparse.Namespace) -> Iterator[ALSEngine]:
+    """The engine --engine names; a Spark session lives as long as the run."""
+    from training.engines import implicit_engine
+
+    if args.engine != "spark":
+        yield implicit_engine()
+        return
+    from training.spark import SparkSettings, parse_conf, spark_engine, spark_session
+
+    settings = SparkSettings(
+        master=args.spark_master, conf=parse_conf(args.spark_conf), progress=not args.quiet
+    )
+    with spark_session(settings) as session:
+        yield spark_engine(session, args.spark_blocks or 0)
+
+
+def _configure(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """``cfg`` (the engine's defaults) with the command line's options applied."""
+    from dataclasses import replace
+
+    from training.gate import GateConfig
+
     als = _with(
         cfg.als,
         factors=args.factors,
@@ -229,7 +293,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cold_start=_with(cfg.cold_start, fraction=args.cold_start_fraction, seed=args.seed),
         gate=GateConfig(tolerance=args.gate_tolerance, force=args.force),
     )
-    run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
+    return cfg
 
 
 def _tombstones(model_dir: Path) -> frozenset[str]:
