@@ -23,12 +23,16 @@ from training.train import run
 WORLD = synth.SynthConfig(customers=2000, products=200, seed=7)
 NO_PRICE_EVERY = 17  # every 17th catalog product has no price (fails every price bound)
 QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
+ALS = replace(QUIET, use_item2item=False)  # the ALS-only bundles most serving tests read
 TRAIN_CONFIGS = {
-    "exact": QUIET,
+    "exact": ALS,
     # More than 10 products: the trainer builds an HNSW index instead of an exact one.
-    "hnsw": replace(QUIET, index=IndexConfig(exact_max_items=10)),
+    "hnsw": replace(ALS, index=IndexConfig(exact_max_items=10)),
     # A different model over the same catalog (another seed, no refit).
-    "other": replace(QUIET, seed=1, refit=False),
+    "other": replace(ALS, seed=1, refit=False),
+    # The item-to-item model serves recommendations and similar products.
+    "item2item": replace(QUIET, serve="item2item", serve_similar="item2item"),
+    "blend": replace(QUIET, serve="blend", serve_similar="als"),
 }
 
 _world: dict[str, Path] = {}
@@ -49,7 +53,7 @@ def world(factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def trained(factory: pytest.TempPathFactory, kind: str = "exact") -> Path:
-    """The directory of a bundle trained on :func:`world` ("exact", "hnsw" or "other")."""
+    """The directory of a bundle trained on :func:`world` (a key of TRAIN_CONFIGS)."""
     if kind not in _trained:
         files = world(factory)
         result = run(

@@ -16,7 +16,7 @@ import importlib
 import inspect
 import pkgutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -24,6 +24,7 @@ import pytest
 from scipy.sparse import csr_matrix
 
 import training
+from training.item2item import Item2ItemModel, Item2ItemParams
 from training.metrics import mask_seen, recommend_batch
 from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
 
@@ -251,6 +252,38 @@ class TestItemKNNModelContract(ModelContract):
         return similarity
 
 
+class TestItem2ItemModelContract(ModelContract):
+    """EASE neighbours (the catalog is small); TestItem2ItemCosineContract covers the cosine
+    neighbours of large catalogs."""
+
+    model_class = Item2ItemModel
+    personalized = True
+    params = Item2ItemParams(kind="ease", l2=0.5)
+
+    def make_model(self, seed: int = 0) -> Item2ItemModel:
+        return Item2ItemModel(self.params)
+
+    def item_similarity(self, model: Model) -> np.ndarray:
+        assert isinstance(model, Item2ItemModel)
+        similarity: np.ndarray = model.neighbours.toarray()
+        return similarity
+
+    def test_neighbours_are_sparse_rows_without_the_product_itself(self, fitted: Model) -> None:
+        assert isinstance(fitted, Item2ItemModel)
+        table = fitted.neighbours
+        assert table.shape == (N_ITEMS, N_ITEMS) and table.dtype == np.float32
+        assert table.has_canonical_format
+        assert not table.diagonal().any()
+        # Each product keeps at most `neighbours` entries.
+        pruned = Item2ItemModel(replace(self.params, neighbours=2))
+        pruned.fit(two_blocks().user_items)
+        assert np.diff(pruned.neighbours.indptr).max() <= 2
+
+
+class TestItem2ItemCosineContract(TestItem2ItemModelContract):
+    params = Item2ItemParams(kind="cosine")
+
+
 # -- every model class has a contract -------------------------------------------------------
 
 
@@ -281,7 +314,7 @@ def test_every_model_class_has_a_contract() -> None:
     }
     missing = sorted(cls.__qualname__ for cls in models - covered)
     assert not missing, f"no contract test class (a ModelContract subclass) for {missing}"
-    assert {ALSModel, PopularityModel, ItemKNNModel} <= covered
+    assert {ALSModel, PopularityModel, ItemKNNModel, Item2ItemModel} <= covered
     names = [cls.name for cls in models]  # training reports metrics by model name
     assert len(set(names)) == len(names), names
 

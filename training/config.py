@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from formats.weights import WeightConfig
 from training.index import IndexConfig
 from training.ingest import OnError
+from training.item2item import Item2ItemParams
 from training.models import ALSParams
 from training.split import SplitKind
 
@@ -20,6 +22,12 @@ class TrainConfig:
     target_events: tuple[str, ...] = ("purchase",)
     weights: WeightConfig = field(default_factory=WeightConfig)
     als: ALSParams = field(default_factory=ALSParams)
+    # The item-to-item model, evaluated beside ALS; the better (or their blend) serves.
+    item2item: Item2ItemParams = field(default_factory=Item2ItemParams)
+    use_item2item: bool = True
+    # What RecommendProducts serves: "auto" = the servable model with the best held-out ndcg.
+    serve: Literal["auto", "als", "item2item", "blend"] = "auto"
+    serve_similar: Literal["auto", "als", "item2item"] = "auto"  # what SimilarProducts serves
     tune: bool = False
     tune_trials: int = 0  # 0 = the full default search space
     baselines: tuple[str, ...] = ("popularity", "itemknn")

@@ -9,18 +9,14 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from formats.events import INTERACTION_TYPES
-from training.dataset import Dataset, binary_matrix
+from training.dataset import Dataset, binary_matrix, customer_time_order
 
 SplitKind = Literal["temporal", "random"]
 
 
 def by_customer_then_time(ds: Dataset) -> np.ndarray:
     """Row order sorted by customer, then timestamp (ties keep file order)."""
-    if ds.n_rows == 0:
-        return np.zeros(0, dtype=np.int64)
-    # One int64 key sorts ~2.5x faster than np.lexsort over two columns at 20M rows.
-    key = (ds.user.astype(np.int64) << 32) | (ds.ts - ds.ts.min()).astype(np.int64)
-    return np.argsort(key, kind="stable")
+    return customer_time_order(ds.user, ds.ts)
 
 
 def temporal_mask(ds: Dataset, test_fraction: float) -> np.ndarray:

@@ -9,36 +9,49 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.sparse import csr_matrix
 from tqdm import tqdm
 
 from formats import __version__
 from formats.bundle import BundleContents, new_version, publish, write_bundle
 from formats.errors import RecsvcError
+from formats.history import SEQUENCE
 from training.config import TrainConfig
 from training.dataset import (
-    Dataset,
     binary_matrix,
     build_dataset,
     catalog_from_interactions,
-    user_item_matrix,
+    confidence_matrix,
+    summarize,
 )
-from training.index import build_index, index_kind, normalized, tune_ef_search
+from training.evaluation import (
+    BLEND_WEIGHTS,
+    Blend,
+    baseline_warning,
+    blend_scale,
+    choose_serving,
+    choose_similar,
+    evaluate_scorers,
+    evaluate_similar,
+    format_table,
+)
+from training.index import build_index, index_kind, tune_ef_search
 from training.ingest import (
     ValidationReport,
     read_catalog,
     read_customers,
     read_interactions,
 )
-from training.metrics import Scorer, evaluate
-from training.models import ALSModel, ItemKNNModel, Model, PopularityModel
-from training.split import Split, by_customer_then_time, make_split, sample_users
-from training.tune import Trial, tune
+from training.item2item import Item2ItemModel
+from training.metrics import Scorer
+from training.models import ALSModel, ItemKNNModel, PopularityModel
+from training.split import make_split, sample_users
+from training.tune import Item2ItemTrial, Trial, tune, tune_item2item
 
 log = logging.getLogger(__name__)
 
@@ -110,63 +123,6 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def evaluate_models(
-    models: dict[str, Model], matrix: csr_matrix, split: Split, k: int, users: np.ndarray
-) -> dict[str, dict[str, float]]:
-    seen = binary_matrix(split.train.user, split.train.item, matrix.shape)
-    results = {}
-    for name, model in models.items():
-
-        def scorer(u: np.ndarray, m: Model = model) -> np.ndarray:
-            return m.score(u, matrix)
-
-        results[name] = evaluate(scorer, seen, split.targets, k, users)
-    return results
-
-
-def last_items(ds: Dataset) -> np.ndarray:
-    """Each customer's most recent product (-1 for none): the query for similar-product eval."""
-    order = by_customer_then_time(ds)
-    last = np.full(ds.n_users, -1, dtype=np.int64)
-    last[ds.user[order]] = ds.item[order]
-    return last
-
-
-def evaluate_similar(
-    als: ALSModel, knn: ItemKNNModel | None, split: Split, k: int, users: np.ndarray
-) -> dict[str, dict[str, float]]:
-    """Similar-products quality: from a customer's last product, how well do its nearest
-    neighbours predict what they interact with next? Serving uses ``als_inner_product``
-    (the same index as personalized retrieval); the others are the alternatives it beat."""
-    last = last_items(split.train)
-    users = users[last[users] >= 0]
-    seen = binary_matrix(split.train.user, split.train.item, split.targets.shape)
-    vectors = als.item_factors
-    unit = normalized(vectors)
-    scorers: dict[str, Scorer] = {
-        "als_inner_product": lambda u: vectors[last[u]] @ vectors.T,
-        "als_cosine": lambda u: unit[last[u]] @ unit.T,
-    }
-    if knn is not None:
-        sim = knn.similarity
-
-        def knn_scorer(u: np.ndarray) -> np.ndarray:
-            return np.asarray(sim[last[u]].todense(), dtype=np.float32)
-
-        scorers["itemknn"] = knn_scorer
-    return {name: evaluate(s, seen, split.targets, k, users) for name, s in scorers.items()}
-
-
-def format_table(metrics: dict[str, dict[str, float]], title: str = "") -> str:
-    names = list(next(iter(metrics.values())).keys()) if metrics else []
-    width = max([len(m) for m in metrics] + [12])
-    lines = [title] if title else []
-    lines.append(f"{'model':<{width}}  " + "  ".join(f"{n:>12}" for n in names))
-    for model, values in metrics.items():
-        lines.append(f"{model:<{width}}  " + "  ".join(f"{values[n]:>12.4f}" for n in names))
-    return "\n".join(lines)
-
-
 def run(
     interactions: Path,
     model_dir: Path,
@@ -224,37 +180,75 @@ def run(
             "give more history per customer or a larger --test-fraction"
         )
 
-    weights, als_params = cfg.weights, cfg.als
+    weights, als_params, i2i_params = cfg.weights, cfg.als, cfg.item2item
+    use_i2i = cfg.use_item2item and ds.n_items <= i2i_params.max_items
     trials: list[Trial] = []
+    i2i_trials: list[Item2ItemTrial] = []
     with p.phase("tune"):
         if cfg.tune:
             weights, als_params, trials = tune(split.train, cfg, progress=cfg.progress, echo=echo)
+        if use_i2i:
+            i2i_params, i2i_trials = tune_item2item(split.train, cfg, weights, echo=echo)
 
     with p.phase("fit"):
-        matrix = user_item_matrix(split.train, weights)
+        summary = summarize(split.train, weights)
+        matrix = confidence_matrix(summary, weights)
         als = ALSModel(als_params)
         als.fit(matrix, progress=cfg.progress)
-        models: dict[str, Model] = {"als": als}
+        scorers: dict[str, Scorer] = {"als": partial(als.score, user_items=matrix)}
+        i2i: Item2ItemModel | None = None
+        betas: dict[str, float] = {}
+        if use_i2i:
+            i2i = Item2ItemModel(i2i_params)
+            i2i.fit(matrix, progress=cfg.progress)
+            query = summary.query(weights, i2i_params.decay, i2i_params.recent)
+            scorers["item2item"] = partial(i2i.score, user_items=query)
+            scale = blend_scale(als, i2i, query, users)
+            for w in BLEND_WEIGHTS:
+                betas[f"blend {w:g}"] = w * scale
+                scorers[f"blend {w:g}"] = Blend(als, i2i, query, w * scale)
         knn: ItemKNNModel | None = None
         if "popularity" in cfg.baselines:
-            models["popularity"] = PopularityModel()
-            models["popularity"].fit(matrix)
+            pop = PopularityModel()
+            pop.fit(matrix)
+            scorers["popularity"] = partial(pop.score, user_items=matrix)
         if "itemknn" in cfg.baselines:
             knn = ItemKNNModel()
             knn.fit(matrix)
-            models["itemknn"] = knn
+            scorers["itemknn"] = partial(knn.score, user_items=matrix)
 
     with p.phase("evaluate"):
-        metrics = evaluate_models(models, matrix, split, cfg.k, users)
-        similar = evaluate_similar(als, knn, split, cfg.k, users)
-    del models, knn, split
+        metrics = evaluate_scorers(scorers, split, cfg.k, users)
+        # Keep the best blend only: the table shows what could be served.
+        blends = [m for m in metrics if m.startswith("blend ")]
+        if blends:
+            best_blend = max(blends, key=lambda m: metrics[m][f"ndcg@{cfg.k}"])
+            betas["blend"] = betas[best_blend]
+            metrics["blend"] = metrics[best_blend]
+            for m in blends:
+                del metrics[m]
+            metrics = {m: metrics[m] for m in sorted(metrics, key=_table_order)}
+        try:
+            choice = choose_serving(metrics, betas, cfg.k, cfg.serve)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+        similar = evaluate_similar(als, i2i, knn.similarity if knn else None, split, cfg.k, users)
+        similar_model = choose_similar(similar, cfg.k)
+    del scorers, knn, split
+    serves_i2i = choice.model != "als" or similar_model == "item2item"
 
     with p.phase("refit"):
         if cfg.refit:
-            matrix = user_item_matrix(ds, weights)
+            summary = summarize(ds, weights)
+            matrix = confidence_matrix(summary, weights)
             refit = ALSModel(als_params)
             refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
             als = refit
+        extras = {SEQUENCE: summary.extra()}
+        if i2i is not None and serves_i2i:
+            if cfg.refit:
+                i2i.fit(matrix, progress=cfg.progress)
+            extras["item2item"] = i2i.extra()
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
         ).astype(np.float32)
@@ -296,7 +290,10 @@ def run(
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "recsvc_version": __version__,
-            "model": "als",
+            "model": choice.model,
+            # What serves each request kind (docs/bundle-format.md): recommend is als,
+            # item2item or blend; similar is als or item2item.
+            "serving": {"recommend": choice.model, "similar": similar_model},
             "input": {
                 "fingerprint": fp,
                 "files": [str(x) for x in inputs],
@@ -322,6 +319,11 @@ def run(
             "params": {
                 "als": als_params.to_dict(),
                 "weights": weights.to_dict(),
+                "item2item": (
+                    {**i2i_params.to_dict(), "kind": i2i.kind, "blend_beta": choice.beta}
+                    if i2i is not None
+                    else None
+                ),
                 "tuned": cfg.tune,
                 "refit_on_all_data": cfg.refit,
             },
@@ -336,6 +338,7 @@ def run(
                 "similar_products": similar,
             },
             "tuning": [t.to_dict() for t in trials],
+            "tuning_item2item": [t.to_dict() for t in i2i_trials],
             "clv_holdout": clv[1] if clv else None,
             "index": index_info,
             "timings_s": p.seconds,
@@ -349,6 +352,7 @@ def run(
             item_factors=als.item_factors,
             user_items=matrix,
             index=index,
+            extras=extras,
         )
         path = write_bundle(model_dir, contents, version)
         bundle = publish(model_dir, version)
@@ -357,9 +361,16 @@ def run(
         format_table(
             metrics,
             f"held-out evaluation ({cfg.split} split, {len(users):,} customers, k={cfg.k}):",
+            {choice.model: "served"},
         )
     )
-    echo(format_table(similar, "similar products (query: each customer's last product):"))
+    echo(
+        format_table(
+            similar,
+            "similar products (query: each customer's last product):",
+            {"als_inner_product" if similar_model == "als" else similar_model: "served"},
+        )
+    )
     echo(
         f"index: {index_info['kind']} inner product over {ds.n_items:,} products, "
         f"recall@{cfg.index.recall_k} vs exact {recall:.3f}"
@@ -368,4 +379,14 @@ def run(
     if clv is not None:
         echo(clv[0])
     echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
+    warning = baseline_warning(choice, metrics, cfg.k)
+    if warning:
+        log.warning("a baseline beats the served model: %s", choice.winner_baseline)
+        echo(warning)
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
+
+
+def _table_order(model: str) -> int:
+    """Servable models first, then the baselines."""
+    order = ("als", "item2item", "blend")
+    return order.index(model) if model in order else len(order)

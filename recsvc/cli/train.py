@@ -216,7 +216,7 @@ def _tombstones(model_dir: Path) -> frozenset[str]:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from formats import bundle as b
     from training.bundle_eval import evaluate_bundle
-    from training.train import format_table
+    from training.evaluation import format_table
 
     path = (
         Path(args.bundle)
@@ -224,7 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         else b.resolve(args.model_dir, args.bundle)
     )
     loaded = b.load_bundle(path)
-    results, counts = evaluate_bundle(
+    results, counts, served = evaluate_bundle(
         loaded, args.interactions, args.k, args.target_events, args.baselines, args.on_error
     )
     print(
@@ -232,4 +232,4 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"{counts['rows']:,} target rows, {counts['unknown_customer_or_product']:,} with an "
         f"unknown customer or product, {counts['already_seen']:,} already seen in training"
     )
-    print(format_table(results))
+    print(format_table(results, marks={served: "served"}))

@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from feature_store.store import Activity
-from formats.bundle import Bundle, load_bundle
+from formats.bundle import Bundle, BundleError, load_bundle
 from formats.errors import InvalidRequest, NotFound
+from formats.history import SEQUENCE, Histories, History, empty_history, new_events
 from formats.ids import check_id
+from formats.limits import MAX_SESSION_PRODUCTS
 from formats.types import Context, Filter, Item, ModelInfo, Recommendation
+from formats.weights import WeightConfig, sequence_factor
 from recsvc.engine.catalog import Catalog
 from recsvc.engine.config import EngineConfig
+from recsvc.engine.item2item import ItemToItem
 from recsvc.engine.retrieval import Chosen, Retrieval
 from recsvc.fold_in import FoldIn
 
@@ -44,6 +48,18 @@ class Engine:
         self.user_items = bundle.user_items
         self.index = bundle.index
         self.retrieval = Retrieval(self.catalog, self.index, self.config)
+        try:
+            self.weights = WeightConfig.from_dict(
+                self.manifest.get("params", {}).get("weights", {})
+            )
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{bundle.path}: bad params.weights in the manifest: {exc}") from exc
+        # Histories in the order training saw them (the sequence extra; older bundles have
+        # none), and the item-to-item model when the manifest serves one.
+        self.histories = Histories(self.user_items, bundle.extras.get(SEQUENCE))
+        self.item2item = ItemToItem.from_bundle(bundle, self.weights, self.catalog, self.retrieval)
+        # last training event (ms): later real-time events are new; earlier ones are in the model
+        self.cutoff_ms = int(self.manifest.get("data", {}).get("last_event_ms", 0))
         self.fold_in = (
             FoldIn(
                 self.manifest, self.catalog.grouped_factors, self.catalog.position, self.user_items
@@ -73,20 +89,28 @@ class Engine:
         limit = self._limit(limit)
         filter = (filter or Filter()).check()
         context = context or Context()
+        check_session(context.session_product_ids)
         cat = self.catalog
         excluded = cat.indexes(filter.exclude_product_ids)
         if context.current_product_id in cat.product_index:
             excluded.add(cat.product_index[context.current_product_id])
         vector, history, bought = self.customer_vector(customer_id, activity)
+        if len(history.items) == 0 and context.session_product_ids:
+            vector, history = self.session(context.session_product_ids)
+            excluded.update(history.items.tolist())
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
             excluded.update(bought[~cat.repeat_category[cat.category[bought]]].tolist())
         chosen: Chosen = []
         personalized = vector is not None and bool(np.any(vector))
-        if personalized and vector is not None:
+        i2i = self.item2item
+        if i2i is not None and i2i.recommends and len(history.items):
+            chosen = i2i.recommend(history, vector, limit, filter, excluded)
+            personalized = True
+        elif personalized and vector is not None:
             for idx, score in self.retrieval.best(vector, limit, filter, excluded):
                 chosen.append((idx, score, ""))
-            self._explain(chosen, history)
+        self._explain(chosen, history)
         filled = self.retrieval.fill_popular(chosen, limit, filter, excluded)
         return Recommendation(
             items=self._items(chosen),
@@ -108,7 +132,10 @@ class Engine:
         filter = (filter or Filter()).check()
         excluded = cat.indexes(filter.exclude_product_ids) | {idx}
         reason = f"similar to {cat.titles[idx] or product_id}"
-        best = self.retrieval.best(cat.vectors(idx), limit, filter, excluded)
+        if self.item2item is not None and "similar" in self.item2item.serves:
+            best = self.item2item.similar(idx, limit, filter, excluded)
+        else:
+            best = self.retrieval.best(cat.vectors(idx), limit, filter, excluded)
         chosen: Chosen = [(i, s, reason) for i, s in best]
         self.retrieval.fill_popular(chosen, limit, filter, excluded)
         return Recommendation(
@@ -135,9 +162,15 @@ class Engine:
         known = [p for p in unique if p in cat.product_index]
         unknown = [p for p in unique if p not in cat.product_index]
         idx = np.array([cat.product_index[p] for p in known], dtype=np.int64)
-        vector, _, _ = self.customer_vector(customer_id, activity)
+        vector, history, _ = self.customer_vector(customer_id, activity)
         personalized = vector is not None and bool(np.any(vector))
-        if personalized and vector is not None:
+        i2i = self.item2item
+        if i2i is not None and i2i.recommends and len(history.items) and len(idx):
+            scores = (i2i.query(history) @ i2i.neighbours[:, idx]).toarray()[0]
+            if "blend" in i2i.serves and personalized and vector is not None:
+                scores = cat.vectors(idx) @ vector + i2i.beta * scores
+            personalized, reason = True, "picked for you"
+        elif personalized and vector is not None:
             scores = cat.vectors(idx) @ vector
             reason = "picked for you"
         else:
@@ -167,7 +200,7 @@ class Engine:
             customers=len(self.customer_index),
             products=self.catalog.n_items,
             interactions=int(m.get("counts", {}).get("interactions", 0)),
-            metrics={k: float(v) for k, v in models.get("als", {}).items()},
+            metrics={k: float(v) for k, v in models.get(str(m.get("model", "als")), {}).items()},
             index_kind=str(m.get("index", {}).get("kind", "")),
             index_recall=float(m.get("index", {}).get("recall", 0.0)),
             loaded_at=self.loaded_at,
@@ -182,29 +215,38 @@ class Engine:
 
     def customer_vector(
         self, customer_id: str, activity: Activity | None
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """The customer's vector (None: no signal), history (newest last) and purchases."""
+    ) -> tuple[np.ndarray | None, History, np.ndarray]:
+        """The customer's vector (None: no signal), history (trained and new events) and
+        purchases (everything trained on, and purchases since)."""
         if activity is not None and not activity.consent:
-            empty = np.zeros(0, dtype=np.int64)
-            return None, empty, empty
+            return None, empty_history(), np.zeros(0, dtype=np.int64)
         user = self.customer_index.get(customer_id)
-        trained = self._history(user)
+        history = self.histories.of(user)
         vector = self.user_factors[user] if user is not None else None
         if activity is None:
-            return vector, trained, trained
+            return vector, history, history.items
         index = self.catalog.product_index
         recent = [
             (index[e.product_id], e.type, e.quantity, e.ts_ms)
             for e in activity.recent
             if e.product_id in index
         ]
-        history = np.concatenate([trained, [r[0] for r in reversed(recent)]]).astype(np.int64)
         just_bought = np.fromiter(self.catalog.indexes(activity.purchased), dtype=np.int64)
-        bought = np.concatenate([trained, just_bought]).astype(np.int64)
-        new = self.fold_in.new_events(recent) if self.fold_in is not None else {}
+        bought = np.concatenate([history.items, just_bought]).astype(np.int64)
+        new = new_events(recent, self.weights, self.cutoff_ms)
+        history = history.add(new)
         if new and self.fold_in is not None:
-            vector = self.fold_in.vector(user, new)
+            vector = self.fold_in.vector(history)
         return vector, history, bought
+
+    def session(self, product_ids: tuple[str, ...]) -> tuple[np.ndarray | None, History]:
+        """A visitor without history: their session's products (oldest first) as a history,
+        each one interaction of weight 1, and the vector ALS would give it."""
+        index = self.catalog.product_index
+        known = [index[p] for p in product_ids if p in index][-self.config.reason_history :]
+        history = empty_history(self.histories.exact).add([(i, 1.0) for i in known])
+        vector = self.fold_in.vector(history) if self.fold_in is not None and known else None
+        return vector, history
 
     def _limit(self, limit: int) -> int:
         if limit == 0:
@@ -214,31 +256,48 @@ class Engine:
         return limit
 
     def _history(self, user: int | None) -> np.ndarray:
-        if user is None:
-            return np.zeros(0, dtype=np.int32)
-        m = self.user_items
-        return np.asarray(m.indices[m.indptr[user] : m.indptr[user + 1]])
+        """The customer's trained products, the most recent last."""
+        return self.histories.of(user).oldest_first()
 
-    def _explain(self, chosen: Chosen, history: np.ndarray) -> None:
-        """Reason per item: the history product most like it ("because you liked X")."""
-        if not chosen:
+    def _explain(self, chosen: Chosen, history: History) -> None:
+        """Reason per item still without one: the history product most like it ("because you
+        liked X"), recent products weighted up."""
+        if not chosen or all(why for _, _, why in chosen):
             return
-        if len(history) == 0:
-            chosen[:] = [(i, s, "picked for you") for i, s, _ in chosen]
+        if len(history.items) == 0:
+            chosen[:] = [(i, s, why or "picked for you") for i, s, why in chosen]
             return
         cat = self.catalog
-        recent = history[-self.config.reason_history :]
+        newest = np.argsort(history.rank, kind="stable")[-self.config.reason_history :]
+        recent = history.items[newest]
+        # exp(d (r - 1)) as training weighs the history; at least d = 1 so that of two
+        # equally similar products the recent one is named.
+        weight = sequence_factor(
+            history.rank[newest],
+            np.full(len(newest), history.events),
+            max(self.weights.sequence_decay, 1.0),
+        )
         items = np.array([i for i, _, _ in chosen], dtype=np.int64)
-        affinity = cat.vectors(items) @ cat.vectors(recent).T
+        affinity = (cat.vectors(items) @ cat.vectors(recent).T) * weight[None, :]
         best = recent[np.argmax(affinity, axis=1)]
         chosen[:] = [
-            (i, s, f"because you liked {cat.titles[b] or cat.product_ids[b]}")
-            for (i, s, _), b in zip(chosen, best.tolist(), strict=True)
+            (i, s, why or f"because you liked {cat.titles[b] or cat.product_ids[b]}")
+            for (i, s, why), b in zip(chosen, best.tolist(), strict=True)
         ]
 
     def _items(self, chosen: Chosen) -> list[Item]:
         cat = self.catalog
         return [Item(cat.product_ids[i], float(s), why, cat.category_of(i)) for i, s, why in chosen]
+
+
+def check_session(product_ids: tuple[str, ...]) -> None:
+    if len(product_ids) > MAX_SESSION_PRODUCTS:
+        raise InvalidRequest(
+            f"context.session_product_ids has {len(product_ids)} products; send at most "
+            f"{MAX_SESSION_PRODUCTS} (the most recent)"
+        )
+    for pid in product_ids:
+        check_id(pid, "a context.session_product_ids entry")
 
 
 def new_recommendation_id(source: str) -> str:
