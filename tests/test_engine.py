@@ -42,11 +42,17 @@ def engine(bundle: b.Bundle) -> Engine:
     return Engine(bundle)
 
 
-@pytest.fixture(scope="module", params=["exact", "hnsw"])
+@pytest.fixture(scope="module", params=["exact", "hnsw", "item2item", "blend"])
 def any_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """The exact-index engine and one whose bundle was forced onto an HNSW index."""
+    """The exact-index engine, one whose bundle was forced onto an HNSW index, and ones
+    serving the item-to-item model alone or blended with ALS: every filter, fill and
+    exclusion rule holds whichever model serves."""
     engine = Engine.load(trained(tmp_path_factory, str(request.param)))
-    assert engine.info().index_kind == request.param
+    if request.param in ("exact", "hnsw"):
+        assert engine.info().index_kind == request.param
+        assert engine.item2item is None
+    else:
+        assert engine.item2item is not None and engine.manifest["model"] == request.param
     return engine
 
 

@@ -78,18 +78,21 @@ def build_dataset(interactions: pl.DataFrame, catalog: pl.DataFrame) -> tuple[Da
     )
     customers = interactions["customer_id"].unique(maintain_order=True)
     user_index = pl.DataFrame({"customer_id": customers}).with_row_index("u")
+    # Rows keep the file's order (splits and `recsvc data split` rely on it).
     joined = interactions.select(
         "customer_id", "product_id", "timestamp", "event_type", "quantity"
-    ).join(item_index, on="product_id", how="left")
+    ).join(item_index, on="product_id", how="left", maintain_order="left")
     unknown = joined["i"].null_count()
-    joined = joined.filter(pl.col("i").is_not_null()).join(user_index, on="customer_id", how="left")
+    joined = joined.filter(pl.col("i").is_not_null()).join(
+        user_index, on="customer_id", how="left", maintain_order="left"
+    )
     event_codes = pl.DataFrame(
         {
             "event_type": list(INTERACTION_TYPES),
             "e": pl.Series(range(len(INTERACTION_TYPES)), dtype=pl.Int8),
         }
     )
-    joined = joined.join(event_codes, on="event_type", how="left")
+    joined = joined.join(event_codes, on="event_type", how="left", maintain_order="left")
     ds = Dataset(
         customer_ids=customers,
         catalog=catalog,

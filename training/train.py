@@ -228,12 +228,12 @@ def run(
             for m in blends:
                 del metrics[m]
             metrics = {m: metrics[m] for m in sorted(metrics, key=_table_order)}
+        similar = evaluate_similar(als, i2i, knn.similarity if knn else None, split, cfg.k, users)
         try:
             choice = choose_serving(metrics, betas, cfg.k, cfg.serve)
+            similar_model = choose_similar(similar, cfg.k, cfg.serve_similar)
         except ValueError as exc:
             raise TrainError(str(exc)) from exc
-        similar = evaluate_similar(als, i2i, knn.similarity if knn else None, split, cfg.k, users)
-        similar_model = choose_similar(similar, cfg.k)
     del scorers, knn, split
     serves_i2i = choice.model != "als" or similar_model == "item2item"
 

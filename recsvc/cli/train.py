@@ -32,9 +32,11 @@ def _register_train(sub: Subparsers) -> None:
     train = sub.add_parser(
         "train",
         help="train, evaluate and publish a model bundle",
-        description="Read and validate purchase histories, hold out a split, (optionally) tune "
-        "ALS on a validation split of the training part, evaluate against popularity and "
-        "item-kNN baselines, refit on all data, build the FAISS index and publish a bundle.",
+        description="Read and validate purchase histories, hold out a split, choose "
+        "hyperparameters on a validation split of the training part (the item-to-item "
+        "model's always, ALS's with --tune), evaluate ALS, the item-to-item model and their "
+        "blend against popularity and item-kNN baselines, serve the best, refit on all data, "
+        "build the FAISS index and publish a bundle.",
     )
     add_inputs(train, interactions_required=True)
     add_model_dir(train)
@@ -96,6 +98,31 @@ def _register_train(sub: Subparsers) -> None:
     )
     g.add_argument(
         "--half-life-days", type=float, default=None, help="recency decay (default none)"
+    )
+    g.add_argument(
+        "--sequence-decay",
+        type=float,
+        default=None,
+        help="ALS confidence x exp(d (r - 1)), r = position in the customer's own history "
+        "0..1 (default 0: none; --tune chooses it)",
+    )
+    g = train.add_argument_group("serving")
+    g.add_argument(
+        "--serve",
+        choices=("auto", "als", "item2item", "blend"),
+        default="auto",
+        help="what RecommendProducts serves (default auto: the best on the held-out split)",
+    )
+    g.add_argument(
+        "--serve-similar",
+        choices=("auto", "als", "item2item"),
+        default="auto",
+        help="what SimilarProducts serves (default auto: the best on the held-out split)",
+    )
+    g.add_argument(
+        "--no-item2item",
+        action="store_true",
+        help="do not fit the item-to-item model (ALS alone serves)",
     )
     g = train.add_argument_group("index")
     g.add_argument(
@@ -169,6 +196,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         confidence=args.confidence,
         event_weights=args.event_weights,
         half_life_days=args.half_life_days,
+        sequence_decay=args.sequence_decay,
     )
     index = _with(
         cfg.index,
@@ -195,6 +223,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         forget=_tombstones(args.model_dir),
         clv_check=not args.no_clv_check,
+        use_item2item=not args.no_item2item,
+        serve=args.serve,
+        serve_similar=args.serve_similar,
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
 

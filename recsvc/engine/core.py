@@ -278,7 +278,9 @@ class Engine:
             max(self.weights.sequence_decay, 1.0),
         )
         items = np.array([i for i, _, _ in chosen], dtype=np.int64)
-        affinity = (cat.vectors(items) @ cat.vectors(recent).T) * weight[None, :]
+        affinity = cat.vectors(items) @ cat.vectors(recent).T
+        # Scale towards the recent end whatever the sign: x w above zero, x (2 - w) below.
+        affinity = np.where(affinity >= 0, affinity * weight, affinity * (2.0 - weight))
         best = recent[np.argmax(affinity, axis=1)]
         chosen[:] = [
             (i, s, why or f"because you liked {cat.titles[b] or cat.product_ids[b]}")
