@@ -25,7 +25,13 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from formats.bundle import BundleError
-from formats.weights import Confidence, WeightConfig, confidence_values, sequence_factor
+from formats.weights import (
+    Confidence,
+    WeightConfig,
+    confidence_values,
+    count_weights,
+    sequence_factor,
+)
 
 SEQUENCE = "sequence"  # the bundle extra's name
 NewEvents = list[tuple[int, float]]  # (product index, raw weight > 0), oldest first
@@ -196,3 +202,44 @@ def query_matrix(
     query = csr_matrix((values, raw.indices.copy(), raw.indptr.copy()), shape=raw.shape)
     query.eliminate_zeros()
     return query
+
+
+def item_weights(user_items: csr_matrix, weights: WeightConfig) -> tuple[np.ndarray, float]:
+    """(per-product count damping, mean products per customer) of a trained matrix: what
+    :func:`history_confidence` needs besides the history."""
+    item_weight = count_weights(
+        np.bincount(user_items.indices, minlength=user_items.shape[1]), weights.item_exponent
+    )
+    per_user = np.diff(user_items.indptr)
+    mean_user = float(per_user[per_user > 0].mean()) if per_user.any() else 1.0
+    return item_weight, mean_user
+
+
+def history_confidence(
+    history: History, weights: WeightConfig, item_weight: np.ndarray, mean_user: float
+) -> np.ndarray:
+    """The ALS confidence of each product of ``history``, as training would compute it:
+    exact when the raw weights are known and the transform is per entry; for bm25 (which
+    needs the whole matrix) and bundles without raw weights, trained entries keep their
+    trained confidence, rescaled for the new positions and product count, and new raw weight
+    adds with the log transform."""
+
+    def user_weight(n_items: int) -> float:
+        return float((max(n_items, 1) / mean_user) ** -weights.user_exponent)
+
+    n = len(history.items)
+    iw = item_weight[history.items]
+    if history.exact and weights.confidence != "bm25":
+        base = confidence_values(history.raw.astype(np.float32), weights.confidence) * iw
+    else:
+        trained = sequence_factor(
+            history.trained_rank, np.full(n, history.trained_events), weights.sequence_decay
+        )
+        kept = history.trained_conf / (trained * user_weight(history.trained_items))
+        added = np.where(
+            history.new_raw > 0, confidence_values(history.new_raw.astype(np.float32), "log"), 0.0
+        )
+        base = kept + added * iw
+    factor = sequence_factor(history.rank, np.full(n, history.events), weights.sequence_decay)
+    conf: np.ndarray = (base * factor * user_weight(n)).astype(np.float32)
+    return conf

@@ -18,8 +18,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from formats.history import History
-from formats.weights import WeightConfig, confidence_values, count_weights, sequence_factor
+from formats.history import History, history_confidence, item_weights
+from formats.weights import WeightConfig
 
 
 class FoldIn:
@@ -48,41 +48,11 @@ class FoldIn:
         # not depend on the order of the items, so no product-order copy is needed.
         self.solver.item_factors = grouped_factors
         self.solver.YtY  # noqa: B018  computed once here, not on the first request
-        self.item_weight = count_weights(
-            np.bincount(user_items.indices, minlength=user_items.shape[1]),
-            self.weights.item_exponent,
-        )
-        per_user = np.diff(user_items.indptr)
-        self.mean_user = float(per_user[per_user > 0].mean()) if per_user.any() else 1.0
-
-    def user_weight(self, n_items: int) -> float:
-        return float((max(n_items, 1) / self.mean_user) ** -self.weights.user_exponent)
+        self.item_weight, self.mean_user = item_weights(user_items, self.weights)
 
     def confidence(self, history: History) -> np.ndarray:
         """The confidence of each product of ``history``, as training would compute it."""
-        w = self.weights
-        iw = self.item_weight[history.items]
-        if history.exact and w.confidence != "bm25":
-            base = confidence_values(history.raw.astype(np.float32), w.confidence) * iw
-        else:
-            # Undo the trained entries' position and product-count factors, keep the rest.
-            trained = sequence_factor(
-                history.trained_rank,
-                np.full(len(history.items), history.trained_events),
-                w.sequence_decay,
-            )
-            kept = history.trained_conf / (trained * self.user_weight(history.trained_items))
-            added = np.where(
-                history.new_raw > 0,
-                confidence_values(history.new_raw.astype(np.float32), "log"),
-                0.0,
-            )
-            base = kept + added * iw
-        factor = sequence_factor(
-            history.rank, np.full(len(history.items), history.events), w.sequence_decay
-        )
-        conf: np.ndarray = (base * factor * self.user_weight(len(history.items))).astype(np.float32)
-        return conf
+        return history_confidence(history, self.weights, self.item_weight, self.mean_user)
 
     def vector(self, history: History) -> np.ndarray:
         """The customer's vector given their whole history (trained and new events)."""

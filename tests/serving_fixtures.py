@@ -23,16 +23,22 @@ from training.train import run
 WORLD = synth.SynthConfig(customers=2000, products=200, seed=7)
 NO_PRICE_EVERY = 17  # every 17th catalog product has no price (fails every price bound)
 QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
-ALS = replace(QUIET, use_item2item=False)  # the ALS-only bundles most serving tests read
+ALS = replace(
+    QUIET, use_item2item=False, use_item2vec=False
+)  # the ALS-only bundles most serving tests read
 TRAIN_CONFIGS = {
     "exact": ALS,
     # More than 10 products: the trainer builds an HNSW index instead of an exact one.
     "hnsw": replace(ALS, index=IndexConfig(exact_max_items=10)),
     # A different model over the same catalog (another seed, no refit).
     "other": replace(ALS, seed=1, refit=False),
-    # The item-to-item model serves recommendations and similar products.
-    "item2item": replace(QUIET, serve="item2item", serve_similar="item2item"),
-    "blend": replace(QUIET, serve="blend", serve_similar="als"),
+    # The item-to-item model serves recommendations, similar products and sessions.
+    "item2item": replace(
+        QUIET, serve="item2item", serve_similar="item2item", serve_session="item2item"
+    ),
+    "blend": replace(QUIET, serve="blend", serve_similar="als", serve_session="als"),
+    # item2vec serves similar products and sessions.
+    "item2vec": replace(QUIET, serve="als", serve_similar="item2vec", serve_session="item2vec"),
 }
 
 _world: dict[str, Path] = {}

@@ -125,7 +125,7 @@ def test_als_reasons_prefer_the_recent_of_two_equally_similar_products(
 
 
 def test_similar_products_come_from_the_neighbour_table(i2i: Engine) -> None:
-    assert i2i.item2item is not None and "similar" in i2i.item2item.serves
+    assert i2i.item2item is not None and i2i.serving["similar"] == "item2item"
     idx = int(i2i.catalog.popular_order[0])
     pid = i2i.catalog.product_ids[idx]
     rec = i2i.similar(pid, 10)
@@ -157,6 +157,35 @@ def test_a_session_recommends_for_a_visitor_without_history(i2i: Engine, blend: 
         assert [i.product_id for i in with_session.items] == [
             i.product_id for i in engine.recommend(known, 10).items
         ]
+
+
+def test_item2vec_serves_similar_products_and_sessions_where_chosen(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    engine = Engine.load(trained(tmp_path_factory, "item2vec"))
+    vec = engine.item2vec
+    assert vec is not None and engine.item2item is None
+    assert engine.serving == {"recommend": "als", "similar": "item2vec", "session": "item2vec"}
+    idx = int(engine.catalog.popular_order[3])
+    rec = engine.similar(engine.catalog.product_ids[idx], 10)
+    cosine = vec.vectors @ vec.vectors[idx] + vec.prior
+    cosine[idx] = -np.inf
+    expected = [engine.catalog.product_ids[i] for i in np.argsort(-cosine, kind="stable")[:10]]
+    assert [i.product_id for i in rec.items] == expected
+    session = tuple(engine.catalog.product_ids[i] for i in (5, 6, 7))
+    visit = engine.recommend("C-visitor", 10, context=Context(session_product_ids=session))
+    assert visit.personalized and len(visit.items) == 10
+    assert not {i.product_id for i in visit.items} & set(session)
+    names = {engine.catalog.titles[i] or engine.catalog.product_ids[i] for i in (5, 6, 7)}
+    assert {i.reason.removeprefix("because you liked ") for i in visit.items} <= names
+    # A known customer is still served by ALS.
+    known = customers(engine, 1)[0]
+    row = engine.customer_index[known]
+    scores = engine.item_factors @ engine.user_factors[row]
+    top = engine.recommend(known, 1).items[0].product_id
+    seen = set(engine._history(row).tolist())
+    best = next(i for i in np.argsort(-scores, kind="stable") if i not in seen)
+    assert top == engine.catalog.product_ids[best]
 
 
 def test_an_als_bundle_recommends_from_a_session_by_fold_in(

@@ -25,6 +25,7 @@ from scipy.sparse import csr_matrix
 
 import training
 from training.item2item import Item2ItemModel, Item2ItemParams
+from training.item2vec import Item2VecModel, Item2VecParams
 from training.metrics import mask_seen, recommend_batch
 from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
 
@@ -284,6 +285,27 @@ class TestItem2ItemCosineContract(TestItem2ItemModelContract):
     params = Item2ItemParams(kind="cosine")
 
 
+class TestItem2VecModelContract(ModelContract):
+    model_class = Item2VecModel
+    personalized = True
+
+    def make_model(self, seed: int = 0) -> Item2VecModel:
+        # Tiny data: many epochs, every product kept (no down-sampling), a whole basket per window.
+        return Item2VecModel(
+            Item2VecParams(dimensions=8, window=3, epochs=200, sample=0.0, seed=seed)
+        )
+
+    def item_similarity(self, model: Model) -> np.ndarray:
+        assert isinstance(model, Item2VecModel)
+        return cosine(model.item_vectors)
+
+    def test_vectors_are_unit_rows_and_zero_for_products_never_met(self, fitted: Model) -> None:
+        assert isinstance(fitted, Item2VecModel)
+        norms = np.linalg.norm(fitted.item_vectors, axis=1)
+        np.testing.assert_allclose(norms[:NOBODYS], 1.0, rtol=1e-5)
+        assert norms[NOBODYS] == 0.0
+
+
 # -- every model class has a contract -------------------------------------------------------
 
 
@@ -314,7 +336,7 @@ def test_every_model_class_has_a_contract() -> None:
     }
     missing = sorted(cls.__qualname__ for cls in models - covered)
     assert not missing, f"no contract test class (a ModelContract subclass) for {missing}"
-    assert {ALSModel, PopularityModel, ItemKNNModel, Item2ItemModel} <= covered
+    assert {ALSModel, PopularityModel, ItemKNNModel, Item2ItemModel, Item2VecModel} <= covered
     names = [cls.name for cls in models]  # training reports metrics by model name
     assert len(set(names)) == len(names), names
 

@@ -171,7 +171,9 @@ def test_evaluation_chooses_what_serves_and_the_bundle_holds_it(
     assert servable <= set(metrics)
     best = max(servable, key=lambda name: metrics[name]["ndcg@20"])
     assert m["model"] == m["serving"]["recommend"] == best
-    assert m["serving"]["similar"] in ("als", "item2item")
+    assert m["serving"]["similar"] in ("als", "item2item", "item2vec")
+    assert m["serving"]["session"] in ("als", "item2item", "item2vec")
+    assert set(m["evaluation"]["sessions"]) == {"als", "item2item", "item2vec"}
     assert m["params"]["item2item"]["kind"] == "ease"  # 300 products
     # The item-to-item model's own search ran on validation, with no decay among the candidates.
     decays = {t["decay"] for t in m["tuning_item2item"]}
@@ -180,8 +182,9 @@ def test_evaluation_chooses_what_serves_and_the_bundle_holds_it(
     loaded = b.load_bundle(result.path)
     assert "sequence" in loaded.extras
     assert len(loaded.extras["sequence"]["rank"]) == loaded.user_items.nnz
-    if best != "als" or m["serving"]["similar"] == "item2item":
-        assert "item2item" in loaded.extras
+    uses = {best, m["serving"]["similar"], m["serving"]["session"]}
+    assert ("item2item" in loaded.extras) == bool(uses & {"item2item", "blend"})
+    assert ("item2vec" in loaded.extras) == ("item2vec" in uses)
     assert any("(served)" in line for line in lines)
 
 
@@ -193,16 +196,17 @@ def test_serve_and_no_item2item_override_the_choice(world: dict[str, Path], tmp_
         catalog=world["catalog"],
         echo=lambda _: None,
     )
-    assert forced.manifest["serving"] == {"recommend": "item2item", "similar": "item2item"}
+    assert forced.manifest["serving"]["recommend"] == "item2item"
+    assert forced.manifest["serving"]["similar"] == "item2item"
     assert "item2item" in b.load_bundle(forced.path).extras
     alone = run(
         world["interactions"],
         tmp_path / "b",
-        replace(QUIET, use_item2item=False),
+        replace(QUIET, use_item2item=False, use_item2vec=False),
         catalog=world["catalog"],
         echo=lambda _: None,
     )
-    assert alone.manifest["serving"] == {"recommend": "als", "similar": "als"}
+    assert alone.manifest["serving"] == {"recommend": "als", "similar": "als", "session": "als"}
     assert set(b.load_bundle(alone.path).extras) == {"sequence"}
     with pytest.raises(TrainError, match="cannot serve"):
         run(

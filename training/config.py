@@ -9,6 +9,7 @@ from formats.weights import WeightConfig
 from training.index import IndexConfig
 from training.ingest import OnError
 from training.item2item import Item2ItemParams
+from training.item2vec import Item2VecParams
 from training.models import ALSParams
 from training.split import SplitKind
 
@@ -27,7 +28,12 @@ class TrainConfig:
     use_item2item: bool = True
     # What RecommendProducts serves: "auto" = the servable model with the best held-out ndcg.
     serve: Literal["auto", "als", "item2item", "blend"] = "auto"
-    serve_similar: Literal["auto", "als", "item2item"] = "auto"  # what SimilarProducts serves
+    # The embedding model, evaluated on similar products and sessions (served where it wins).
+    item2vec: Item2VecParams = field(default_factory=Item2VecParams)
+    use_item2vec: bool = True
+    serve_similar: Literal["auto", "als", "item2item", "item2vec"] = "auto"  # SimilarProducts
+    # RecommendProducts for a customer without history, from context.session_product_ids.
+    serve_session: Literal["auto", "als", "item2item", "item2vec"] = "auto"
     tune: bool = False
     tune_trials: int = 0  # 0 = the full default search space
     baselines: tuple[str, ...] = ("popularity", "itemknn")

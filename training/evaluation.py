@@ -13,6 +13,7 @@ from scipy.sparse import csr_matrix
 from training.dataset import Dataset, binary_matrix
 from training.index import normalized
 from training.item2item import Item2ItemModel
+from training.item2vec import Item2VecModel
 from training.metrics import Scorer, evaluate
 from training.models import ALSModel
 from training.split import Split, by_customer_then_time
@@ -96,14 +97,16 @@ def last_items(ds: Dataset) -> np.ndarray:
 def evaluate_similar(
     als: ALSModel,
     item2item: Item2ItemModel | None,
+    item2vec: Item2VecModel | None,
     knn_similarity: csr_matrix | None,
     split: Split,
     k: int,
     users: np.ndarray,
 ) -> dict[str, dict[str, float]]:
-    """Similar-products quality: from a customer's last product, how well do its nearest
-    neighbours predict what they interact with next? ``als_inner_product`` and ``item2item``
-    can serve SimilarProducts (the better one does); the others are alternatives."""
+    """Similar-products quality ("next products from the last one"): from a customer's last
+    product, how well do its nearest neighbours predict what they interact with next?
+    ``als_inner_product``, ``item2item`` and ``item2vec`` can serve SimilarProducts (the
+    best one does); the others are alternatives."""
     last = last_items(split.train)
     users = users[last[users] >= 0]
     vectors = als.item_factors
@@ -112,13 +115,15 @@ def evaluate_similar(
         "als_inner_product": lambda u: vectors[last[u]] @ vectors.T,
         "als_cosine": lambda u: unit[last[u]] @ unit.T,
     }
+    one_hot = csr_matrix(
+        (np.ones(len(last)), (np.arange(len(last)), np.maximum(last, 0))),
+        shape=(len(last), split.targets.shape[1]),
+        dtype=np.float32,
+    )
     if item2item is not None:
-        one_hot = csr_matrix(
-            (np.ones(len(last)), (np.arange(len(last)), np.maximum(last, 0))),
-            shape=(len(last), split.targets.shape[1]),
-            dtype=np.float32,
-        )
         scorers["item2item"] = lambda u: item2item.score(u, one_hot)
+    if item2vec is not None:
+        scorers["item2vec"] = lambda u: item2vec.score(u, one_hot)
     if knn_similarity is not None:
         sim = knn_similarity
 
@@ -129,18 +134,19 @@ def evaluate_similar(
     return evaluate_scorers(scorers, split, k, users)
 
 
-def choose_similar(similar: dict[str, dict[str, float]], k: int, serve: str = "auto") -> str:
-    """What serves SimilarProducts: "als" (inner product) or "item2item", by ndcg@k unless
-    ``serve`` names one."""
-    if serve == "als" or (serve == "item2item" and "item2item" in similar):
-        return serve
+def choose_task(
+    table: dict[str, dict[str, float]], k: int, serve: str = "auto", task: str = "similar"
+) -> str:
+    """What serves a task (similar products, sessions): "als", "item2item" or "item2vec",
+    the best by ndcg@k (ALS on ties) unless ``serve`` names one that was evaluated."""
+    names = {"als_inner_product": "als", "als": "als", "item2item": "item2item"}
+    names["item2vec"] = "item2vec"
+    scores = {names[m]: v[f"ndcg@{k}"] for m, v in table.items() if m in names}
     if serve != "auto":
-        raise ValueError(f"cannot serve similar products from {serve!r}: it was not evaluated")
-    key = f"ndcg@{k}"
-    best = "als"
-    if "item2item" in similar and similar["item2item"][key] > similar["als_inner_product"][key]:
-        best = "item2item"
-    return best
+        if serve not in scores:
+            raise ValueError(f"cannot serve {task} from {serve!r}: it was not evaluated")
+        return serve
+    return max(scores, key=lambda m: (scores[m], m == "als"))
 
 
 def format_table(

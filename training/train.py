@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from formats import __version__
 from formats.bundle import BundleContents, new_version, publish, write_bundle
 from formats.errors import RecsvcError
 from formats.history import SEQUENCE
+from training.compare import compare, fit_models
 from training.config import TrainConfig
 from training.dataset import (
     binary_matrix,
@@ -29,17 +29,7 @@ from training.dataset import (
     confidence_matrix,
     summarize,
 )
-from training.evaluation import (
-    BLEND_WEIGHTS,
-    Blend,
-    baseline_warning,
-    blend_scale,
-    choose_serving,
-    choose_similar,
-    evaluate_scorers,
-    evaluate_similar,
-    format_table,
-)
+from training.evaluation import baseline_warning, format_table
 from training.index import build_index, index_kind, tune_ef_search
 from training.ingest import (
     ValidationReport,
@@ -47,9 +37,8 @@ from training.ingest import (
     read_customers,
     read_interactions,
 )
-from training.item2item import Item2ItemModel
-from training.metrics import Scorer
-from training.models import ALSModel, ItemKNNModel, PopularityModel
+from training.models import ALSModel
+from training.sessions import sequences
 from training.split import make_split, sample_users
 from training.tune import Item2ItemTrial, Trial, tune, tune_item2item
 
@@ -192,50 +181,19 @@ def run(
 
     with p.phase("fit"):
         summary = summarize(split.train, weights)
-        matrix = confidence_matrix(summary, weights)
-        als = ALSModel(als_params)
-        als.fit(matrix, progress=cfg.progress)
-        scorers: dict[str, Scorer] = {"als": partial(als.score, user_items=matrix)}
-        i2i: Item2ItemModel | None = None
-        betas: dict[str, float] = {}
-        if use_i2i:
-            i2i = Item2ItemModel(i2i_params)
-            i2i.fit(matrix, progress=cfg.progress)
-            query = summary.query(weights, i2i_params.decay, i2i_params.recent)
-            scorers["item2item"] = partial(i2i.score, user_items=query)
-            scale = blend_scale(als, i2i, query, users)
-            for w in BLEND_WEIGHTS:
-                betas[f"blend {w:g}"] = w * scale
-                scorers[f"blend {w:g}"] = Blend(als, i2i, query, w * scale)
-        knn: ItemKNNModel | None = None
-        if "popularity" in cfg.baselines:
-            pop = PopularityModel()
-            pop.fit(matrix)
-            scorers["popularity"] = partial(pop.score, user_items=matrix)
-        if "itemknn" in cfg.baselines:
-            knn = ItemKNNModel()
-            knn.fit(matrix)
-            scorers["itemknn"] = partial(knn.score, user_items=matrix)
+        fitted = fit_models(
+            split, summary, users, cfg, weights, als_params, i2i_params if use_i2i else None
+        )
 
     with p.phase("evaluate"):
-        metrics = evaluate_scorers(scorers, split, cfg.k, users)
-        # Keep the best blend only: the table shows what could be served.
-        blends = [m for m in metrics if m.startswith("blend ")]
-        if blends:
-            best_blend = max(blends, key=lambda m: metrics[m][f"ndcg@{cfg.k}"])
-            betas["blend"] = betas[best_blend]
-            metrics["blend"] = metrics[best_blend]
-            for m in blends:
-                del metrics[m]
-            metrics = {m: metrics[m] for m in sorted(metrics, key=_table_order)}
-        similar = evaluate_similar(als, i2i, knn.similarity if knn else None, split, cfg.k, users)
         try:
-            choice = choose_serving(metrics, betas, cfg.k, cfg.serve)
-            similar_model = choose_similar(similar, cfg.k, cfg.serve_similar)
+            comparison = compare(fitted, split, users, cfg)
         except ValueError as exc:
             raise TrainError(str(exc)) from exc
-    del scorers, knn, split
-    serves_i2i = choice.model != "als" or similar_model == "item2item"
+    als, i2i, i2v = fitted.als, fitted.item2item, fitted.item2vec
+    matrix = fitted.matrix
+    del fitted, split
+    choice = comparison.choice
 
     with p.phase("refit"):
         if cfg.refit:
@@ -245,10 +203,14 @@ def run(
             refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
             als = refit
         extras = {SEQUENCE: summary.extra()}
-        if i2i is not None and serves_i2i:
+        if i2i is not None and comparison.uses("item2item"):
             if cfg.refit:
                 i2i.fit(matrix, progress=cfg.progress)
             extras["item2item"] = i2i.extra()
+        if i2v is not None and comparison.uses("item2vec"):
+            if cfg.refit:
+                i2v.fit_sequences(sequences(ds), ds.n_items, cfg.progress)
+            extras["item2vec"] = i2v.extra()
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
         ).astype(np.float32)
@@ -293,7 +255,7 @@ def run(
             "model": choice.model,
             # What serves each request kind (docs/bundle-format.md): recommend is als,
             # item2item or blend; similar is als or item2item.
-            "serving": {"recommend": choice.model, "similar": similar_model},
+            "serving": comparison.serving,
             "input": {
                 "fingerprint": fp,
                 "files": [str(x) for x in inputs],
@@ -324,6 +286,12 @@ def run(
                     if i2i is not None
                     else None
                 ),
+                "item2vec": (
+                    # Sessions weigh their products with the item-to-item query's decay.
+                    {**cfg.item2vec.to_dict(), "session_decay": i2i.params.decay if i2i else 0.0}
+                    if i2v is not None
+                    else None
+                ),
                 "tuned": cfg.tune,
                 "refit_on_all_data": cfg.refit,
             },
@@ -334,8 +302,9 @@ def run(
                 "k": cfg.k,
                 "target_events": list(cfg.target_events),
                 "customers_evaluated": len(users),
-                "models": metrics,
-                "similar_products": similar,
+                "models": comparison.metrics,
+                "similar_products": comparison.similar,
+                "sessions": comparison.sessions,
             },
             "tuning": [t.to_dict() for t in trials],
             "tuning_item2item": [t.to_dict() for t in i2i_trials],
@@ -359,18 +328,27 @@ def run(
     bar.close()
     echo(
         format_table(
-            metrics,
+            comparison.metrics,
             f"held-out evaluation ({cfg.split} split, {len(users):,} customers, k={cfg.k}):",
             {choice.model: "served"},
         )
     )
+    served = comparison.similar_model
     echo(
         format_table(
-            similar,
+            comparison.similar,
             "similar products (query: each customer's last product):",
-            {"als_inner_product" if similar_model == "als" else similar_model: "served"},
+            {"als_inner_product" if served == "als" else served: "served"},
         )
     )
+    if comparison.sessions:
+        echo(
+            format_table(
+                comparison.sessions,
+                "anonymous sessions (each customer's last products, no account):",
+                {comparison.session_model: "served"},
+            )
+        )
     echo(
         f"index: {index_info['kind']} inner product over {ds.n_items:,} products, "
         f"recall@{cfg.index.recall_k} vs exact {recall:.3f}"
@@ -379,14 +357,8 @@ def run(
     if clv is not None:
         echo(clv[0])
     echo(f"published {version} to {model_dir} ({sum(p.seconds.values()):.1f} s)")
-    warning = baseline_warning(choice, metrics, cfg.k)
+    warning = baseline_warning(choice, comparison.metrics, cfg.k)
     if warning:
         log.warning("a baseline beats the served model: %s", choice.winner_baseline)
         echo(warning)
     return TrainResult(version=version, path=path, manifest=bundle.manifest)
-
-
-def _table_order(model: str) -> int:
-    """Servable models first, then the baselines."""
-    order = ("als", "item2item", "blend")
-    return order.index(model) if model in order else len(order)

@@ -115,14 +115,27 @@ def _register_train(sub: Subparsers) -> None:
     )
     g.add_argument(
         "--serve-similar",
-        choices=("auto", "als", "item2item"),
+        choices=("auto", "als", "item2item", "item2vec"),
         default="auto",
         help="what SimilarProducts serves (default auto: the best on the held-out split)",
+    )
+    g.add_argument(
+        "--serve-session",
+        choices=("auto", "als", "item2item", "item2vec"),
+        default="auto",
+        help="what answers customers without history from context.session_product_ids "
+        "(default auto: the best on the held-out split)",
     )
     g.add_argument(
         "--no-item2item",
         action="store_true",
         help="do not fit the item-to-item model (ALS alone serves)",
+    )
+    g.add_argument(
+        "--no-item2vec",
+        action="store_true",
+        help="do not fit item2vec (it is evaluated by default up to 100k products and 5M "
+        "interactions, and serves only where it wins)",
     )
     g = train.add_argument_group("index")
     g.add_argument(
@@ -224,8 +237,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         forget=_tombstones(args.model_dir),
         clv_check=not args.no_clv_check,
         use_item2item=not args.no_item2item,
+        use_item2vec=not args.no_item2vec,
         serve=args.serve,
         serve_similar=args.serve_similar,
+        serve_session=args.serve_session,
     )
     run(args.interactions, args.model_dir, cfg, catalog=args.catalog, customers=args.customers)
 

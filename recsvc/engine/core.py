@@ -26,6 +26,7 @@ from formats.weights import WeightConfig, sequence_factor
 from recsvc.engine.catalog import Catalog
 from recsvc.engine.config import EngineConfig
 from recsvc.engine.item2item import ItemToItem
+from recsvc.engine.item2vec import Item2Vec
 from recsvc.engine.retrieval import Chosen, Retrieval
 from recsvc.fold_in import FoldIn
 
@@ -57,7 +58,13 @@ class Engine:
         # Histories in the order training saw them (the sequence extra; older bundles have
         # none), and the item-to-item model when the manifest serves one.
         self.histories = Histories(self.user_items, bundle.extras.get(SEQUENCE))
-        self.item2item = ItemToItem.from_bundle(bundle, self.weights, self.catalog, self.retrieval)
+        # What serves each request kind (older manifests: ALS everywhere).
+        self.serving = {"recommend": "als", "similar": "als", "session": "als"}
+        self.serving.update(self.manifest.get("serving", {}))
+        self.item2item = ItemToItem.from_bundle(
+            bundle, self.serving, self.weights, self.catalog, self.retrieval
+        )
+        self.item2vec = Item2Vec.from_bundle(bundle, self.serving, self.catalog, self.retrieval)
         # last training event (ms): later real-time events are new; earlier ones are in the model
         self.cutoff_ms = int(self.manifest.get("data", {}).get("last_event_ms", 0))
         self.fold_in = (
@@ -95,7 +102,9 @@ class Engine:
         if context.current_product_id in cat.product_index:
             excluded.add(cat.product_index[context.current_product_id])
         vector, history, bought = self.customer_vector(customer_id, activity)
+        kind = "recommend"
         if len(history.items) == 0 and context.session_product_ids:
+            kind = "session"
             vector, history = self.session(context.session_product_ids)
             excluded.update(history.items.tolist())
         if not filter.include_purchased:
@@ -103,9 +112,13 @@ class Engine:
             excluded.update(bought[~cat.repeat_category[cat.category[bought]]].tolist())
         chosen: Chosen = []
         personalized = vector is not None and bool(np.any(vector))
-        i2i = self.item2item
-        if i2i is not None and i2i.recommends and len(history.items):
-            chosen = i2i.recommend(history, vector, limit, filter, excluded)
+        model = self.serving[kind]
+        if self.item2item is not None and model in ("item2item", "blend") and len(history.items):
+            blend = model == "blend"
+            chosen = self.item2item.recommend(history, vector, limit, filter, excluded, blend)
+            personalized = True
+        elif self.item2vec is not None and model == "item2vec" and len(history.items):
+            chosen = self.item2vec.recommend(history, limit, filter, excluded)
             personalized = True
         elif personalized and vector is not None:
             for idx, score in self.retrieval.best(vector, limit, filter, excluded):
@@ -132,8 +145,10 @@ class Engine:
         filter = (filter or Filter()).check()
         excluded = cat.indexes(filter.exclude_product_ids) | {idx}
         reason = f"similar to {cat.titles[idx] or product_id}"
-        if self.item2item is not None and "similar" in self.item2item.serves:
+        if self.item2item is not None and self.serving["similar"] == "item2item":
             best = self.item2item.similar(idx, limit, filter, excluded)
+        elif self.item2vec is not None and self.serving["similar"] == "item2vec":
+            best = self.item2vec.similar(idx, limit, filter, excluded)
         else:
             best = self.retrieval.best(cat.vectors(idx), limit, filter, excluded)
         chosen: Chosen = [(i, s, reason) for i, s in best]
@@ -164,10 +179,10 @@ class Engine:
         idx = np.array([cat.product_index[p] for p in known], dtype=np.int64)
         vector, history, _ = self.customer_vector(customer_id, activity)
         personalized = vector is not None and bool(np.any(vector))
-        i2i = self.item2item
-        if i2i is not None and i2i.recommends and len(history.items) and len(idx):
+        i2i, model = self.item2item, self.serving["recommend"]
+        if i2i is not None and model in ("item2item", "blend") and len(history.items) and len(idx):
             scores = (i2i.query(history) @ i2i.neighbours[:, idx]).toarray()[0]
-            if "blend" in i2i.serves and personalized and vector is not None:
+            if model == "blend" and personalized and vector is not None:
                 scores = cat.vectors(idx) @ vector + i2i.beta * scores
             personalized, reason = True, "picked for you"
         elif personalized and vector is not None:

@@ -36,7 +36,6 @@ class ItemToItem:
         weights: WeightConfig,
         catalog: Catalog,
         retrieval: Retrieval,
-        serves: frozenset[str],
     ) -> None:
         self.neighbours = neighbours
         self.decay = float(params.get("decay", 0.0))
@@ -45,21 +44,18 @@ class ItemToItem:
         self.confidence = weights.confidence
         self.catalog = catalog
         self.retrieval = retrieval
-        self.serves = serves  # of "recommend", "blend", "similar", "session"
 
     @classmethod
     def from_bundle(
-        cls, bundle: Bundle, weights: WeightConfig, catalog: Catalog, retrieval: Retrieval
+        cls,
+        bundle: Bundle,
+        serving: dict[str, str],
+        weights: WeightConfig,
+        catalog: Catalog,
+        retrieval: Retrieval,
     ) -> ItemToItem | None:
-        """The model when the manifest serves anything from it, else None."""
-        serving = bundle.manifest.get("serving", {})
-        serves = set()
-        if serving.get("recommend") in (NAME, "blend"):
-            serves.add("blend" if serving["recommend"] == "blend" else "recommend")
-        for kind in ("similar", "session"):
-            if serving.get(kind) == NAME:
-                serves.add(kind)
-        if not serves:
+        """The model when ``serving`` (the manifest's) uses it for anything, else None."""
+        if not {NAME, "blend"} & set(serving.values()):
             return None
         arrays = bundle.extras.get(NAME)
         params = bundle.manifest.get("params", {}).get(NAME)
@@ -73,11 +69,7 @@ class ItemToItem:
             neighbours.check_format(full_check=True)
         except (KeyError, ValueError) as exc:
             raise BundleError(f"{bundle.path}: damaged {NAME} extra: {exc}") from exc
-        return cls(neighbours, params, weights, catalog, retrieval, frozenset(serves))
-
-    @property
-    def recommends(self) -> bool:
-        return bool(self.serves & {"recommend", "blend"})
+        return cls(neighbours, params, weights, catalog, retrieval)
 
     def query(self, history: History) -> csr_matrix:
         return history.query(self.catalog.n_items, self.decay, self.recent, self.confidence)
@@ -89,13 +81,14 @@ class ItemToItem:
         limit: int,
         filter: Filter,
         excluded: set[int],
+        blend: bool = False,
     ) -> Chosen:
-        """The best eligible products with their reasons ("" where ALS must explain)."""
+        """The best eligible products with their reasons ("" where ALS must explain); with
+        ``blend`` and a customer vector, ALS's scores are added."""
         query = self.query(history)
         scored = query @ self.neighbours
         idx, scores = scored.indices.astype(np.int64), scored.data.astype(np.float32)
-        blend = "blend" in self.serves and vector is not None and bool(np.any(vector))
-        if blend and vector is not None:
+        if blend and vector is not None and np.any(vector):
             als = self.retrieval.best(vector, limit, filter, excluded)
             known = set(idx.tolist())
             extra = np.array([i for i, _ in als if i not in known], dtype=np.int64)
