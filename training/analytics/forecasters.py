@@ -93,18 +93,45 @@ class Forecaster:
         return Predictions(pred.expected * k, pred.discounted * k, pred.p_alive)
 
 
+Fits = dict[Candidate, "Forecaster | AnalyticsError"]  # fits at one end, shared by callers
+
+
 def fit_forecaster(
-    candidate: Candidate, days: pl.DataFrame, end: date, config: AnalyticsConfig
+    candidate: Candidate,
+    days: pl.DataFrame,
+    end: date,
+    config: AnalyticsConfig,
+    fits: Fits | None = None,
 ) -> Forecaster:
     """Fit ``candidate`` on the buyers up to ``end`` (a sample of them above
-    ``config.max_fit_customers``); AnalyticsError when it cannot be fitted."""
+    ``config.max_fit_customers``); AnalyticsError when it cannot be fitted. ``fits`` keeps
+    every fit (and failure) at this ``end``, so the ensemble reuses its members'."""
+    if fits is not None and candidate in fits:
+        known = fits[candidate]
+        if isinstance(known, AnalyticsError):
+            raise known
+        return known
+    try:
+        result = _fit(candidate, days, end, config, fits)
+    except AnalyticsError as exc:
+        if fits is not None:
+            fits[candidate] = exc
+        raise
+    if fits is not None:
+        fits[candidate] = result
+    return result
+
+
+def _fit(
+    candidate: Candidate, days: pl.DataFrame, end: date, config: AnalyticsConfig, fits: Fits | None
+) -> Forecaster:
     summary = fit_sample(buyer_summary(days, end), config)
     if candidate.model == "ensemble":
         others = [c for c in config.candidates if c.model != "ensemble" and c != ALLOCATION]
-        members = [fit_forecaster(ALLOCATION, days, end, config)]
+        members = [fit_forecaster(ALLOCATION, days, end, config, fits)]
         for c in others:
             try:
-                members.append(fit_forecaster(c, days, end, config))
+                members.append(fit_forecaster(c, days, end, config, fits))
             except AnalyticsError:
                 continue  # averaging what fits
         if len(members) < 2:

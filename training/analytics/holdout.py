@@ -157,11 +157,7 @@ def holdout_check(
         result = by_candidate.get(c, CandidateResult(c, {}, None, None, "not scored"))
         if evaluate_candidates:
             try:
-                fitter = (
-                    fitted.fitter
-                    if c == fitted.info.model
-                    else fit_forecaster(c, days, calibration_end, config)
-                )
+                fitter = fit_forecaster(c, days, calibration_end, config, fitted.fits)
                 pred = fitter.predict(summary, calibration_end, horizon).expected
                 if np.isfinite(pred).all():
                     result = _replace_holdout(result, prediction_metrics(pred, actual))

@@ -20,7 +20,7 @@ import polars as pl
 
 from training.analytics.config import AnalyticsConfig, AnalyticsError, Candidate
 from training.analytics.fitting import F64, fit_sample
-from training.analytics.forecasters import Forecaster, fit_forecaster
+from training.analytics.forecasters import Fits, Forecaster, fit_forecaster
 from training.analytics.spend import Spend, fit_spend
 from training.analytics.summaries import buyer_summary
 
@@ -118,6 +118,7 @@ class FittedModel:
     fitter: Forecaster
     info: ModelInfo
     spend: Spend
+    fits: Fits  # every candidate fitted at ``info.fit_end`` on the way (holdout_check reuses them)
 
 
 def fit_model(
@@ -143,10 +144,11 @@ def fit_model(
         inner = buyer_summary(days, selection_end)
         if int((inner["x"] > 0).sum()) >= config.min_repeat_customers:
             actual = actual_purchases(days, inner, selection_end, end)
+            inner_fits: Fits = {}
             for c in config.candidates:
                 t0 = time.perf_counter()
                 try:
-                    fitter = fit_forecaster(c, days, selection_end, config)
+                    fitter = fit_forecaster(c, days, selection_end, config, inner_fits)
                     pred = fitter.predict(inner, selection_end, length).expected
                     if not np.isfinite(pred).all():
                         bad = int((~np.isfinite(pred)).sum())
@@ -178,9 +180,10 @@ def fit_model(
 
     fit_summary = fit_sample(summary, config)
     failures: list[str] = []
+    fits: Fits = {}
     for candidate in order:
         try:
-            fitter = fit_forecaster(candidate, days, end, config)
+            fitter = fit_forecaster(candidate, days, end, config, fits)
             check = fitter.predict(summary, end, horizon_days).expected
             if not np.isfinite(check).all():
                 raise AnalyticsError(f"{candidate.label}: undefined predictions")
@@ -226,4 +229,4 @@ def fit_model(
         notes=tuple(notes),
         seconds=time.perf_counter() - start,
     )
-    return FittedModel(fitter, info, spend)
+    return FittedModel(fitter, info, spend, fits)
