@@ -13,6 +13,7 @@ tables of that size cannot be built in the training budget; see BENCHMARKS.md).
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -53,7 +54,8 @@ def ease_neighbours(binary: csr_matrix, l2: float, keep: int) -> csr_matrix:
     diagonal = np.diag_indices_from(gram)
     mean_count = float(gram[diagonal].mean()) if gram.size else 1.0
     gram[diagonal] += l2 * max(mean_count, 1e-9)
-    with threadpool_limits(None, "blas"):  # the inverse is the one step that uses every core
+    # The inverse is the one step that uses every core (BLAS is kept to one thread elsewhere).
+    with threadpool_limits(os.cpu_count() or 1, "blas"):
         p = np.linalg.inv(gram)
     weights = -p / np.diag(p)
     weights[diagonal] = 0.0
