@@ -88,15 +88,27 @@ class History:
         """Product indexes ordered by their latest event, the most recent last."""
         return self.items[np.argsort(self.rank, kind="stable")]
 
+    def query_weights(
+        self, decay: float, recent: int, confidence: Confidence
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(products in index order, weights): this customer's row of :func:`query_matrix`,
+        the same numbers computed without building a matrix (the serving path)."""
+        order = np.argsort(self.items, kind="stable")
+        items, rank = self.items[order], self.rank[order]
+        transform: Confidence = "log" if confidence == "bm25" else confidence
+        values = confidence_values(self.raw[order].astype(np.float32), transform)
+        values = values * sequence_factor(rank, np.full(len(rank), self.events), decay)
+        if 0 < recent < len(items):
+            keep = np.zeros(len(items), dtype=bool)
+            keep[np.argsort(-rank, kind="stable")[:recent]] = True  # ties: in index order
+            values = np.where(keep, values, 0.0).astype(np.float32)
+        nonzero = values != 0
+        return items[nonzero], values[nonzero]
+
     def query(self, n_items: int, decay: float, recent: int, confidence: Confidence) -> csr_matrix:
-        """This customer's item-to-item query row (see :func:`query_matrix`)."""
-        order = np.argsort(self.items)
-        raw = csr_matrix(
-            (self.raw[order].astype(np.float32), self.items[order], np.array([0, len(order)])),
-            shape=(1, n_items),
-        )
-        events = np.array([self.events])
-        return query_matrix(raw, self.rank[order], events, decay, recent, confidence)
+        """This customer's item-to-item query as a 1 x n_items row."""
+        items, weights = self.query_weights(decay, recent, confidence)
+        return csr_matrix((weights, items, np.array([0, len(items)])), shape=(1, n_items))
 
 
 def new_events(

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from formats.events import INTERACTION_TYPES
+from formats.history import Histories
 from formats.weights import WeightConfig, sequence_factor
 from training.dataset import build_dataset, summarize, user_item_matrix
 
@@ -144,3 +145,30 @@ def test_item2item_queries_keep_the_recent_products_decayed() -> None:
     np.testing.assert_allclose(query.data, [np.exp(-1.0), 1.0], rtol=1e-6)
     everything = summary.query(WeightConfig(confidence="binary"), decay=0.0, recent=0)
     assert everything.toarray().tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_serving_queries_equal_the_training_query_matrix() -> None:
+    """formats.history computes one customer's query without a matrix; the numbers must be
+    training's (recent cut, ties, decay, transform)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    rows = [
+        (
+            f"c{rng.integers(30)}",
+            f"p{rng.integers(3)}",
+            int(t),
+            str(rng.choice(["view", "purchase"])),
+        )
+        for t in rng.integers(0, 50, n)
+    ]
+    ds, _ = build_dataset(frame(rows), CATALOG)
+    summary = summarize(ds, WeightConfig())
+    histories = Histories(summary.raw, summary.extra())
+    for decay, recent, confidence in ((3.0, 2, "log"), (0.0, 0, "binary"), (1.0, 1, "bm25")):
+        cfg = WeightConfig(confidence=confidence)  # type: ignore[arg-type]
+        matrix = summary.query(cfg, decay, recent)
+        for u in range(ds.n_users):
+            items, weights = histories.of(u).query_weights(decay, recent, cfg.confidence)
+            row = matrix[u]
+            assert items.tolist() == row.indices.tolist()
+            np.testing.assert_array_equal(weights, row.data)

@@ -181,7 +181,8 @@ class Engine:
         personalized = vector is not None and bool(np.any(vector))
         i2i, model = self.item2item, self.serving["recommend"]
         if i2i is not None and model in ("item2item", "blend") and len(history.items) and len(idx):
-            scores = (i2i.query(history) @ i2i.neighbours[:, idx]).toarray()[0]
+            _, targets, parts = i2i.contributions(history)
+            scores = i2i.totals(targets, parts)[idx].astype(np.float32)
             if model == "blend" and personalized and vector is not None:
                 scores = cat.vectors(idx) @ vector + i2i.beta * scores
             personalized, reason = True, "picked for you"

@@ -26,6 +26,7 @@ from recsvc.engine.catalog import Catalog
 from recsvc.engine.retrieval import Chosen, Picked, Retrieval
 
 NAME = "item2item"  # the bundle extra and the manifest's serving value
+HEAD = 8  # candidates sorted first per request: this many times the limit (plus the excluded)
 
 
 class ItemToItem:
@@ -74,6 +75,27 @@ class ItemToItem:
     def query(self, history: History) -> csr_matrix:
         return history.query(self.catalog.n_items, self.decay, self.recent, self.confidence)
 
+    def contributions(self, history: History) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(source product, neighbour, weight x neighbour weight) of every neighbour-table
+        entry the customer's query reaches: at most ``recent`` x ``neighbours`` of them."""
+        sources, weights = history.query_weights(self.decay, self.recent, self.confidence)
+        n = self.neighbours
+        lo, hi = n.indptr[sources], n.indptr[sources + 1]
+        counts = hi - lo
+        # The entries of those rows, gathered without scipy (its checks cost more than this).
+        entries = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
+        entries += np.arange(int(counts.sum()))
+        return (
+            np.repeat(sources, counts),
+            n.indices[entries].astype(np.int64),
+            n.data[entries] * np.repeat(weights, counts),
+        )
+
+    def totals(self, targets: np.ndarray, parts: np.ndarray) -> np.ndarray:
+        """Every product's score: the sum of its contributions (float64, one per product)."""
+        result: np.ndarray = np.bincount(targets, weights=parts, minlength=self.catalog.n_items)
+        return result
+
     def recommend(
         self,
         history: History,
@@ -85,39 +107,68 @@ class ItemToItem:
     ) -> Chosen:
         """The best eligible products with their reasons ("" where ALS must explain); with
         ``blend`` and a customer vector, ALS's scores are added."""
-        query = self.query(history)
-        scored = query @ self.neighbours
-        idx, scores = scored.indices.astype(np.int64), scored.data.astype(np.float32)
+        sources, targets, parts = self.contributions(history)
+        # Sums over the few thousand products reached, not over the catalog.
+        idx, inverse = np.unique(targets, return_inverse=True)
+        scores = np.bincount(inverse, weights=parts, minlength=len(idx)).astype(np.float32)
         if blend and vector is not None and np.any(vector):
-            als = self.retrieval.best(vector, limit, filter, excluded)
-            known = set(idx.tolist())
-            extra = np.array([i for i, _ in als if i not in known], dtype=np.int64)
+            # The neighbours' head and ALS's best: a product outside both has neither score
+            # high enough to place (and computing ALS over thousands of them costs ms).
+            n = limit * HEAD + len(excluded)
+            if len(idx) > n:
+                head = np.argpartition(-scores, n - 1)[:n]
+                idx, scores = idx[head], scores[head]
+            als = np.array([i for i, _ in self.retrieval.best(vector, limit, filter, excluded)])
+            extra = als[~np.isin(als, idx)].astype(np.int64)
             idx = np.concatenate([idx, extra])
             scores = np.concatenate([self.beta * scores, np.zeros(len(extra), np.float32)])
             scores = scores + self.catalog.vectors(idx) @ vector
         else:
             positive = scores > 0  # the rest rank by popularity, as training scored it
             idx, scores = idx[positive], scores[positive]
-        order = np.argsort(-scores, kind="stable")
-        picked = self.retrieval.take(idx[order], scores[order], limit, filter, excluded)
-        return self.explain(query, picked)
+        picked = self.take_best(idx, scores, limit, filter, excluded)
+        return self.explain((sources, targets, parts), picked)
 
-    def explain(self, query: csr_matrix, picked: Picked) -> Chosen:
+    def take_best(
+        self, idx: np.ndarray, scores: np.ndarray, limit: int, filter: Filter, excluded: set[int]
+    ) -> Picked:
+        """The first ``limit`` eligible candidates by score. Only the head is sorted when there
+        are many; all of them are when filters eat into it."""
+        n = limit * HEAD + len(excluded)
+        if len(idx) > 2 * n:
+            head = np.argpartition(-scores, n - 1)[:n]
+            head = head[np.argsort(-scores[head], kind="stable")]
+            picked = self.retrieval.take(idx[head], scores[head], limit, filter, excluded)
+            if len(picked) >= limit:
+                return picked
+        order = np.argsort(-scores, kind="stable")
+        return self.retrieval.take(idx[order], scores[order], limit, filter, excluded)
+
+    def explain(
+        self, contributions: tuple[np.ndarray, np.ndarray, np.ndarray], picked: Picked
+    ) -> Chosen:
         """Each item's reason: the query product whose neighbour row gave it the most."""
-        if not picked or query.nnz == 0:
-            return [(i, s, "") for i, s in picked]
-        cat = self.catalog
+        sources, targets, parts = contributions
         items = np.array([i for i, _ in picked], dtype=np.int64)
-        sources = query.indices
-        parts = self.neighbours[sources][:, items].toarray() * query.data[:, None]
-        best = np.argmax(parts, axis=0)
+        hit = np.flatnonzero(np.isin(targets, items))
+        # Per item, its largest contribution (sorted by item, then contribution, descending).
+        hit = hit[np.lexsort((-parts[hit], targets[hit]))]
+        first = np.ones(len(hit), dtype=bool)
+        first[1:] = targets[hit][1:] != targets[hit][:-1]
+        best = {
+            int(t): (int(src), float(v))
+            for t, src, v in zip(
+                targets[hit][first], sources[hit][first], parts[hit][first], strict=True
+            )
+        }
+        cat = self.catalog
         chosen: Chosen = []
-        for col, (i, s) in enumerate(picked):
-            if parts[best[col], col] > 0:
-                b = int(sources[best[col]])
-                chosen.append((i, s, f"because you liked {cat.titles[b] or cat.product_ids[b]}"))
-            else:
-                chosen.append((i, s, ""))
+        for i, s in picked:
+            src, value = best.get(i, (-1, 0.0))
+            why = (
+                f"because you liked {cat.titles[src] or cat.product_ids[src]}" if value > 0 else ""
+            )
+            chosen.append((i, s, why))
         return chosen
 
     def similar(self, idx: int, limit: int, filter: Filter, excluded: set[int]) -> Picked:
@@ -127,5 +178,4 @@ class ItemToItem:
         ids, weights = n.indices[lo:hi].astype(np.int64), n.data[lo:hi]
         keep = weights > 0
         ids, weights = ids[keep], weights[keep]
-        order = np.argsort(-weights, kind="stable")
-        return self.retrieval.take(ids[order], weights[order], limit, filter, excluded)
+        return self.take_best(ids, weights, limit, filter, excluded)
