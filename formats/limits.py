@@ -14,6 +14,7 @@ MAX_AMOUNT: Final = 1_000_000_000.0  # currency of one event (an order line)
 MAX_PRICE: Final = 1_000_000_000.0  # currency
 MAX_STOCK: Final = 1_000_000_000  # units on hand
 MAX_POINTS: Final = 1_000_000_000_000.0  # a loyalty balance or change
+MAX_SESSION_PRODUCTS: Final = 100  # context.session_product_ids of one request
 # Interaction timestamps: not before the Unix epoch, not after the clock plus this skew
 # (the event API's tolerance; training files are read after the events happened).
 MAX_FUTURE_MS: Final = 5 * 60 * 1000

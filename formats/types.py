@@ -119,6 +119,8 @@ class Context:
     surface: str = ""
     device: str = ""
     current_product_id: str = ""
+    # This visit's products, oldest first: what a customer without history is recommended from.
+    session_product_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

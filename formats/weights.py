@@ -5,7 +5,8 @@ next training run would give. The manifest's ``params.weights`` is ``WeightConfi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -34,6 +35,25 @@ class WeightConfig:
     # MovieLens-100k it lifts ALS from 0.438 to 0.449 ndcg@20 (BENCHMARKS.md).
     user_exponent: float = 0.5
     item_exponent: float = 0.3
+    # Sequence-aware decay d: each (customer, product) confidence is multiplied by
+    # exp(d * (r - 1)), r the position of the customer's latest interaction with the product
+    # in their own history, scaled to 0 (first) .. 1 (last). The next purchase follows the
+    # last ones: on MovieLens-100k's per-customer temporal protocol it lifts ndcg@20 by
+    # 15-20%; on a random split it hurts, so --tune chooses it (0 stays a candidate). The
+    # default is no decay, which is also what a manifest without this field means.
+    sequence_decay: float = 0.0
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> WeightConfig:
+        """From a manifest's ``params.weights``; fields an older manifest lacks keep their
+        defaults (no sequence decay). Raises ValueError on a field this version doesn't know."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown weight settings {unknown}; is the bundle from a newer recsvc?"
+            )
+        return cls(**values)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -44,6 +64,7 @@ class WeightConfig:
             "bm25_b": self.bm25_b,
             "user_exponent": self.user_exponent,
             "item_exponent": self.item_exponent,
+            "sequence_decay": self.sequence_decay,
         }
 
 
@@ -62,3 +83,14 @@ def count_weights(counts: np.ndarray, exponent: float) -> np.ndarray:
     present = counts > 0
     mean = counts[present].mean() if present.any() else 1.0
     return np.asarray((np.maximum(counts, 1) / mean) ** -exponent, dtype=np.float32)
+
+
+def sequence_factor(rank: np.ndarray, events: np.ndarray, decay: float) -> np.ndarray:
+    """exp(decay * (r - 1)) per entry, r = rank / (events - 1): the position of an entry's
+    latest event among its customer's ``events`` weighted events (1 when there is only one)."""
+    rank = np.asarray(rank, dtype=np.float64)
+    if decay == 0:
+        return np.ones(len(rank), dtype=np.float32)
+    events = np.asarray(events, dtype=np.float64)
+    r = np.where(events > 1, rank / np.maximum(events - 1, 1), 1.0)
+    return np.exp(decay * (np.clip(r, 0.0, 1.0) - 1.0)).astype(np.float32)

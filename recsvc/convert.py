@@ -94,6 +94,7 @@ def context_from_pb(c: pb.Context) -> Context:
         surface=SURFACE_NAMES.get(c.surface, ""),
         device=c.device,
         current_product_id=c.current_product_id,
+        session_product_ids=tuple(c.session_product_ids),
     )
 
 
@@ -103,6 +104,7 @@ def context_to_pb(c: Context | None) -> pb.Context:
         surface=SURFACE_CODES.get(c.surface, pb.SURFACE_UNSPECIFIED),
         device=c.device,
         current_product_id=c.current_product_id,
+        session_product_ids=list(c.session_product_ids),
     )
 
 

@@ -1,23 +1,25 @@
 """Real-time customer vectors: the trained history plus recent events, solved against the
 served item vectors exactly as one ALS user step (``implicit``'s ``recalculate_user``).
 
-Recent events are weighted as training weighted them (event weights, confidence transform,
-count damping from the bundle's manifest), so a folded-in vector is what the next training
-run would give this customer if the item vectors did not move. The bm25 transform needs the
-whole matrix, so recent events of bm25 models use the log transform.
+The whole history is weighted as training weighted it (event weights, confidence transform,
+count damping and sequence decay from the bundle's manifest): new events take the latest
+positions of the customer's history, so their products weigh most and the trained ones slide
+back, and a folded-in vector is what the next training run would give this customer if the
+item vectors did not move. The bm25 transform needs the whole matrix: trained entries of bm25
+models keep their trained confidence (rescaled for the new positions and product count) and
+new raw weight adds with the log transform; so do bundles without the ``sequence`` extra.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from formats.weights import WeightConfig, confidence_values, count_weights
+from formats.history import History, history_confidence, item_weights
+from formats.weights import WeightConfig
 
 
 class FoldIn:
@@ -32,10 +34,8 @@ class FoldIn:
 
         params = manifest.get("params", {})
         als = params.get("als", {})
-        self.weights = WeightConfig(**params.get("weights", {}))
+        self.weights = WeightConfig.from_dict(params.get("weights", {}))
         self.position = position
-        # last training event (ms): later real-time events are new; earlier ones are in the model
-        self.cutoff_ms = int(manifest.get("data", {}).get("last_event_ms", 0))
         with threadpool_limits(1, "blas"):
             self.solver = AlternatingLeastSquares(
                 factors=grouped_factors.shape[1],
@@ -48,45 +48,17 @@ class FoldIn:
         # not depend on the order of the items, so no product-order copy is needed.
         self.solver.item_factors = grouped_factors
         self.solver.YtY  # noqa: B018  computed once here, not on the first request
-        self.item_weight = count_weights(
-            np.bincount(user_items.indices, minlength=user_items.shape[1]),
-            self.weights.item_exponent,
-        )
-        per_user = np.diff(user_items.indptr)
-        self.mean_user = float(per_user[per_user > 0].mean()) if per_user.any() else 1.0
-        self.user_items = user_items
-        self.transform = "log" if self.weights.confidence == "bm25" else self.weights.confidence
+        self.item_weight, self.mean_user = item_weights(user_items, self.weights)
 
-    def new_events(self, events: Iterable[tuple[int, str, float, int]]) -> dict[int, float]:
-        """Summed raw weight per product of (product index, type, quantity, ts_ms) events
-        newer than the training data."""
-        raw: dict[int, float] = defaultdict(float)
-        for idx, kind, quantity, ts_ms in events:
-            if ts_ms <= self.cutoff_ms:
-                continue
-            # kinds are training's event types (formats.events.INTEREST maps to them)
-            weight = self.weights.event_weights.get(kind, 0.0)
-            if weight > 0:
-                raw[idx] += weight * max(quantity, 1.0)
-        return raw
+    def confidence(self, history: History) -> np.ndarray:
+        """The confidence of each product of ``history``, as training would compute it."""
+        return history_confidence(history, self.weights, self.item_weight, self.mean_user)
 
-    def vector(self, user: int | None, new: dict[int, float]) -> np.ndarray:
-        """The customer's vector given the trained history (``user``) and new raw weights."""
-        if user is not None:
-            m = self.user_items
-            lo, hi = m.indptr[user], m.indptr[user + 1]
-            old_idx, old_conf = np.asarray(m.indices[lo:hi]), np.asarray(m.data[lo:hi])
-        else:
-            old_idx, old_conf = np.zeros(0, np.int32), np.zeros(0, np.float32)
-        new_idx = np.fromiter(new.keys(), dtype=np.int64, count=len(new))
-        raw = np.fromiter(new.values(), dtype=np.float32, count=len(new))
-        n_items = len(np.union1d(old_idx, new_idx))
-        user_weight = (max(n_items, 1) / self.mean_user) ** -self.weights.user_exponent
-        new_conf = confidence_values(raw, self.transform) * self.item_weight[new_idx] * user_weight
-        idx = np.concatenate([old_idx, new_idx]).astype(np.int64)
-        conf = np.concatenate([old_conf, new_conf]).astype(np.float32)
+    def vector(self, history: History) -> np.ndarray:
+        """The customer's vector given their whole history (trained and new events)."""
+        conf = self.confidence(history)
         row = csr_matrix(
-            (conf, (np.zeros(len(idx), np.int64), self.position[idx])),
+            (conf, (np.zeros(len(conf), np.int64), self.position[history.items])),
             shape=(1, len(self.position)),
         )
         row.sum_duplicates()

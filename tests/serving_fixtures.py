@@ -30,12 +30,22 @@ QUIET = TrainConfig(
     clv_check=False,
     cold_start=ColdStartConfig(fraction=0.0),
 )
+ALS = replace(
+    QUIET, use_item2item=False, use_item2vec=False
+)  # the ALS-only bundles most serving tests read
 TRAIN_CONFIGS = {
-    "exact": QUIET,
+    "exact": ALS,
     # More than 10 products: the trainer builds an HNSW index instead of an exact one.
-    "hnsw": replace(QUIET, index=IndexConfig(exact_max_items=10)),
+    "hnsw": replace(ALS, index=IndexConfig(exact_max_items=10)),
     # A different model over the same catalog (another seed, no refit).
-    "other": replace(QUIET, seed=1, refit=False),
+    "other": replace(ALS, seed=1, refit=False),
+    # The item-to-item model serves recommendations, similar products and sessions.
+    "item2item": replace(
+        QUIET, serve="item2item", serve_similar="item2item", serve_session="item2item"
+    ),
+    "blend": replace(QUIET, serve="blend", serve_similar="als", serve_session="als"),
+    # item2vec serves similar products and sessions.
+    "item2vec": replace(QUIET, serve="als", serve_similar="item2vec", serve_session="item2vec"),
 }
 
 _world: dict[str, Path] = {}
@@ -56,7 +66,7 @@ def world(factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def trained(factory: pytest.TempPathFactory, kind: str = "exact") -> Path:
-    """The directory of a bundle trained on :func:`world` ("exact", "hnsw" or "other")."""
+    """The directory of a bundle trained on :func:`world` (a key of TRAIN_CONFIGS)."""
     if kind not in _trained:
         files = world(factory)
         result = run(

@@ -29,7 +29,9 @@ from training.analytics import (
     top_categories,
 )
 from training.analytics.btyd import predict
+from training.analytics.forecasters import fit_forecaster, weekly_summary
 from training.analytics.selection import rank_candidates
+from training.analytics.summaries import buyer_summary
 
 AS_OF = date(2025, 6, 30)
 # No repeat-buying model for the hand-made histories: the rules are what is under test.
@@ -427,3 +429,49 @@ def test_pareto_heavy_buyer_on_the_last_day() -> None:
     assert pred.expected[0] == pytest.approx(pred.expected[1], rel=0.01)
     assert pred.expected[2] == pytest.approx(pred.expected[3], rel=0.01)
     assert not math.isnan(pred.expected[0])
+
+
+def test_weekly_summary_counts_purchase_weeks_from_each_first_purchase() -> None:
+    day = date(2024, 1, 1)
+    days = pl.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "b", "c"],
+            "day": [day + timedelta(d) for d in (0, 2, 7, 19, 4, 40)],
+            "spend": [1.0] * 6,
+        }
+    )
+    end = day + timedelta(28)
+    s = weekly_summary(days, end, pl.DataFrame({"customer_id": ["b", "a"]}))
+    assert s["customer_id"].to_list() == ["b", "a"]  # the order asked for; c is after `end`
+    # a: days 0, 2, 7, 19 fall in weeks 0, 0, 1, 2 of their own; b bought once.
+    assert s["x"].to_list() == [0, 2]
+    assert s["tx"].to_list() == [0.0, 2.0]
+    assert s["T"].to_list() == pytest.approx([24 / 7, 4.0])
+
+
+def test_weekly_candidates_and_the_ensemble(simulated: pl.DataFrame) -> None:
+    end = date(2024, 1, 1) + timedelta(days=360)
+    members = (Candidate("bgnbd"), Candidate("mbgnbd"), Candidate("bgnbd", 0.0, "week"))
+    config = AnalyticsConfig(candidates=(*members, Candidate("ensemble")))
+    days = purchase_days(simulated)
+    summary = buyer_summary(days, end)
+    fitted = [fit_forecaster(c, days, end, config) for c in members]
+    preds = [f.predict(summary, end, 180).expected for f in fitted]
+    weekly = fitted[2]
+    assert weekly.days_per_week >= 1.0 and "days_per_week" in weekly.params
+    # Purchase weeks converted back to purchase days: the same order of magnitude as days.
+    assert preds[2].sum() == pytest.approx(preds[0].sum(), rel=0.3)
+    ensemble = fit_forecaster(Candidate("ensemble"), days, end, config)
+    assert ensemble.params == {"members": 2.0}
+    pred = ensemble.predict(summary, end, 180)
+    # BG/NBD's shares (so its correlation with anything), the other candidates' mean total.
+    assert np.corrcoef(pred.expected, preds[0])[0, 1] == pytest.approx(1.0)
+    assert pred.expected.sum() == pytest.approx((preds[1].sum() + preds[2].sum()) / 2)
+    assert (pred.p_alive >= 0).all() and (pred.p_alive <= 1).all()
+    # Chosen like any candidate on the choice split, and reported by the holdout check.
+    report = holdout_check(simulated, end, end + timedelta(days=180), config)
+    labels = [c.candidate.label for c in report.candidates]
+    assert "Ensemble (BG/NBD shares, mean total)" in labels and "BG/NBD, weekly" in labels
+    assert all(c.selection is not None for c in report.candidates)
+    with pytest.raises(AnalyticsError, match="grain"):
+        AnalyticsConfig(candidates=(Candidate("bgnbd", 0.0, "month"),)).validate()  # type: ignore[arg-type]

@@ -156,7 +156,7 @@ def test_train_skipping_bad_rows_publishes_and_lists(
     code, out, _ = run(["models", "list", "--model-dir", str(model_dir)], capsys)
     assert code == 0
     assert out.startswith(f"* {version}  created ")
-    assert "customers 30  products 12  ndcg@5 " in out
+    assert "customers 30  products 12  serves " in out and " ndcg@5 " in out
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,19 @@ def engine(bundle: b.Bundle) -> Engine:
     return Engine(bundle)
 
 
-@pytest.fixture(scope="module", params=["exact", "hnsw"])
+@pytest.fixture(scope="module", params=["exact", "hnsw", "item2item", "blend", "item2vec"])
 def any_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    """The exact-index engine and one whose bundle was forced onto an HNSW index."""
+    """The exact-index engine, one whose bundle was forced onto an HNSW index, and ones
+    serving the item-to-item model alone or blended with ALS: every filter, fill and
+    exclusion rule holds whichever model serves (item2vec: similar products)."""
     engine = Engine.load(trained(tmp_path_factory, str(request.param)))
-    assert engine.info().index_kind == request.param
+    if request.param in ("exact", "hnsw"):
+        assert engine.info().index_kind == request.param
+        assert engine.item2item is None and engine.item2vec is None
+    elif request.param == "item2vec":
+        assert engine.item2vec is not None and engine.serving["similar"] == "item2vec"
+    else:
+        assert engine.item2item is not None and engine.manifest["model"] == request.param
     return engine
 
 

@@ -287,7 +287,7 @@ class Serve:
             start_new_session=True,
         )
         deadline = time.monotonic() + 120
-        while self.log.read_text().count('"msg": "serving model') < 2:
+        while self.log.read_text().count('"msg":"serving model') < 2:
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "the two workers never started"
             time.sleep(0.1)

@@ -25,6 +25,8 @@ import pytest
 from scipy.sparse import csr_matrix
 
 import training
+from training.item2item import Item2ItemModel, Item2ItemParams
+from training.item2vec import Item2VecModel, Item2VecParams
 from training.metrics import mask_seen, recommend_batch
 from training.models import ALSModel, ALSParams, ItemKNNModel, Model, PopularityModel
 from training.spark import DEFAULTS as SPARK_DEFAULTS
@@ -254,6 +256,59 @@ class TestItemKNNModelContract(ModelContract):
         return similarity
 
 
+class TestItem2ItemModelContract(ModelContract):
+    """EASE neighbours (the catalog is small); TestItem2ItemCosineContract covers the cosine
+    neighbours of large catalogs."""
+
+    model_class = Item2ItemModel
+    personalized = True
+    params = Item2ItemParams(kind="ease", l2=0.5)
+
+    def make_model(self, seed: int = 0) -> Item2ItemModel:
+        return Item2ItemModel(self.params)
+
+    def item_similarity(self, model: Model) -> np.ndarray:
+        assert isinstance(model, Item2ItemModel)
+        similarity: np.ndarray = model.neighbours.toarray()
+        return similarity
+
+    def test_neighbours_are_sparse_rows_without_the_product_itself(self, fitted: Model) -> None:
+        assert isinstance(fitted, Item2ItemModel)
+        table = fitted.neighbours
+        assert table.shape == (N_ITEMS, N_ITEMS) and table.dtype == np.float32
+        assert table.has_canonical_format
+        assert not table.diagonal().any()
+        # Each product keeps at most `neighbours` entries.
+        pruned = Item2ItemModel(replace(self.params, neighbours=2))
+        pruned.fit(two_blocks().user_items)
+        assert np.diff(pruned.neighbours.indptr).max() <= 2
+
+
+class TestItem2ItemCosineContract(TestItem2ItemModelContract):
+    params = Item2ItemParams(kind="cosine")
+
+
+class TestItem2VecModelContract(ModelContract):
+    model_class = Item2VecModel
+    personalized = True
+
+    def make_model(self, seed: int = 0) -> Item2VecModel:
+        # Tiny data: many epochs, every product kept (no down-sampling), a whole basket per window.
+        return Item2VecModel(
+            Item2VecParams(dimensions=8, window=3, epochs=200, sample=0.0, seed=seed)
+        )
+
+    def item_similarity(self, model: Model) -> np.ndarray:
+        assert isinstance(model, Item2VecModel)
+        return cosine(model.item_vectors)
+
+    def test_vectors_are_unit_rows_and_zero_for_products_never_met(self, fitted: Model) -> None:
+        assert isinstance(fitted, Item2VecModel)
+        norms = np.linalg.norm(fitted.item_vectors, axis=1)
+        np.testing.assert_allclose(norms[:NOBODYS], 1.0, rtol=1e-5)
+        assert norms[NOBODYS] == 0.0
+
+
 # -- every model class has a contract -------------------------------------------------------
 
 
@@ -284,7 +339,7 @@ def test_every_model_class_has_a_contract() -> None:
     }
     missing = sorted(cls.__qualname__ for cls in models - covered)
     assert not missing, f"no contract test class (a ModelContract subclass) for {missing}"
-    assert {ALSModel, PopularityModel, ItemKNNModel} <= covered
+    assert {ALSModel, PopularityModel, ItemKNNModel, Item2ItemModel, Item2VecModel} <= covered
     # Training reports metrics by model name. ALS fit by another engine (SparkALSModel) is
     # still "als": a run has one engine, and manifests compare across engines by that name.
     engines = {cls for cls in models if issubclass(cls, ALSModel) and cls is not ALSModel}

@@ -31,7 +31,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from serving_fixtures import add_copy, free_port, trained
 
 from formats import bundle as b
-from formats.types import Filter, Recommendation
+from formats.types import Context, Filter, Recommendation
 from recsvc.client import Client
 from recsvc.config import ServeConfig
 from recsvc.server import Running, start
@@ -217,6 +217,32 @@ def test_filters_and_context_cross_the_wire(
     )
     assert unpriced <= {i.product_id for i in everything.items}
     assert len(everything.items) == 200
+
+
+def test_session_products_cross_the_wire(rec_stub: Any, server: Running) -> None:
+    session = ["P000005", "P000006", "P000007"]
+    request = pb.RecommendProductsRequest(
+        customer_id="C-visitor", limit=10, context=pb.Context(session_product_ids=session)
+    )
+    reply = rec_stub.RecommendProducts(request, metadata=REC, timeout=5)
+    assert reply.personalized and len(reply.items) == 10
+    assert not set(session) & {i.product_id for i in reply.items}
+    code, details = rpc_error(
+        lambda: rec_stub.RecommendProducts(
+            pb.RecommendProductsRequest(
+                customer_id="C-visitor",
+                context=pb.Context(session_product_ids=[f"P{i}" for i in range(101)]),
+            ),
+            metadata=REC,
+            timeout=5,
+        )
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 100" in details
+    with Client(f"127.0.0.1:{server.port}", token="rec-token") as client:
+        rec = client.recommend(
+            "C-visitor", limit=5, context=Context(session_product_ids=tuple(session))
+        )
+        assert rec.personalized and len(rec.items) == 5
 
 
 def test_python_client(server: Running, known_customer: str) -> None:

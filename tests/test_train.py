@@ -14,6 +14,7 @@ from recsvc.cli import main
 from training import synth
 from training.cold_start import ColdStartConfig
 from training.config import TrainConfig
+from training.evaluation import Choice, baseline_warning, choose_serving
 from training.index import IndexConfig
 from training.train import TrainError, run
 
@@ -164,3 +165,114 @@ def test_synthetic_world_is_learnable_from_parquet_and_csv_alike(tmp_path: Path)
     )
     assert result.manifest["counts"]["interactions"] == world.interactions.height
     assert np.isfinite(result.manifest["evaluation"]["models"]["als"]["ndcg@20"])
+
+
+def test_evaluation_chooses_what_serves_and_the_bundle_holds_it(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    result = run(
+        world["interactions"], tmp_path, QUIET, catalog=world["catalog"], echo=lines.append
+    )
+    m = result.manifest
+    metrics = m["evaluation"]["models"]
+    servable = {"als", "item2item", "blend"}
+    assert servable <= set(metrics)
+    best = max(servable, key=lambda name: metrics[name]["ndcg@20"])
+    assert m["model"] == m["serving"]["recommend"] == best
+    assert m["serving"]["similar"] in ("als", "item2item", "item2vec")
+    assert m["serving"]["session"] in ("als", "item2item", "item2vec")
+    assert set(m["evaluation"]["sessions"]) == {"als", "item2item", "item2vec"}
+    assert m["params"]["item2item"]["kind"] == "ease"  # 300 products
+    # The item-to-item model's own search ran on validation, with no decay among the candidates.
+    decays = {t["decay"] for t in m["tuning_item2item"]}
+    assert 0.0 in decays and len(decays) > 1
+    assert m["params"]["item2item"]["decay"] in decays
+    loaded = b.load_bundle(result.path)
+    assert "sequence" in loaded.extras
+    assert len(loaded.extras["sequence"]["rank"]) == loaded.user_items.nnz
+    uses = {best, m["serving"]["similar"], m["serving"]["session"]}
+    assert ("item2item" in loaded.extras) == bool(uses & {"item2item", "blend"})
+    assert ("item2vec" in loaded.extras) == ("item2vec" in uses)
+    assert any("(served)" in line for line in lines)
+
+
+def test_serve_and_no_item2item_override_the_choice(world: dict[str, Path], tmp_path: Path) -> None:
+    forced = run(
+        world["interactions"],
+        tmp_path / "a",
+        replace(QUIET, serve="item2item", serve_similar="item2item"),
+        catalog=world["catalog"],
+        echo=lambda _: None,
+    )
+    assert forced.manifest["serving"]["recommend"] == "item2item"
+    assert forced.manifest["serving"]["similar"] == "item2item"
+    assert "item2item" in b.load_bundle(forced.path).extras
+    alone = run(
+        world["interactions"],
+        tmp_path / "b",
+        replace(QUIET, use_item2item=False, use_item2vec=False),
+        catalog=world["catalog"],
+        echo=lambda _: None,
+    )
+    assert alone.manifest["serving"] == {"recommend": "als", "similar": "als", "session": "als"}
+    assert set(b.load_bundle(alone.path).extras) == {"sequence"}
+    with pytest.raises(TrainError, match="cannot serve"):
+        run(
+            world["interactions"],
+            tmp_path / "c",
+            replace(QUIET, use_item2item=False, serve="blend"),
+            catalog=world["catalog"],
+            echo=lambda _: None,
+        )
+
+
+def test_a_winning_baseline_is_flagged_loudly() -> None:
+    metrics = {
+        "als": {"ndcg@20": 0.20},
+        "item2item": {"ndcg@20": 0.22},
+        "blend": {"ndcg@20": 0.21},
+        "popularity": {"ndcg@20": 0.05},
+        "itemknn": {"ndcg@20": 0.25},
+    }
+    choice = choose_serving(metrics, {"blend": 0.3}, 20)
+    assert choice.model == "item2item" and choice.winner_baseline == "itemknn"
+    banner = baseline_warning(choice, metrics, 20)
+    assert banner is not None and banner.startswith("!!!")
+    assert "WARNING" in banner and "'itemknn'" in banner and "'item2item'" in banner
+    metrics["itemknn"]["ndcg@20"] = 0.1
+    fine = choose_serving(metrics, {"blend": 0.3}, 20)
+    assert fine.winner_baseline is None and baseline_warning(fine, metrics, 20) is None
+    assert choose_serving(metrics, {"blend": 0.3}, 20, "blend") == Choice("blend", 0.3, None)
+
+
+def test_tune_keeps_no_sequence_decay_among_the_candidates(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    cfg = replace(QUIET, tune=True, tune_trials=8, use_item2item=False)
+    result = run(
+        world["interactions"], tmp_path, cfg, catalog=world["catalog"], echo=lambda _: None
+    )
+    decays = [t["sequence_decay"] for t in result.manifest["tuning"]]
+    assert 0.0 in decays and max(decays) > 0
+    best = max(result.manifest["tuning"], key=lambda t: t["ndcg"])
+    assert result.manifest["params"]["weights"]["sequence_decay"] == best["sequence_decay"]
+
+
+def test_data_split_writes_the_training_split_for_evaluate(
+    world: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "split"
+    assert (
+        main(["data", "split", "--interactions", str(world["interactions"]), "--out", str(out)])
+        == 0
+    )
+    train, test = pl.read_parquet(out / "train.parquet"), pl.read_parquet(out / "test.parquet")
+    full = pl.read_parquet(world["interactions"])
+    assert train.height + test.height == full.height
+    # Per customer, every held-out row is at or after every training row.
+    last_train = train.group_by("customer_id").agg(pl.col("timestamp").max().alias("a"))
+    first_test = test.group_by("customer_id").agg(pl.col("timestamp").min().alias("b"))
+    joined = last_train.join(first_test, on="customer_id")
+    assert joined.height > 0 and (joined["a"] <= joined["b"]).all()
+    assert test.height == pytest.approx(0.2 * full.height, rel=0.1)

@@ -1,20 +1,85 @@
 """`recsvc evaluate` and `recsvc models compare`: score published bundles on a file of held-out
-interactions."""
+interactions.
+
+A bundle is scored as the server answers from it: the model its manifest serves (ALS, the
+item-to-item model or their blend), customers' item-to-item queries built from the bundle's
+``sequence`` extra by the function serving uses (formats.history.query_matrix).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.sparse import csr_matrix
 
 from formats.bundle import Bundle
+from formats.history import SEQUENCE, query_matrix
+from formats.weights import WeightConfig
 from training.dataset import binary_matrix
 from training.ingest import OnError, read_interactions
-from training.metrics import evaluate
+from training.item2item import Item2ItemModel, Item2ItemParams
+from training.metrics import Scorer, evaluate
 from training.models import ItemKNNModel, PopularityModel
 
 Metrics = dict[str, dict[str, float]]
+
+
+def served_model(manifest: dict[str, Any]) -> str:
+    """What RecommendProducts serves from a bundle: "als", "item2item" or "blend"."""
+    return str(manifest.get("serving", {}).get("recommend", "als"))
+
+
+def item2item_of(bundle: Bundle) -> tuple[Item2ItemModel, csr_matrix, float] | None:
+    """The bundle's item-to-item model, every customer's query and the blend weight."""
+    if "item2item" not in bundle.extras or SEQUENCE not in bundle.extras:
+        return None
+    params = dict(bundle.manifest["params"]["item2item"])
+    beta = float(params.pop("blend_beta", 0.0))
+    params.pop("kind", None)
+    p = Item2ItemParams(**params)
+    arrays = bundle.extras["item2item"]
+    n = bundle.item_factors.shape[0]
+    model = Item2ItemModel(p)
+    model.neighbours = csr_matrix(
+        (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, n)
+    )
+    model.popularity = bundle.products["popularity"].to_numpy().astype(np.float32)
+    weights = WeightConfig.from_dict(bundle.manifest["params"]["weights"])
+    seq = bundle.extras[SEQUENCE]
+    m = bundle.user_items
+    raw = csr_matrix((seq["raw"], m.indices, m.indptr), shape=m.shape)
+    query = query_matrix(raw, seq["rank"], seq["events"], p.decay, p.recent, weights.confidence)
+    return model, query, beta
+
+
+def bundle_scorers(bundle: Bundle) -> tuple[dict[str, Scorer], str]:
+    """The servable models of a bundle by name, and the name of the one served."""
+    uf, itf = bundle.user_factors, bundle.item_factors
+
+    def als(u: np.ndarray) -> np.ndarray:
+        scores: np.ndarray = uf[u] @ itf.T
+        return scores
+
+    scorers: dict[str, Scorer] = {"als": als}
+    i2i = item2item_of(bundle)
+    if i2i is not None:
+        model, query, beta = i2i
+
+        def item2item(u: np.ndarray) -> np.ndarray:
+            return model.score(u, query)
+
+        def blend(u: np.ndarray) -> np.ndarray:
+            scores: np.ndarray = als(u) + beta * model.raw_scores(u, query)
+            return scores
+
+        scorers["item2item"] = item2item
+        if beta > 0:
+            scorers["blend"] = blend
+    served = served_model(bundle.manifest)
+    return scorers, served if served in scorers else "als"
 
 
 def _targets(bundle: Bundle, frame: pl.DataFrame) -> pl.DataFrame:
@@ -34,14 +99,15 @@ def _targets(bundle: Bundle, frame: pl.DataFrame) -> pl.DataFrame:
 
 def _score(
     bundle: Bundle, rows: pl.DataFrame, k: int, baselines: tuple[str, ...]
-) -> tuple[Metrics, int]:
-    """Metrics of the bundle's ALS (and baselines) on ``rows`` (known, unseen pairs)."""
+) -> tuple[Metrics, int, str]:
+    """Metrics of the bundle's servable models (and baselines) on ``rows`` (known, unseen
+    pairs), the number of customers scored and the name of the served model."""
     shape = bundle.user_items.shape
     seen = bundle.user_items.copy()
     seen.data[:] = 1.0
     fresh = binary_matrix(rows["u"].to_numpy(), rows["i"].to_numpy(), shape)
-    uf, itf = bundle.user_factors, bundle.item_factors
-    results = {"als": evaluate(lambda u: uf[u] @ itf.T, seen, fresh, k)}
+    scorers, served = bundle_scorers(bundle)
+    results = {name: evaluate(s, seen, fresh, k) for name, s in scorers.items()}
     if "popularity" in baselines:
         pop = PopularityModel()
         pop.item_scores = bundle.products["popularity"].to_numpy().astype(np.float32)
@@ -50,7 +116,7 @@ def _score(
         knn = ItemKNNModel()
         knn.fit(bundle.user_items)
         results["itemknn"] = evaluate(lambda u: knn.score(u, bundle.user_items), seen, fresh, k)
-    return results, int((np.diff(fresh.indptr) > 0).sum())
+    return results, int((np.diff(fresh.indptr) > 0).sum()), served
 
 
 def _read_targets(
@@ -69,13 +135,14 @@ def evaluate_bundle(
     target_events: tuple[str, ...] = ("purchase",),
     baselines: tuple[str, ...] = ("popularity", "itemknn"),
     on_error: OnError = "fail",
-) -> tuple[Metrics, dict[str, int]]:
-    """Metrics per model, and counts of what was evaluated and what was dropped (unknown
-    customers or products, products the customer already had in training)."""
+) -> tuple[Metrics, dict[str, int], str]:
+    """Metrics per model, counts of what was evaluated and what was dropped (unknown
+    customers or products, products the customer already had in training), and the name of
+    the served model."""
     frame = _targets(bundle, _read_targets(interactions, target_events, on_error))
     known = frame.filter(pl.col("known"))
     fresh = known.filter(~pl.col("seen")).unique(["u", "i"])
-    results, evaluated = _score(bundle, fresh, k, baselines)
+    results, evaluated, served = _score(bundle, fresh, k, baselines)
     already = known.filter(pl.col("seen")).unique(["u", "i"]).height
     counts = {
         "rows": frame.height,
@@ -83,7 +150,7 @@ def evaluate_bundle(
         "already_seen": already,
         "customers_evaluated": evaluated,
     }
-    return results, counts
+    return results, counts, served
 
 
 def compare_bundles(
@@ -95,14 +162,16 @@ def compare_bundles(
     on_error: OnError = "fail",
 ) -> tuple[Metrics, Metrics, dict[str, int]]:
     """Both bundles on the same targets: held-out rows whose customer and product both know
-    and that neither saw in training. Returns their metrics (ALS and popularity) and counts."""
+    and that neither saw in training. Returns their metrics (each servable model, popularity,
+    and "served": the model each bundle serves) and counts."""
     frame = _read_targets(interactions, target_events, on_error)
     ta, tb = _targets(a, frame), _targets(b, frame)
     usable = ta["known"] & tb["known"] & ~ta["seen"] & ~tb["seen"]
     rows_a = ta.filter(usable).unique(["u", "i"], maintain_order=True)
     rows_b = tb.filter(usable).unique(["u", "i"], maintain_order=True)
-    metrics_a, customers = _score(a, rows_a, k, ("popularity",))
-    metrics_b, _ = _score(b, rows_b, k, ("popularity",))
+    metrics_a, customers, served_a = _score(a, rows_a, k, ("popularity",))
+    metrics_b, _, served_b = _score(b, rows_b, k, ("popularity",))
+    metrics_a["served"], metrics_b["served"] = metrics_a[served_a], metrics_b[served_b]
     counts = {
         "rows": frame.height,
         "compared_rows": int(usable.sum()),
@@ -124,8 +193,8 @@ def format_comparison(
         f"product one bundle lacks, {counts['seen_by_either']:,} were seen in training by one)",
         f"{'metric':<14}  {a:>{width}}  {b:>{width}}  {'change':>8}",
     ]
-    for name, value_a in metrics_a["als"].items():
-        value_b = metrics_b["als"][name]
+    for name, value_a in metrics_a["served"].items():  # what each bundle serves
+        value_b = metrics_b["served"][name]
         change = f"{value_b / value_a - 1:+.1%}" if value_a > 0 else "n/a"
         lines.append(f"{name:<14}  {value_a:>{width}.4f}  {value_b:>{width}.4f}  {change:>8}")
     for name, value_a in metrics_a.get("popularity", {}).items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from formats.weights import WeightConfig
 from training.cold_start import ColdStartConfig
@@ -10,6 +11,8 @@ from training.content import ContentConfig
 from training.gate import GateConfig
 from training.index import IndexConfig
 from training.ingest import OnError
+from training.item2item import Item2ItemParams
+from training.item2vec import Item2VecParams
 from training.models import ALSParams
 from training.split import SplitKind
 
@@ -23,6 +26,17 @@ class TrainConfig:
     target_events: tuple[str, ...] = ("purchase",)
     weights: WeightConfig = field(default_factory=WeightConfig)
     als: ALSParams = field(default_factory=ALSParams)
+    # The item-to-item model, evaluated beside ALS; the better (or their blend) serves.
+    item2item: Item2ItemParams = field(default_factory=Item2ItemParams)
+    use_item2item: bool = True
+    # What RecommendProducts serves: "auto" = the servable model with the best held-out ndcg.
+    serve: Literal["auto", "als", "item2item", "blend"] = "auto"
+    # The embedding model, evaluated on similar products and sessions (served where it wins).
+    item2vec: Item2VecParams = field(default_factory=Item2VecParams)
+    use_item2vec: bool = True
+    serve_similar: Literal["auto", "als", "item2item", "item2vec"] = "auto"  # SimilarProducts
+    # RecommendProducts for a customer without history, from context.session_product_ids.
+    serve_session: Literal["auto", "als", "item2item", "item2vec"] = "auto"
     tune: bool = False
     tune_trials: int = 0  # 0 = the full default search space
     baselines: tuple[str, ...] = ("popularity", "itemknn")

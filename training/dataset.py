@@ -10,7 +10,8 @@ from implicit.nearest_neighbours import bm25_weight
 from scipy.sparse import coo_matrix, csr_matrix
 
 from formats.events import INTERACTION_TYPES
-from formats.weights import WeightConfig, confidence_values, count_weights
+from formats.history import query_matrix
+from formats.weights import WeightConfig, confidence_values, count_weights, sequence_factor
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,21 @@ def build_dataset(interactions: pl.DataFrame, catalog: pl.DataFrame) -> tuple[Da
     )
     customers = interactions["customer_id"].unique(maintain_order=True)
     user_index = pl.DataFrame({"customer_id": customers}).with_row_index("u")
+    # Rows keep the file's order (splits and `recsvc data split` rely on it).
     joined = interactions.select(
         "customer_id", "product_id", "timestamp", "event_type", "quantity"
-    ).join(item_index, on="product_id", how="left")
+    ).join(item_index, on="product_id", how="left", maintain_order="left")
     unknown = joined["i"].null_count()
-    joined = joined.filter(pl.col("i").is_not_null()).join(user_index, on="customer_id", how="left")
+    joined = joined.filter(pl.col("i").is_not_null()).join(
+        user_index, on="customer_id", how="left", maintain_order="left"
+    )
     event_codes = pl.DataFrame(
         {
             "event_type": list(INTERACTION_TYPES),
             "e": pl.Series(range(len(INTERACTION_TYPES)), dtype=pl.Int8),
         }
     )
-    joined = joined.join(event_codes, on="event_type", how="left")
+    joined = joined.join(event_codes, on="event_type", how="left", maintain_order="left")
     ds = Dataset(
         customer_ids=customers,
         catalog=catalog,
@@ -114,15 +118,79 @@ def raw_weights(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> np.nd
     return np.asarray(w, dtype=np.float32)
 
 
-def user_item_matrix(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> csr_matrix:
-    """Sum weights per (customer, product) and apply the confidence transform."""
+def customer_time_order(user: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Row order sorted by customer, then timestamp (ties keep file order)."""
+    if len(user) == 0:
+        return np.zeros(0, dtype=np.int64)
+    # One int64 key sorts ~2.5x faster than np.lexsort over two columns at 20M rows.
+    key = (user.astype(np.int64) << 32) | (ts - ts.min()).astype(np.int64)
+    return np.argsort(key, kind="stable")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Per (customer, product): the summed raw weight and the position (0-based, among the
+    customer's weighted events in time order) of the latest event; per customer: how many
+    weighted events. What the confidence matrix is computed from, and, stored as the bundle's
+    ``sequence`` extra (formats.history), what serving reads a customer's history from."""
+
+    raw: csr_matrix  # canonical CSR, float32
+    rank: np.ndarray  # int32, one per entry of raw
+    events: np.ndarray  # int32, one per customer
+
+    def extra(self) -> dict[str, np.ndarray]:
+        return {
+            "raw": self.raw.data.astype(np.float32),
+            "rank": self.rank.astype(np.int32),
+            "events": self.events.astype(np.int32),
+        }
+
+    def query(self, cfg: WeightConfig, decay: float, recent: int) -> csr_matrix:
+        """Item-to-item queries (formats.history.query_matrix) of every customer."""
+        return query_matrix(self.raw, self.rank, self.events, decay, recent, cfg.confidence)
+
+
+def summarize(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> Summary:
     w = raw_weights(ds, cfg, now)
     keep = w > 0
-    m = coo_matrix(
-        (w[keep], (ds.user[keep], ds.item[keep])), shape=(ds.n_users, ds.n_items), dtype=np.float32
-    ).tocsr()
-    m.sum_duplicates()
-    return apply_confidence(m, cfg)
+    user, item, w = ds.user[keep], ds.item[keep], w[keep]
+    order = customer_time_order(user, ds.ts[keep])
+    user, item, w = user[order], item[order], w[order]
+    events = np.bincount(user, minlength=ds.n_users)
+    starts = np.concatenate(([0], np.cumsum(events)[:-1]))
+    rank = np.arange(len(user)) - starts[user]
+    # Ranks grow along the order, so a pair's latest event is its last row: the first one
+    # np.unique meets when reading the rows backwards.
+    key = (user.astype(np.int64) * ds.n_items + item)[::-1]
+    pairs, latest, inverse = np.unique(key, return_index=True, return_inverse=True)
+    sums = np.bincount(inverse, weights=w[::-1], minlength=len(pairs))
+    pair_user = pairs // max(ds.n_items, 1)
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(pair_user, minlength=ds.n_users))))
+    raw = csr_matrix(
+        (sums.astype(np.float32), (pairs % max(ds.n_items, 1)).astype(np.int32), indptr),
+        shape=(ds.n_users, ds.n_items),
+    )
+    return Summary(raw=raw, rank=rank[::-1][latest].astype(np.int32), events=events)
+
+
+def user_item_matrix(ds: Dataset, cfg: WeightConfig, now: int | None = None) -> csr_matrix:
+    """Sum weights per (customer, product) and apply the confidence transform."""
+    return confidence_matrix(summarize(ds, cfg, now), cfg)
+
+
+def confidence_matrix(summary: Summary, cfg: WeightConfig) -> csr_matrix:
+    """The confidence transform, count damping and sequence decay of a summary."""
+    m = apply_confidence(summary.raw, cfg)
+    if cfg.sequence_decay:
+        same = np.array_equal(m.indptr, summary.raw.indptr) and np.array_equal(
+            m.indices, summary.raw.indices
+        )
+        if not same:  # the transforms keep every entry in place; check, it is cheap
+            raise ValueError("the confidence transform reordered the matrix entries")
+        m.data *= sequence_factor(
+            summary.rank, summary.events[row_of_entries(m)], cfg.sequence_decay
+        )
+    return m
 
 
 def apply_confidence(m: csr_matrix, cfg: WeightConfig) -> csr_matrix:

@@ -11,7 +11,8 @@ model's on the same split, and shows popularity on it for scale:
   regularization and alpha, i.e. what fold-in serves), products it does not know cannot be
   recommended by it, and the targets are only the held-out interactions *later than its
   training data*, which it never saw. The new model and popularity are scored on the same
-  targets.
+  targets. (This path scores the serving bundle's ALS even when it serves its item-to-item
+  model: the recorded path above compares the models each bundle serves.)
 
 The gate says why when it cannot compare (no model serving, an unreadable bundle, fewer than
 half the target products in its catalog, too few customers with later held-out interactions);
@@ -107,12 +108,14 @@ def compare_with_serving(
     new_scorer: Scorer,
     users: np.ndarray,
     cfg: GateConfig,
+    model: str = "als",
 ) -> GateResult:
-    """The gate's verdict for a model evaluated as ``metrics`` on ``split`` (``evaluation``
-    holds its settings as the manifest records them; ``new_scorer`` scores its customers)."""
+    """The gate's verdict for a bundle serving ``model``, evaluated as ``metrics`` on
+    ``split`` (``evaluation`` holds its settings as the manifest records them;
+    ``new_scorer`` scores its customers with that model)."""
     k = int(evaluation["k"])
     metric = f"ndcg@{k}"
-    result = GateResult(metric, metrics["als"][metric], tolerance=cfg.tolerance)
+    result = GateResult(metric, metrics[model][metric], tolerance=cfg.tolerance)
     version = bundles.current_version(model_dir)
     if version is None:
         return _no(result, "no model is serving yet")
@@ -124,7 +127,9 @@ def compare_with_serving(
     same = manifest.get("input", {}).get("fingerprint") == fingerprint and all(
         _same(recorded.get(key), evaluation.get(key)) for key in SETTINGS
     )
-    served = recorded.get("models", {}).get("als", {}).get(metric)
+    # What that bundle served, as recorded (older manifests: ALS).
+    served_model = str(manifest.get("model", "als"))
+    served = recorded.get("models", {}).get(served_model, {}).get(metric)
     if same and served is not None:
         pop = recorded.get("models", {}).get("popularity", {}).get(metric)
         return GateResult(

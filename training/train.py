@@ -14,35 +14,36 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.sparse import csr_matrix
 from tqdm import tqdm
 
 from formats import __version__
 from formats.bundle import BundleContents, new_version, publish, write_bundle
 from formats.errors import RecsvcError
+from formats.history import SEQUENCE
 from training.cold_start import evaluate_cold_start, format_cold_start
+from training.compare import compare, fit_models
 from training.config import TrainConfig
 from training.content import bundle_content
 from training.dataset import (
-    Dataset,
     binary_matrix,
     build_dataset,
     catalog_from_interactions,
-    user_item_matrix,
+    confidence_matrix,
+    summarize,
 )
 from training.engines import ALSEngine, implicit_engine
+from training.evaluation import baseline_warning, format_table
 from training.gate import GateResult, compare_with_serving
-from training.index import build_index, index_kind, normalized, tune_ef_search
+from training.index import build_index, index_kind, tune_ef_search
 from training.ingest import (
     ValidationReport,
     read_catalog,
     read_customers,
     read_interactions,
 )
-from training.metrics import Scorer, evaluate
-from training.models import ALSModel, ItemKNNModel, Model, PopularityModel
-from training.split import Split, by_customer_then_time, make_split, sample_users
-from training.tune import Trial, tune
+from training.sessions import sequences
+from training.split import make_split, sample_users
+from training.tune import Item2ItemTrial, Trial, tune, tune_item2item
 
 log = logging.getLogger(__name__)
 
@@ -123,63 +124,6 @@ def fingerprint(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def evaluate_models(
-    models: dict[str, Model], matrix: csr_matrix, split: Split, k: int, users: np.ndarray
-) -> dict[str, dict[str, float]]:
-    seen = binary_matrix(split.train.user, split.train.item, matrix.shape)
-    results = {}
-    for name, model in models.items():
-
-        def scorer(u: np.ndarray, m: Model = model) -> np.ndarray:
-            return m.score(u, matrix)
-
-        results[name] = evaluate(scorer, seen, split.targets, k, users)
-    return results
-
-
-def last_items(ds: Dataset) -> np.ndarray:
-    """Each customer's most recent product (-1 for none): the query for similar-product eval."""
-    order = by_customer_then_time(ds)
-    last = np.full(ds.n_users, -1, dtype=np.int64)
-    last[ds.user[order]] = ds.item[order]
-    return last
-
-
-def evaluate_similar(
-    als: ALSModel, knn: ItemKNNModel | None, split: Split, k: int, users: np.ndarray
-) -> dict[str, dict[str, float]]:
-    """Similar-products quality: from a customer's last product, how well do its nearest
-    neighbours predict what they interact with next? Serving uses ``als_inner_product``
-    (the same index as personalized retrieval); the others are the alternatives it beat."""
-    last = last_items(split.train)
-    users = users[last[users] >= 0]
-    seen = binary_matrix(split.train.user, split.train.item, split.targets.shape)
-    vectors = als.item_factors
-    unit = normalized(vectors)
-    scorers: dict[str, Scorer] = {
-        "als_inner_product": lambda u: vectors[last[u]] @ vectors.T,
-        "als_cosine": lambda u: unit[last[u]] @ unit.T,
-    }
-    if knn is not None:
-        sim = knn.similarity
-
-        def knn_scorer(u: np.ndarray) -> np.ndarray:
-            return np.asarray(sim[last[u]].todense(), dtype=np.float32)
-
-        scorers["itemknn"] = knn_scorer
-    return {name: evaluate(s, seen, split.targets, k, users) for name, s in scorers.items()}
-
-
-def format_table(metrics: dict[str, dict[str, float]], title: str = "") -> str:
-    names = list(next(iter(metrics.values())).keys()) if metrics else []
-    width = max([len(m) for m in metrics] + [12])
-    lines = [title] if title else []
-    lines.append(f"{'model':<{width}}  " + "  ".join(f"{n:>12}" for n in names))
-    for model, values in metrics.items():
-        lines.append(f"{model:<{width}}  " + "  ".join(f"{values[n]:>12.4f}" for n in names))
-    return "\n".join(lines)
-
-
 def run(
     interactions: Path,
     model_dir: Path,
@@ -246,8 +190,10 @@ def run(
             "give more history per customer or a larger --test-fraction"
         )
 
-    weights, als_params = cfg.weights, cfg.als
+    weights, als_params, i2i_params = cfg.weights, cfg.als, cfg.item2item
+    use_i2i = cfg.use_item2item and ds.n_items <= i2i_params.max_items
     trials: list[Trial] = []
+    i2i_trials: list[Item2ItemTrial] = []
     with p.phase("tune"):
         if cfg.tune:
             weights, als_params, trials = tune(
@@ -259,24 +205,28 @@ def run(
                 space=engine.space,
                 default_trials=engine.tune_trials,
             )
+        if use_i2i:
+            i2i_params, i2i_trials = tune_item2item(split.train, cfg, weights, echo=echo)
 
     with p.phase("fit"):
-        matrix = user_item_matrix(split.train, weights)
-        als = engine.new_model(als_params)
-        als.fit(matrix, progress=cfg.progress)
-        models: dict[str, Model] = {"als": als}
-        knn: ItemKNNModel | None = None
-        if "popularity" in cfg.baselines:
-            models["popularity"] = PopularityModel()
-            models["popularity"].fit(matrix)
-        if "itemknn" in cfg.baselines:
-            knn = ItemKNNModel()
-            knn.fit(matrix)
-            models["itemknn"] = knn
+        summary = summarize(split.train, weights)
+        fitted = fit_models(
+            split,
+            summary,
+            users,
+            cfg,
+            weights,
+            als_params,
+            i2i_params if use_i2i else None,
+            engine.new_model,
+        )
 
     with p.phase("evaluate"):
-        metrics = evaluate_models(models, matrix, split, cfg.k, users)
-        similar = evaluate_similar(als, knn, split, cfg.k, users)
+        try:
+            comparison = compare(fitted, split, users, cfg)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+    choice = comparison.choice
     inputs = [x for x in (interactions, catalog, customers) if x is not None]
     evaluation: dict[str, Any] = {
         "split": cfg.split,
@@ -285,20 +235,27 @@ def run(
         "k": cfg.k,
         "target_events": list(cfg.target_events),
         "customers_evaluated": len(users),
-        "models": metrics,
-        "similar_products": similar,
+        "models": comparison.metrics,
+        "similar_products": comparison.similar,
+        "sessions": comparison.sessions,
     }
     with p.phase("gate"):
         fp = fingerprint(inputs)
-        trained = als
-
-        def new_scores(u: np.ndarray) -> np.ndarray:
-            return trained.score(u, matrix)
-
         gate = compare_with_serving(
-            model_dir, evaluation, fp, metrics, ds, split, new_scores, users, cfg.gate
+            model_dir,
+            evaluation,
+            fp,
+            comparison.metrics,
+            ds,
+            split,
+            fitted.scorer_of(choice.model, choice.beta),
+            users,
+            cfg.gate,
+            choice.model,
         )
-    del models, knn, split
+    als, i2i, i2v = fitted.als, fitted.item2item, fitted.item2vec
+    matrix = fitted.matrix
+    del fitted, split
 
     with p.phase("cold start"):
         cold: dict[str, Any] | None = None
@@ -307,21 +264,32 @@ def run(
 
     with p.phase("refit"):
         if cfg.refit:
-            matrix = user_item_matrix(ds, weights)
+            summary = summarize(ds, weights)
+            matrix = confidence_matrix(summary, weights)
             refit = engine.new_model(als_params)
             if engine.warm_starts:
                 refit.fit(matrix, cfg.progress, warm_start=als, iterations=cfg.refit_iterations)
             else:
                 refit.fit(matrix, cfg.progress)
             als = refit
+        extras = {SEQUENCE: summary.extra()}
+        if i2i is not None and comparison.uses("item2item"):
+            if cfg.refit:
+                i2i.fit(matrix, progress=cfg.progress)
+            extras["item2item"] = i2i.extra()
+        if i2v is not None and comparison.uses("item2vec"):
+            if cfg.refit:
+                i2v.fit_sequences(sequences(ds), ds.n_items, cfg.progress)
+            extras["item2vec"] = i2v.extra()
         popularity = np.bincount(
             binary_matrix(ds.user, ds.item, (ds.n_users, ds.n_items)).indices, minlength=ds.n_items
         ).astype(np.float32)
 
     with p.phase("content"):
-        item_factors, extras, content_info = bundle_content(
+        item_factors, content_extras, content_info = bundle_content(
             ds.catalog, als.item_factors, matrix, ds.item, ds.ts, cfg.content
         )
+        extras.update(content_extras)
         als.item_factors = item_factors
     content_info["cold_start_evaluation"] = cold
 
@@ -360,9 +328,12 @@ def run(
         manifest: dict[str, Any] = {
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "recsvc_version": __version__,
-            "model": "als",
+            "model": choice.model,
             "engine": engine.name,
             "engine_info": engine.info,
+            # What serves each request kind (docs/bundle-format.md): recommend is als,
+            # item2item or blend; similar is als or item2item.
+            "serving": comparison.serving,
             "input": {
                 "fingerprint": fp,
                 "files": [str(x) for x in inputs],
@@ -388,6 +359,17 @@ def run(
             "params": {
                 "als": als_params.to_dict(),
                 "weights": weights.to_dict(),
+                "item2item": (
+                    {**i2i_params.to_dict(), "kind": i2i.kind, "blend_beta": choice.beta}
+                    if i2i is not None
+                    else None
+                ),
+                "item2vec": (
+                    # Sessions weigh their products with the item-to-item query's decay.
+                    {**cfg.item2vec.to_dict(), "session_decay": i2i.params.decay if i2i else 0.0}
+                    if i2v is not None
+                    else None
+                ),
                 "tuned": cfg.tune,
                 "refit_on_all_data": cfg.refit,
             },
@@ -395,6 +377,7 @@ def run(
             "gate": {**gate.to_dict(), "forced": cfg.gate.force and not gate.passed},
             "content": content_info,
             "tuning": [t.to_dict() for t in trials],
+            "tuning_item2item": [t.to_dict() for t in i2i_trials],
             "clv_holdout": clv[1] if clv else None,
             "index": index_info,
             "timings_s": p.seconds,
@@ -416,11 +399,27 @@ def run(
     bar.close()
     echo(
         format_table(
-            metrics,
+            comparison.metrics,
             f"held-out evaluation ({cfg.split} split, {len(users):,} customers, k={cfg.k}):",
+            {choice.model: "served"},
         )
     )
-    echo(format_table(similar, "similar products (query: each customer's last product):"))
+    served = comparison.similar_model
+    echo(
+        format_table(
+            comparison.similar,
+            "similar products (query: each customer's last product):",
+            {"als_inner_product" if served == "als" else served: "served"},
+        )
+    )
+    if comparison.sessions:
+        echo(
+            format_table(
+                comparison.sessions,
+                "anonymous sessions (each customer's last products, no account):",
+                {comparison.session_model: "served"},
+            )
+        )
     echo(
         f"content model: {content_info['features']:,} features from "
         f"{content_info['fitted_on']:,} products with interactions; "
@@ -437,6 +436,10 @@ def run(
     if clv is not None:
         echo(clv[0])
     echo(gate.summary())
+    warning = baseline_warning(choice, comparison.metrics, cfg.k)
+    if warning:
+        log.warning("a baseline beats the served model: %s", choice.winner_baseline)
+        echo(warning)
     if bundle is None:
         raise GateError(refusal(gate, version, model_dir), version, gate)
     forced = " (forced past the gate)" if not gate.passed else ""

@@ -169,7 +169,7 @@ class Server:
                 raise SystemExit(
                     f"recsvc serve exited with {self.process.returncode}:\n{self.tail()}"
                 )
-            if self.log.read_text(errors="replace").count('"msg": "serving model') >= self.workers:
+            if self.log.read_text(errors="replace").count('"msg":"serving model') >= self.workers:
                 return time.perf_counter() - start
             time.sleep(0.2)
         raise SystemExit(f"recsvc serve not ready after {timeout:.0f} s:\n{self.tail()}")

@@ -5,7 +5,7 @@ It covers the common case only, and says so (``Vectorised.applies``): no per-cat
 and no category filter scored exactly. Per customer it yields the first ``limit`` eligible
 candidates of the server's own index search (same depth, same FAISS call shape per customer:
 customers asking for the same depth are searched together) and each item's reason (the
-customer's trained product most like it, among the last 50). A customer whose candidates fall
+customer's trained product most like it, among the last 50, recent ones weighted up). A customer whose candidates fall
 short, or without a vector, is left to the engine (``ok`` false), which searches deeper and
 tops up from popularity exactly as the server does. tests/test_batch.py checks that every
 answer equals the engine's.
@@ -19,6 +19,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from formats.types import Filter
+from formats.weights import sequence_factor
 from recsvc.engine import Engine
 
 SUB_BLOCK = 1024  # customers whose reason vectors are held at once (~25 MB at 128 factors)
@@ -42,7 +43,8 @@ class Vectorised:
             codes = cat.codes(filter.include_categories)
             size = sum(cat.category_slice[c][1] - cat.category_slice[c][0] for c in codes)
             direct = size <= cfg.direct_score_max
-        self.applies = not cap and not direct
+        # Where another model than ALS serves, or filters need exact scoring: the engine.
+        self.applies = not cap and not direct and engine.serving["recommend"] == "als"
         n = cat.n_items
         # Product-level eligibility (categories, stock, price): the engine's own test.
         self.product_ok = cat.eligible(np.arange(n, dtype=np.int64), filter, set())
@@ -99,20 +101,36 @@ class Vectorised:
     def _reasons(
         self, users: np.ndarray, history: csr_matrix, items: np.ndarray, ok: np.ndarray
     ) -> np.ndarray:
-        """Per item, the product of the customer's last ``reason_history`` trained products
-        most like it (first of equals), as ``Engine._explain``; n_items without history."""
-        cat, depth = self.engine.catalog, self.engine.config.reason_history
+        """Per item, the product of the customer's ``reason_history`` most recent trained
+        products most like it, recent ones weighted up, as ``Engine._explain``; n_items
+        without history."""
+        engine = self.engine
+        cat, depth = engine.catalog, engine.config.reason_history
         n = cat.n_items
-        indptr = np.asarray(history.indptr)
-        indices = np.asarray(history.indices, dtype=np.int64)
-        lengths = np.diff(indptr)
+        hist, m = engine.histories, engine.user_items
+        lo, hi = m.indptr[users], m.indptr[users + 1]
+        lengths = (hi - lo).astype(np.int64)
+        # The block's entries of the bundle's arrays, rows in order, then oldest first (rank,
+        # ties in product order: the engine's stable argsort).
+        entries = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        entries += np.arange(int(lengths.sum()))
+        rows = np.repeat(np.arange(len(users)), lengths)
+        rank = hist.rank[entries].astype(np.int64)
+        order = np.lexsort((rank, rows))
+        entries, rank = entries[order], rank[order]
+        indices = np.asarray(m.indices[entries], dtype=np.int64)
+        weight = sequence_factor(
+            rank, hist.events[users][rows], max(engine.weights.sequence_decay, 1.0)
+        )
+        indptr = np.concatenate(([0], np.cumsum(lengths)))
         kept = np.minimum(lengths, depth)
         recent = np.full((len(users), depth), -1, dtype=np.int64)
-        rows = np.repeat(np.arange(len(users)), lengths)
+        recent_weight = np.ones((len(users), depth), dtype=np.float32)
         from_end = indptr[rows + 1] - 1 - np.arange(len(indices))
         last = from_end < depth
         columns = kept[rows[last]] - 1 - from_end[last]
         recent[rows[last], columns] = indices[last]
+        recent_weight[rows[last], columns] = weight[last]
         liked = np.full(items.shape, n, dtype=np.int64)
         for start in range(0, len(users), SUB_BLOCK):
             part = slice(start, start + SUB_BLOCK)
@@ -120,9 +138,11 @@ class Vectorised:
             if len(rows_ok) == 0:
                 continue
             mine = recent[rows_ok]
+            w = recent_weight[rows_ok][:, None, :]
             item_vectors = cat.vectors(items[rows_ok])
             recent_vectors = cat.vectors(np.maximum(mine, 0))
             affinity = np.matmul(item_vectors, recent_vectors.transpose(0, 2, 1))
+            affinity = np.where(affinity >= 0, affinity * w, affinity * (2.0 - w))
             affinity[np.broadcast_to((mine < 0)[:, None, :], affinity.shape)] = -np.inf
             best = np.argmax(affinity, axis=2)
             liked[rows_ok] = np.take_along_axis(mine, best, axis=1)

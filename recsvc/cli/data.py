@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recsvc.cli.args import add_inputs
+from recsvc.cli.args import _fraction, add_inputs
 from recsvc.cli.common import CliError
 
 if TYPE_CHECKING:
@@ -40,6 +40,24 @@ def register(sub: Subparsers) -> None:
     )
     ml.add_argument("--out", type=Path, required=True, help="output directory")
     ml.set_defaults(func=cmd_movielens100k)
+    sp = dsub.add_parser(
+        "split",
+        help="split interactions into train and test files",
+        description="Write OUT/train.<fmt> and OUT/test.<fmt>: the held-out split `recsvc "
+        "train` evaluates with (temporal: the last --test-fraction of each customer's "
+        "history; random: a random share of the rows), so a model trained on the first file "
+        "can be scored on the second with `recsvc evaluate`.",
+    )
+    sp.add_argument("--interactions", type=Path, required=True)
+    sp.add_argument("--split", choices=("temporal", "random"), default="temporal")
+    sp.add_argument("--test-fraction", type=_fraction, default=0.2, help="default %(default)s")
+    sp.add_argument("--seed", type=int, default=0, help="for --split random (default 0)")
+    sp.add_argument(
+        "--format", choices=("csv", "parquet"), default=None, help="default: the input's"
+    )
+    sp.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    sp.add_argument("--out", type=Path, required=True, help="output directory")
+    sp.set_defaults(func=cmd_split)
     val = dsub.add_parser("validate", help="check input files and report bad rows")
     add_inputs(val, interactions_required=False)
     val.set_defaults(func=cmd_validate)
@@ -70,6 +88,24 @@ def cmd_movielens100k(args: argparse.Namespace) -> None:
     paths = movielens.write(args.out)
     for name, path in paths.items():
         print(f"  {name}: {path}")
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from training.ingest import read_interactions
+    from training.split import split_frame
+
+    frame, report = read_interactions(args.interactions, args.on_error)
+    print(report.summary())
+    train, test = split_frame(frame, args.split, args.test_fraction, args.seed)
+    fmt = args.format or ("parquet" if args.interactions.suffix == ".parquet" else "csv")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", train), ("test", test)):
+        path = args.out / f"{name}.{fmt}"
+        if fmt == "parquet":
+            part.write_parquet(path)
+        else:
+            part.write_csv(path)
+        print(f"  {name}: {path} ({part.height:,} rows)")
 
 
 def cmd_validate(args: argparse.Namespace) -> None:

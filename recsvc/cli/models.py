@@ -66,11 +66,12 @@ def cmd_list(args: argparse.Namespace) -> None:
             continue
         ev = m["evaluation"]
         k = ev["k"]
-        ndcg = ev["models"]["als"][f"ndcg@{k}"]
+        served = str(m.get("model", "als"))
+        ndcg = ev["models"].get(served, ev["models"]["als"])[f"ndcg@{k}"]
         print(
             f"{mark} {m['version']}  created {m['created_at']}  customers "
             f"{m['counts']['customers']:,}  products {m['counts']['products']:,}  "
-            f"ndcg@{k} {ndcg:.4f}"
+            f"serves {served} ndcg@{k} {ndcg:.4f}"
         )
 
 

@@ -38,11 +38,13 @@ def _register_train(sub: Subparsers) -> None:
     train = sub.add_parser(
         "train",
         help="train, evaluate and publish a model bundle",
-        description="Read and validate purchase histories, hold out a split, (optionally) tune "
-        "ALS on a validation split of the training part, evaluate against popularity and "
-        "item-kNN baselines, refit on all data, build the FAISS index and publish a bundle. "
-        "A model worse than the serving one on the same held-out split (by more than "
-        "--gate-tolerance) is written but not published, and the command exits with status 2.",
+        description="Read and validate purchase histories, hold out a split, choose "
+        "hyperparameters on a validation split of the training part (the item-to-item "
+        "model's always, ALS's with --tune), evaluate ALS, the item-to-item model and their "
+        "blend against popularity and item-kNN baselines, serve the best, refit on all data, "
+        "build the FAISS index and publish a bundle. A model worse than the serving one on the "
+        "same held-out split (by more than --gate-tolerance) is written but not published, and "
+        "the command exits with status 2.",
     )
     add_inputs(train, interactions_required=True)
     add_model_dir(train)
@@ -118,6 +120,44 @@ def _register_train(sub: Subparsers) -> None:
     )
     g.add_argument(
         "--half-life-days", type=float, default=None, help="recency decay (default none)"
+    )
+    g.add_argument(
+        "--sequence-decay",
+        type=float,
+        default=None,
+        help="ALS confidence x exp(d (r - 1)), r = position in the customer's own history "
+        "0..1 (default 0: none; --tune chooses it)",
+    )
+    g = train.add_argument_group("serving")
+    g.add_argument(
+        "--serve",
+        choices=("auto", "als", "item2item", "blend"),
+        default="auto",
+        help="what RecommendProducts serves (default auto: the best on the held-out split)",
+    )
+    g.add_argument(
+        "--serve-similar",
+        choices=("auto", "als", "item2item", "item2vec"),
+        default="auto",
+        help="what SimilarProducts serves (default auto: the best on the held-out split)",
+    )
+    g.add_argument(
+        "--serve-session",
+        choices=("auto", "als", "item2item", "item2vec"),
+        default="auto",
+        help="what answers customers without history from context.session_product_ids "
+        "(default auto: the best on the held-out split)",
+    )
+    g.add_argument(
+        "--no-item2item",
+        action="store_true",
+        help="do not fit the item-to-item model (ALS alone serves)",
+    )
+    g.add_argument(
+        "--no-item2vec",
+        action="store_true",
+        help="do not fit item2vec (it is evaluated by default up to 100k products and 5M "
+        "interactions, and serves only where it wins)",
     )
     g = train.add_argument_group("spark (with --engine spark)")
     g.add_argument(
@@ -264,6 +304,7 @@ def _configure(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
         confidence=args.confidence,
         event_weights=args.event_weights,
         half_life_days=args.half_life_days,
+        sequence_decay=args.sequence_decay,
     )
     index = _with(
         cfg.index,
@@ -292,6 +333,11 @@ def _configure(cfg: TrainConfig, args: argparse.Namespace) -> TrainConfig:
         clv_check=not args.no_clv_check,
         cold_start=_with(cfg.cold_start, fraction=args.cold_start_fraction, seed=args.seed),
         gate=GateConfig(tolerance=args.gate_tolerance, force=args.force),
+        use_item2item=not args.no_item2item,
+        use_item2vec=not args.no_item2vec,
+        serve=args.serve,
+        serve_similar=args.serve_similar,
+        serve_session=args.serve_session,
     )
     return cfg
 
@@ -313,7 +359,7 @@ def _tombstones(model_dir: Path) -> frozenset[str]:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from formats import bundle as b
     from training.bundle_eval import evaluate_bundle
-    from training.train import format_table
+    from training.evaluation import format_table
 
     path = (
         Path(args.bundle)
@@ -321,7 +367,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         else b.resolve(args.model_dir, args.bundle)
     )
     loaded = b.load_bundle(path)
-    results, counts = evaluate_bundle(
+    results, counts, served = evaluate_bundle(
         loaded, args.interactions, args.k, args.target_events, args.baselines, args.on_error
     )
     print(
@@ -329,4 +375,4 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"{counts['rows']:,} target rows, {counts['unknown_customer_or_product']:,} with an "
         f"unknown customer or product, {counts['already_seen']:,} already seen in training"
     )
-    print(format_table(results))
+    print(format_table(results, marks={served: "served"}))

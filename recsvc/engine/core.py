@@ -18,15 +18,20 @@ import numpy as np
 
 from feature_store.store import Activity
 from formats.attribution import new_id
-from formats.bundle import Bundle, load_bundle
+from formats.bundle import Bundle, BundleError, load_bundle
 from formats.content import EXTRA as CONTENT
 from formats.content import ContentModel
 from formats.errors import InvalidRequest, NotFound
+from formats.history import SEQUENCE, Histories, History, empty_history, new_events
 from formats.ids import check_id
+from formats.limits import MAX_SESSION_PRODUCTS
 from formats.types import Context, Filter, Item, ModelInfo, ProductChange, Recommendation
+from formats.weights import WeightConfig, sequence_factor
 from recsvc.engine import live
 from recsvc.engine.catalog import FROM_CONTENT, FROM_MODEL, Catalog
 from recsvc.engine.config import EngineConfig
+from recsvc.engine.item2item import ItemToItem
+from recsvc.engine.item2vec import Item2Vec
 from recsvc.engine.retrieval import Chosen, Picked, Retrieval
 from recsvc.engine.slots import Levers, Placed, Slots, TrendingSource
 from recsvc.fold_in import FoldIn
@@ -41,8 +46,9 @@ class Plan:
     filter: Filter
     excluded: set[int]  # product indexes never to return
     vector: np.ndarray | None
-    history: np.ndarray  # product indexes, newest last (for reasons)
+    history: History  # trained and new events (for item-to-item and reasons)
     personalized: bool
+    kind: str = "recommend"  # or "session": a visitor known only by session_product_ids
 
 
 class Engine:
@@ -72,6 +78,24 @@ class Engine:
         self.index = bundle.index
         self.retrieval = Retrieval(self.catalog, self.index, self.config)
         self.slots = Slots(self.catalog, self.retrieval, self.config)
+        try:
+            self.weights = WeightConfig.from_dict(
+                self.manifest.get("params", {}).get("weights", {})
+            )
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{bundle.path}: bad params.weights in the manifest: {exc}") from exc
+        # Histories in the order training saw them (the sequence extra; older bundles have
+        # none), and the item-to-item model when the manifest serves one.
+        self.histories = Histories(self.user_items, bundle.extras.get(SEQUENCE))
+        # What serves each request kind (older manifests: ALS everywhere).
+        self.serving = {"recommend": "als", "similar": "als", "session": "als"}
+        self.serving.update(self.manifest.get("serving", {}))
+        self.item2item = ItemToItem.from_bundle(
+            bundle, self.serving, self.weights, self.catalog, self.retrieval
+        )
+        self.item2vec = Item2Vec.from_bundle(bundle, self.serving, self.catalog, self.retrieval)
+        # last training event (ms): later real-time events are new; earlier ones are in the model
+        self.cutoff_ms = int(self.manifest.get("data", {}).get("last_event_ms", 0))
         self.fold_in = (
             FoldIn(
                 self.manifest, self.catalog.grouped_factors, self.catalog.position, self.user_items
@@ -92,6 +116,12 @@ class Engine:
         view.config = config
         view.retrieval = Retrieval(self.catalog, self.index, config)
         view.slots = Slots(self.catalog, view.retrieval, config)
+        for name in ("item2item", "item2vec"):
+            model = getattr(self, name)
+            if model is not None:  # the same tables, searched with this view's settings
+                model = copy.copy(model)
+                model.retrieval = view.retrieval
+                setattr(view, name, model)
         if not config.fold_in:
             view.fold_in = None
         elif view.fold_in is None:
@@ -130,28 +160,45 @@ class Engine:
         limit = self._limit(limit)
         filter = self._checked(filter)
         context = context or Context()
+        check_session(context.session_product_ids)
         cat = self.catalog
         excluded = cat.indexes(filter.exclude_product_ids)
         if context.current_product_id in cat.product_index:
             excluded.add(cat.product_index[context.current_product_id])
         vector, history, bought = self.customer_vector(customer_id, activity)
+        kind = "recommend"
+        if len(history.items) == 0 and context.session_product_ids:
+            kind = "session"
+            vector, history = self.session(context.session_product_ids)
+            excluded.update(history.items.tolist())
         if not filter.include_purchased:
             # Already-purchased products drop out, except repeat-purchase categories.
             excluded.update(bought[~cat.repeat_category[cat.category[bought]]].tolist())
         personalized = vector is not None and bool(np.any(vector))
-        return Plan(customer_id, limit, filter, excluded, vector, history, personalized)
+        return Plan(customer_id, limit, filter, excluded, vector, history, personalized, kind)
 
     def answer(
         self, plan: Plan, picked: Picked | None = None, levers: Levers | None = None
     ) -> Recommendation:
         """The answer to ``plan``; ``picked``: the personalized candidates when the caller
-        already searched (``Retrieval.best`` for this plan would have returned them)."""
+        already searched (``Retrieval.best`` for this plan would have returned them; used
+        only where ALS serves the plan's kind)."""
         chosen: Chosen = []
-        if plan.personalized and plan.vector is not None:
+        personalized = plan.personalized
+        model, history = self.serving[plan.kind], plan.history
+        args = (plan.limit, plan.filter, plan.excluded)
+        if self.item2item is not None and model in ("item2item", "blend") and len(history.items):
+            blend = model == "blend"
+            chosen = self.item2item.recommend(history, plan.vector, *args, blend)
+            personalized = True
+        elif self.item2vec is not None and model == "item2vec" and len(history.items):
+            chosen = self.item2vec.recommend(history, *args)
+            personalized = True
+        elif plan.personalized and plan.vector is not None:
             if picked is None:
-                picked = self.retrieval.best(plan.vector, plan.limit, plan.filter, plan.excluded)
+                picked = self.retrieval.best(plan.vector, *args)
             chosen = [(idx, score, "") for idx, score in picked]
-            self._explain(chosen, plan.history)
+        self._explain(chosen, history)
         levers = levers or Levers(now_ms=int(time.time() * 1000))
         placed, filled = self.slots.finish(
             chosen,
@@ -166,8 +213,8 @@ class Engine:
             items=self._placed(placed),
             model_version=self.version,
             recommendation_id=new_recommendation_id("rp"),
-            personalized=plan.personalized,
-            filled_from_popularity=filled if plan.personalized else 0,
+            personalized=personalized,
+            filled_from_popularity=filled if personalized else 0,
         )
 
     def similar(
@@ -190,7 +237,13 @@ class Engine:
             by_content = int(cat.source[idx]) == FROM_CONTENT
             reason = f"similar to {title}" + (" by its attributes" if by_content else "")
             slot = "content" if by_content else "similar"
-            best = self.retrieval.best(vector, limit, filter, excluded)
+            model = self.serving["similar"] if idx < cat.n_trained else "als"
+            if self.item2item is not None and model == "item2item":
+                best = self.item2item.similar(idx, limit, filter, excluded)
+            elif self.item2vec is not None and model == "item2vec":
+                best = self.item2vec.similar(idx, limit, filter, excluded)
+            else:
+                best = self.retrieval.best(vector, limit, filter, excluded)
             placed = [Placed(i, s, reason, slot) for i, s in best]
         elif not filter.include_categories:
             # No vector at all: popular products of its category come first.
@@ -221,9 +274,16 @@ class Engine:
         known = [p for p in unique if p in cat.product_index]
         unknown = [p for p in unique if p not in cat.product_index]
         idx = np.array([cat.product_index[p] for p in known], dtype=np.int64)
-        vector, _, _ = self.customer_vector(customer_id, activity)
+        vector, history, _ = self.customer_vector(customer_id, activity)
         personalized = vector is not None and bool(np.any(vector))
-        if personalized and vector is not None:
+        i2i, model = self.item2item, self.serving["recommend"]
+        if i2i is not None and model in ("item2item", "blend") and len(history.items) and len(idx):
+            _, targets, parts = i2i.contributions(history)
+            scores = i2i.totals(targets, parts)[idx].astype(np.float32)
+            if model == "blend" and personalized and vector is not None:
+                scores = cat.vectors(idx) @ vector + i2i.beta * scores
+            personalized, reason, slot = True, "picked for you", "personalized"
+        elif personalized and vector is not None:
             scores = cat.vectors(idx) @ vector
             reason, slot = "picked for you", "personalized"
         else:
@@ -286,7 +346,7 @@ class Engine:
             customers=len(self.customer_index),
             products=self.catalog.n_items,
             interactions=int(m.get("counts", {}).get("interactions", 0)),
-            metrics={k: float(v) for k, v in models.get("als", {}).items()},
+            metrics={k: float(v) for k, v in models.get(str(m.get("model", "als")), {}).items()},
             index_kind=str(m.get("index", {}).get("kind", "")),
             index_recall=float(m.get("index", {}).get("recall", 0.0)),
             loaded_at=self.loaded_at,
@@ -301,31 +361,41 @@ class Engine:
 
     def customer_vector(
         self, customer_id: str, activity: Activity | None
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """The customer's vector (None: no signal), history (newest last) and purchases."""
+    ) -> tuple[np.ndarray | None, History, np.ndarray]:
+        """The customer's vector (None: no signal), history (trained and new events) and
+        purchases (everything trained on, and purchases since)."""
         if activity is not None and not activity.consent:
-            empty = np.zeros(0, dtype=np.int64)
-            return None, empty, empty
+            return None, empty_history(), np.zeros(0, dtype=np.int64)
         user = self.customer_index.get(customer_id)
-        trained = self._history(user)
+        history = self.histories.of(user)
         vector = self.user_factors[user] if user is not None else None
         if activity is None:
-            return vector, trained, trained
+            return vector, history, history.items
         index = self.catalog.product_index
         recent = [
             (index[e.product_id], e.type, e.quantity, e.ts_ms)
             for e in activity.recent
             if e.product_id in index
         ]
-        history = np.concatenate([trained, [r[0] for r in reversed(recent)]]).astype(np.int64)
         just_bought = np.fromiter(self.catalog.indexes(activity.purchased), dtype=np.int64)
-        bought = np.concatenate([trained, just_bought]).astype(np.int64)
-        # Live products are not in the solver's item vectors: they shape history, not fold-in.
-        trained_recent = [r for r in recent if r[0] < self.catalog.n_trained]
-        new = self.fold_in.new_events(trained_recent) if self.fold_in is not None else {}
+        bought = np.concatenate([history.items, just_bought]).astype(np.int64)
+        # Live products are in no trained table (fold-in, neighbours): they count as purchases
+        # and filters, not as history.
+        trained = [r for r in recent if r[0] < self.catalog.n_trained]
+        new = new_events(trained, self.weights, self.cutoff_ms)
+        history = history.add(new)
         if new and self.fold_in is not None:
-            vector = self.fold_in.vector(user, new)
+            vector = self.fold_in.vector(history)
         return vector, history, bought
+
+    def session(self, product_ids: tuple[str, ...]) -> tuple[np.ndarray | None, History]:
+        """A visitor without history: their session's products (oldest first) as a history,
+        each one interaction of weight 1, and the vector ALS would give it."""
+        index = self.catalog.product_index
+        known = [index[p] for p in product_ids if p in index][-self.config.reason_history :]
+        history = empty_history(self.histories.exact).add([(i, 1.0) for i in known])
+        vector = self.fold_in.vector(history) if self.fold_in is not None and known else None
+        return vector, history
 
     def _limit(self, limit: int) -> int:
         if limit == 0:
@@ -335,26 +405,35 @@ class Engine:
         return limit
 
     def _history(self, user: int | None) -> np.ndarray:
-        if user is None:
-            return np.zeros(0, dtype=np.int32)
-        m = self.user_items
-        return np.asarray(m.indices[m.indptr[user] : m.indptr[user + 1]])
+        """The customer's trained products, the most recent last."""
+        return self.histories.of(user).oldest_first()
 
-    def _explain(self, chosen: Chosen, history: np.ndarray) -> None:
-        """Reason per item: the history product most like it ("because you liked X")."""
-        if not chosen:
+    def _explain(self, chosen: Chosen, history: History) -> None:
+        """Reason per item still without one: the history product most like it ("because you
+        liked X"), recent products weighted up."""
+        if not chosen or all(why for _, _, why in chosen):
             return
-        if len(history) == 0:
-            chosen[:] = [(i, s, "picked for you") for i, s, _ in chosen]
+        if len(history.items) == 0:
+            chosen[:] = [(i, s, why or "picked for you") for i, s, why in chosen]
             return
         cat = self.catalog
-        recent = history[-self.config.reason_history :]
+        newest = np.argsort(history.rank, kind="stable")[-self.config.reason_history :]
+        recent = history.items[newest]
+        # exp(d (r - 1)) as training weighs the history; at least d = 1 so that of two
+        # equally similar products the recent one is named.
+        weight = sequence_factor(
+            history.rank[newest],
+            np.full(len(newest), history.events),
+            max(self.weights.sequence_decay, 1.0),
+        )
         items = np.array([i for i, _, _ in chosen], dtype=np.int64)
         affinity = cat.vectors(items) @ cat.vectors(recent).T
+        # Scale towards the recent end whatever the sign: x w above zero, x (2 - w) below.
+        affinity = np.where(affinity >= 0, affinity * weight, affinity * (2.0 - weight))
         best = recent[np.argmax(affinity, axis=1)]
         chosen[:] = [
-            (i, s, f"because you liked {cat.titles[b] or cat.product_ids[b]}")
-            for (i, s, _), b in zip(chosen, best.tolist(), strict=True)
+            (i, s, why or f"because you liked {cat.titles[b] or cat.product_ids[b]}")
+            for (i, s, why), b in zip(chosen, best.tolist(), strict=True)
         ]
 
     def _checked(self, filter: Filter | None) -> Filter:
@@ -383,6 +462,16 @@ class Engine:
             )
             for p in placed
         ]
+
+
+def check_session(product_ids: tuple[str, ...]) -> None:
+    if len(product_ids) > MAX_SESSION_PRODUCTS:
+        raise InvalidRequest(
+            f"context.session_product_ids has {len(product_ids)} products; send at most "
+            f"{MAX_SESSION_PRODUCTS} (the most recent)"
+        )
+    for pid in product_ids:
+        check_id(pid, "a context.session_product_ids entry")
 
 
 def introduced_ms(bundle: Bundle) -> np.ndarray:

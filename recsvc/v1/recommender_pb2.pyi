@@ -125,14 +125,16 @@ class NumericRange(_message.Message):
     def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ...) -> None: ...
 
 class Context(_message.Message):
-    __slots__ = ("surface", "device", "current_product_id")
+    __slots__ = ("surface", "device", "current_product_id", "session_product_ids")
     SURFACE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     CURRENT_PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_PRODUCT_IDS_FIELD_NUMBER: _ClassVar[int]
     surface: Surface
     device: str
     current_product_id: str
-    def __init__(self, surface: _Optional[_Union[Surface, str]] = ..., device: _Optional[str] = ..., current_product_id: _Optional[str] = ...) -> None: ...
+    session_product_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, surface: _Optional[_Union[Surface, str]] = ..., device: _Optional[str] = ..., current_product_id: _Optional[str] = ..., session_product_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Item(_message.Message):
     __slots__ = ("product_id", "score", "reason", "category", "slot", "promotion_id")

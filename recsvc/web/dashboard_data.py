@@ -18,8 +18,8 @@ from recsvc.realtime import Realtime
 from recsvc.web import traffic
 
 EXPERIMENTS_PENDING = (
-    "No experiment is running: per-arm results appear here once experiments exist and their "
-    "metrics carry an 'arm' label (experiments are being added to recsvc; see issue 14)."
+    "No experiment is running: per-arm results appear here once an experiments file "
+    "(RECSVC_EXPERIMENTS) routes calls to arms and their events are tracked."
 )
 
 

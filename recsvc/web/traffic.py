@@ -26,7 +26,7 @@ RPC_SECONDS = "recsvc_rpc_duration_seconds"
 FALLBACKS = "recsvc_fallbacks_total"
 DEGRADED = "recsvc_feature_store_degraded_total"
 EVENTS = "recsvc_events_total"
-ARM_LABEL = "arm"  # metrics per experiment arm carry it (issue 14's counters)
+ARM_LABEL = "arm"  # metrics per experiment arm carry it ("" outside experiments)
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def collect(families: Iterable[Metric] | None = None, now: float | None = None) 
     arms: list[ArmSample] = []
     for family in _families() if families is None else families:
         for s in family.samples:
-            if ARM_LABEL in s.labels and not s.name.endswith(("_created", "_bucket")):
+            if s.labels.get(ARM_LABEL) and not s.name.endswith(("_created", "_bucket")):
                 others = {k: v for k, v in s.labels.items() if k != ARM_LABEL}
                 arms.append(ArmSample(s.name, s.labels[ARM_LABEL], others, s.value))
             if family.name == RPC_SECONDS:

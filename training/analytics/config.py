@@ -8,8 +8,14 @@ from typing import Final, Literal
 
 from formats.errors import RecsvcError
 
-ModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
-_MODEL_LABELS: dict[str, str] = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "paretonbd": "Pareto/NBD"}
+ModelName = Literal["bgnbd", "mbgnbd", "paretonbd", "ensemble"]
+Grain = Literal["day", "week"]
+_MODEL_LABELS: dict[str, str] = {
+    "bgnbd": "BG/NBD",
+    "mbgnbd": "MBG/NBD",
+    "paretonbd": "Pareto/NBD",
+    "ensemble": "Ensemble (BG/NBD shares, mean total)",
+}
 
 
 class AnalyticsError(RecsvcError, ValueError):
@@ -19,14 +25,19 @@ class AnalyticsError(RecsvcError, ValueError):
 @dataclass(frozen=True)
 class Candidate:
     """One repeat-buying model to try; ``penalizer`` is lifetimes' L2 penalty on the
-    parameters (time scaled to a maximum T of 10), per customer for every model."""
+    parameters (time scaled to a maximum T of 10), per customer for every model; ``grain``
+    "week" fits it on purchase weeks instead of purchase days (forecasters.py). The
+    "ensemble" averages the other candidates' totals (forecasters.py)."""
 
     model: ModelName
     penalizer: float = 0.0
+    grain: Grain = "day"
 
     @property
     def label(self) -> str:
         name = _MODEL_LABELS[self.model]
+        if self.grain == "week":
+            name += ", weekly"
         return name if self.penalizer == 0 else f"{name} (penalizer {self.penalizer:g})"
 
 
@@ -40,6 +51,13 @@ DEFAULT_CANDIDATES: tuple[Candidate, ...] = (
     Candidate("paretonbd", 0.0),
     Candidate("paretonbd", 0.001),
     Candidate("paretonbd", 0.01),
+    Candidate("bgnbd", 0.0, "week"),
+    Candidate("bgnbd", 0.001, "week"),
+    Candidate("mbgnbd", 0.0, "week"),
+    Candidate("mbgnbd", 0.001, "week"),
+    Candidate("paretonbd", 0.0, "week"),
+    Candidate("paretonbd", 0.001, "week"),
+    Candidate("ensemble"),
 )
 
 
@@ -156,6 +174,8 @@ class AnalyticsConfig:
                 raise AnalyticsError(f"unknown model {c.model!r} (expected one of {_MODEL_LABELS})")
             if c.penalizer < 0:
                 raise AnalyticsError("penalizers must be >= 0")
+            if c.grain not in ("day", "week"):
+                raise AnalyticsError(f"unknown grain {c.grain!r} (expected day or week)")
         if self.selection_holdout_days is not None and self.selection_holdout_days < 1:
             raise AnalyticsError("selection_holdout_days must be >= 1")
         if self.max_bias_correction < 1:

@@ -11,9 +11,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from training.analytics.btyd import fit_candidate, predict
 from training.analytics.config import DEFAULT_CONFIG, AnalyticsConfig, AnalyticsError
-from training.analytics.fitting import fit_sample
+from training.analytics.forecasters import fit_forecaster
 from training.analytics.selection import (
     CandidateResult,
     Metrics,
@@ -149,7 +148,7 @@ def holdout_check(
     fitted = fit_model(days, calibration_end, horizon, config)
     summary = buyer_summary(days, calibration_end)
     actual = actual_purchases(days, summary, calibration_end, holdout_end)
-    raw = predict(fitted.fitter, summary, horizon).expected
+    raw = fitted.fitter.predict(summary, calibration_end, horizon).expected
     scale = fitted.info.bias_scale
     chosen = prediction_metrics(raw * scale, actual)
     candidates: list[CandidateResult] = []
@@ -158,12 +157,8 @@ def holdout_check(
         result = by_candidate.get(c, CandidateResult(c, {}, None, None, "not scored"))
         if evaluate_candidates:
             try:
-                fitter = (
-                    fitted.fitter
-                    if c == fitted.info.model
-                    else fit_candidate(c, fit_sample(summary, config))
-                )
-                pred = predict(fitter, summary, horizon).expected
+                fitter = fit_forecaster(c, days, calibration_end, config, fitted.fits)
+                pred = fitter.predict(summary, calibration_end, horizon).expected
                 if np.isfinite(pred).all():
                     result = _replace_holdout(result, prediction_metrics(pred, actual))
             except AnalyticsError:

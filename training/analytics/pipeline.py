@@ -8,7 +8,6 @@ from datetime import date, datetime
 
 import polars as pl
 
-from training.analytics.btyd import predict
 from training.analytics.categories import top_categories
 from training.analytics.config import DEFAULT_CONFIG, AnalyticsConfig, AnalyticsError
 from training.analytics.lifecycle import lifecycle_stage
@@ -81,7 +80,7 @@ def analyze(
     else:
         model = fitted.info
         notes.extend(model.notes)
-        pred = predict(fitted.fitter, summary, horizon_days, config.annual_discount_rate)
+        pred = fitted.fitter.predict(summary, end, horizon_days, config.annual_discount_rate)
         spend = fitted.spend.expected(summary)
         scale = model.bias_scale
         values = summary.select("customer_id").with_columns(

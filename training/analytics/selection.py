@@ -14,14 +14,13 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import polars as pl
 
-from training.analytics.btyd import fit_candidate, predict
 from training.analytics.config import AnalyticsConfig, AnalyticsError, Candidate
-from training.analytics.fitting import F64, fit_sample, fitted_params
+from training.analytics.fitting import F64, fit_sample
+from training.analytics.forecasters import Fits, Forecaster, fit_forecaster
 from training.analytics.spend import Spend, fit_spend
 from training.analytics.summaries import buyer_summary
 
@@ -116,9 +115,10 @@ def rank_candidates(results: list[CandidateResult], tolerance: float) -> list[Ca
 
 @dataclass(frozen=True)
 class FittedModel:
-    fitter: Any
+    fitter: Forecaster
     info: ModelInfo
     spend: Spend
+    fits: Fits  # every candidate fitted at ``info.fit_end`` on the way (holdout_check reuses them)
 
 
 def fit_model(
@@ -144,19 +144,19 @@ def fit_model(
         inner = buyer_summary(days, selection_end)
         if int((inner["x"] > 0).sum()) >= config.min_repeat_customers:
             actual = actual_purchases(days, inner, selection_end, end)
-            inner_fit = fit_sample(inner, config)
+            inner_fits: Fits = {}
             for c in config.candidates:
                 t0 = time.perf_counter()
                 try:
-                    fitter = fit_candidate(c, inner_fit)
-                    pred = predict(fitter, inner, length).expected
+                    fitter = fit_forecaster(c, days, selection_end, config, inner_fits)
+                    pred = fitter.predict(inner, selection_end, length).expected
                     if not np.isfinite(pred).all():
                         bad = int((~np.isfinite(pred)).sum())
                         raise AnalyticsError(f"undefined predictions for {bad} customers")
                     results.append(
                         CandidateResult(
                             c,
-                            fitted_params(fitter),
+                            fitter.params,
                             prediction_metrics(pred, actual),
                             None,
                             None,
@@ -180,10 +180,11 @@ def fit_model(
 
     fit_summary = fit_sample(summary, config)
     failures: list[str] = []
+    fits: Fits = {}
     for candidate in order:
         try:
-            fitter = fit_candidate(candidate, fit_summary)
-            check = predict(fitter, summary, horizon_days).expected
+            fitter = fit_forecaster(candidate, days, end, config, fits)
+            check = fitter.predict(summary, end, horizon_days).expected
             if not np.isfinite(check).all():
                 raise AnalyticsError(f"{candidate.label}: undefined predictions")
         except AnalyticsError as exc:
@@ -207,7 +208,7 @@ def fit_model(
                 f"no bias correction: {sel.actual:.0f} purchases on the choice split "
                 f"(need {config.min_bias_purchases})"
             )
-    if candidate.model == "bgnbd":
+    if candidate.model == "bgnbd" and candidate.grain == "day":
         notes.append(
             "BG/NBD: customers without a repeat purchase have p_alive 1 (no dropout "
             "before a repeat purchase in that model)"
@@ -215,7 +216,7 @@ def fit_model(
     spend = fit_spend(summary, config)
     info = ModelInfo(
         model=candidate,
-        params=fitted_params(fitter),
+        params=fitter.params,
         fit_end=end,
         customers=summary.height,
         fit_customers=fit_summary.height,
@@ -228,4 +229,4 @@ def fit_model(
         notes=tuple(notes),
         seconds=time.perf_counter() - start,
     )
-    return FittedModel(fitter, info, spend)
+    return FittedModel(fitter, info, spend, fits)
