@@ -2,13 +2,13 @@
 ``Retrieval.best`` and ``Engine._explain`` do per request, done per block.
 
 It covers the common case only, and says so (``Vectorised.applies``): ALS serving, no
-per-category cap and no category filter scored exactly. Per customer it yields the first ``limit`` eligible
-candidates of the server's own index search (same depth, same FAISS call shape per customer:
-customers asking for the same depth are searched together) and each item's reason (the
-customer's trained product most like it, among the 50 most recent, recent ones weighted up).
-A customer whose candidates fall short, or without a vector, is left to the engine (``ok`` false), which searches deeper and
-tops up from popularity exactly as the server does. tests/test_batch.py checks that every
-answer equals the engine's.
+per-category cap and no category filter scored exactly. Per customer it yields the first
+``limit`` eligible candidates of the server's own index search (same depth, same FAISS call
+shape per customer: customers asking for the same depth are searched together) and each
+item's reason (the customer's trained product most like it, among the 50 most recent, recent
+ones weighted up). A customer whose candidates fall short, or without a vector, is left to the
+engine (``ok`` false), which searches deeper and tops up from popularity exactly as the server
+does. tests/test_batch.py checks that every answer equals the engine's.
 """
 
 from __future__ import annotations
