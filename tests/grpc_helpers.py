@@ -1,6 +1,7 @@
 # mypy: disable-error-code="no-untyped-call"
 """gRPC test helpers: the tokens every in-process server accepts, its config, expected-error
-calls, event ids, Prometheus samples, and channel/stub fixtures.
+calls, event ids, Prometheus samples, channel/stub fixtures, and the environment and command
+of a `recsvc` subprocess.
 
 conftest.py registers this module as a plugin: ``channel``, ``rec_stub``, ``events_stub`` and
 ``admin_stub`` reach every test module without an import. They are module-scoped and talk to
@@ -10,6 +11,8 @@ generated stubs (recsvc.v1.*_pb2_grpc) are unannotated, hence the mypy line abov
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -103,3 +106,23 @@ def events_stub(channel: grpc.Channel) -> Any:
 @pytest.fixture(scope="module")
 def admin_stub(channel: grpc.Channel) -> Any:
     return pb_grpc.AdminStub(channel)
+
+
+def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """This environment without the caller's recsvc and Redis settings, plus ``extra``: for a
+    `recsvc` subprocess. No HTTP port unless a test asks (``RECSVC_HTTP_PORT``): the default
+    8080 would collide between servers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECSVC_", "PROMETHEUS_")) and k != "REDIS_URL"
+    }
+    env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(tmp))
+    env.update(RECSVC_HTTP_PORT="0")
+    env.update(extra)
+    return env
+
+
+def recsvc(*args: str) -> list[str]:
+    """The command line of ``recsvc ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "recsvc.cli", *args]

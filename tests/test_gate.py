@@ -12,12 +12,21 @@ import pytest
 from formats import bundle as b
 from recsvc.cli import main
 from training import synth
+from training.cold_start import ColdStartConfig
 from training.config import TrainConfig
 from training.gate import GateConfig, GateResult
 from training.models import ALSParams
 from training.train import GateError, run
 
-QUIET = TrainConfig(progress=False, baselines=("popularity",), clv_check=False)
+# ALS alone serves here (a weak ALS must be what would serve), without the cold-start fit.
+QUIET = TrainConfig(
+    progress=False,
+    baselines=("popularity",),
+    clv_check=False,
+    use_item2item=False,
+    use_item2vec=False,
+    cold_start=ColdStartConfig(fraction=0.0),
+)
 WEAK = ALSParams(factors=2, iterations=1)
 
 
@@ -57,6 +66,7 @@ def _train_args(world: dict[str, Path], models: Path, *extra: str) -> list[str]:
         *("--catalog", str(world["catalog"])),
         *("--model-dir", str(models)),
         *("--baselines", "popularity", "--no-clv-check", "--quiet"),
+        *("--no-item2item", "--no-item2vec", "--cold-start-fraction", "0"),
         *extra,
     ]
 

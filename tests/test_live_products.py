@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -19,7 +18,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from grpc_helpers import ADMIN, REC, rpc_error
+from grpc_helpers import ADMIN, REC, clean_env, recsvc, rpc_error
 from redis_fixtures import new_namespace, start_server
 from serving_fixtures import add_copy, free_port, trained
 
@@ -251,25 +250,6 @@ def test_update_products_validation_over_grpc(admin_stub: Any) -> None:
 # -- `recsvc serve` with two workers, a restart, and `recsvc features show` -----------------------
 
 
-def recsvc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "recsvc.cli", *args]
-
-
-def serve_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RECSVC_", "PROMETHEUS_")) and k != "REDIS_URL"
-    }
-    env.update(
-        OPENBLAS_NUM_THREADS="1",
-        PYTHONUNBUFFERED="1",
-        TMPDIR=str(tmp_path),
-        RECSVC_AUTH_TOKENS="all=recommend+admin",
-    )
-    return env
-
-
 class Serve:
     """`recsvc serve --workers 2` on the model directory, its log in a file."""
 
@@ -280,7 +260,7 @@ class Serve:
         args = ["serve", "--model-dir", str(model_dir), "--port", str(self.port)]
         self.process = subprocess.Popen(
             recsvc(*args, "--workers", "2", "--metrics-port", "0"),
-            env=serve_env(tmp_path),
+            env=clean_env(tmp_path, RECSVC_AUTH_TOKENS="all=recommend+admin"),
             stdout=subprocess.DEVNULL,
             stderr=self._err,
             text=True,
@@ -361,7 +341,7 @@ def test_two_workers_serve_a_created_product_at_once_and_after_a_restart(
         again.stop()
     shown = subprocess.run(
         recsvc("features", "show", "--model-dir", str(model_dir), "--product"),
-        env=serve_env(tmp_path),
+        env=clean_env(tmp_path, RECSVC_AUTH_TOKENS="all=recommend+admin"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -374,7 +354,7 @@ def test_two_workers_serve_a_created_product_at_once_and_after_a_restart(
     assert product["attributes"] == {"brand": "Newco"} and product["created_at"]
     one = subprocess.run(
         recsvc("features", "show", "--model-dir", str(model_dir), "--product", "LIVE2"),
-        env=serve_env(tmp_path),
+        env=clean_env(tmp_path, RECSVC_AUTH_TOKENS="all=recommend+admin"),
         capture_output=True,
         text=True,
         timeout=120,

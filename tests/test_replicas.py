@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from grpc_helpers import new_id
+from grpc_helpers import clean_env, new_id, recsvc
 from redis_fixtures import new_namespace
 from serving_fixtures import add_copy, free_port, trained
 
@@ -66,8 +65,8 @@ def replicas(
     add_copy(model_dir, source, "v2")
     offers = root / "offers.yaml"
     offers.write_text(OFFERS.format(offer="shipping-1"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSVC_", "PROMETHEUS_"))}
-    env.update(
+    env = clean_env(
+        root,
         REDIS_URL=embedded_redis.url,
         RECSVC_REDIS_NAMESPACE=new_namespace(),
         RECSVC_REDIS_TIMEOUT_MS="2000",
@@ -75,15 +74,13 @@ def replicas(
         RECSVC_OFFERS=str(offers),
         # No model watcher within the test: a model reload can only travel through Redis.
         RECSVC_RELOAD_INTERVAL="600",
-        OPENBLAS_NUM_THREADS="1",
-        TMPDIR=str(root),
     )
     started: list[Replica] = []
     try:
         for i, workers in enumerate((2, 1, 1)):  # the first has two workers (SO_REUSEPORT)
             port = free_port()
             log = (root / f"replica-{i}.log").open("wb")
-            command = [sys.executable, "-m", "recsvc.cli", "serve", "--model-dir", str(model_dir)]
+            command = recsvc("serve", "--model-dir", str(model_dir))
             args = ["--port", str(port), "--workers", str(workers), "--metrics-port", "0"]
             process = subprocess.Popen(
                 [*command, *args], env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -11,7 +11,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import grpc
 import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_helpers import clean_env, recsvc
 from serving_fixtures import add_copy, free_port, trained
 
 from feature_store.connection import RedisSettings
@@ -253,27 +253,11 @@ def test_configured_tokens_are_kept_and_no_dev_token_is_written(tmp_path: Path) 
 # -- `recsvc serve` -------------------------------------------------------------------------
 
 
-def serve_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RECSVC_", "PROMETHEUS_")) and k != "REDIS_URL"
-    }
-    # No HTTP port unless a test asks: the default 8080 would collide between servers.
-    env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(tmp_path))
-    env.update(RECSVC_HTTP_PORT="0")
-    return env
-
-
-def recsvc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "recsvc.cli", *args]
-
-
 def run_serve(tmp_path: Path, model_dir: Path, workers: str) -> subprocess.CompletedProcess[str]:
     args = ["serve", "--model-dir", str(model_dir), "--port", str(free_port())]
     return subprocess.run(
         recsvc(*args, "--metrics-port", "0", "--http-port", "0", "--workers", workers),
-        env=serve_env(tmp_path),
+        env=clean_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
@@ -318,7 +302,7 @@ def test_serve_with_a_bad_offer_catalog_exits_2_naming_the_problem(
     args = ["serve", "--model-dir", str(model_dir), "--port", str(free_port())]
     result = subprocess.run(
         recsvc(*args, "--metrics-port", "0", "--http-port", "0", "--workers", "1"),
-        env={**serve_env(tmp_path), "RECSVC_OFFERS": str(offers)},
+        env={**clean_env(tmp_path), "RECSVC_OFFERS": str(offers)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -374,7 +358,7 @@ def two_workers(
     args = ["serve", "--model-dir", str(served_dir), "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(
         recsvc(*args, "--metrics-port", "0", "--http-port", str(http_port)),
-        env=serve_env(tmp_path),
+        env=clean_env(tmp_path),
         stdout=out,
         stderr=err,
         text=True,

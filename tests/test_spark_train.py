@@ -122,7 +122,9 @@ def test_trains_on_a_standalone_cluster_and_serves(
     assert code == 0, standalone.logs()
     m = manifest(model_dir)
     assert m["engine"] == "spark" and m["engine_info"]["master"] == standalone.url
-    assert m["engine_info"]["default_parallelism"] == 2  # one core on each worker
+    # One core on each worker: 2 once both executors have registered (on a loaded machine the
+    # job may start before the second one has, so the figure recorded can be lower).
+    assert 1 <= m["engine_info"]["default_parallelism"] <= 2
     # The executors really ran on the workers: each launched one.
     assert all(any((standalone.work_dir / f"work-{i}").rglob("stderr")) for i in range(2))
     assert served(model_dir) == (m["version"], 5)

@@ -216,7 +216,7 @@ def test_serve_and_no_item2item_override_the_choice(world: dict[str, Path], tmp_
         echo=lambda _: None,
     )
     assert alone.manifest["serving"] == {"recommend": "als", "similar": "als", "session": "als"}
-    assert set(b.load_bundle(alone.path).extras) == {"sequence"}
+    assert set(b.load_bundle(alone.path).extras) == {"sequence", "catalog", "content"}
     with pytest.raises(TrainError, match="cannot serve"):
         run(
             world["interactions"],

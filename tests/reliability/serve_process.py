@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,31 +20,13 @@ from pathlib import Path
 import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_helpers import TOKENS
+from grpc_helpers import TOKENS, clean_env, recsvc
 from serving_fixtures import free_port
 
 from feature_store.embedded import KEEPER_PID, SERVER_PID, socket_path
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS_TEXT = ",".join(f"{t}={'+'.join(sorted(s))}" for t, s in TOKENS.items())
-
-
-def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """This environment without the caller's recsvc and Redis settings, plus ``extra``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RECSVC_", "PROMETHEUS_")) and k != "REDIS_URL"
-    }
-    # No HTTP port unless a test asks: the default 8080 would collide between servers.
-    env.update(OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(tmp))
-    env.update(RECSVC_HTTP_PORT="0")
-    env.update(extra)
-    return env
-
-
-def recsvc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "recsvc.cli", *args]
 
 
 def redis_servers(data_dir: Path) -> list[psutil.Process]:

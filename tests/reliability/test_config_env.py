@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_helpers import new_id
+from grpc_helpers import clean_env, new_id, recsvc
 from redis_fixtures import RedisProcess, new_namespace
 from serving_fixtures import free_port
 from traffic import pb_event
@@ -26,7 +26,6 @@ from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
 from reliability.conftest import Served
 from reliability.rpcs import bearer
-from reliability.serve_process import clean_env, recsvc
 
 TOKEN = "config-token"
 
