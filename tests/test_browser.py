@@ -13,6 +13,7 @@ import functools
 import http.server
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,15 @@ def screenshot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
+def wait_until(page: Any, function: str, arg: Any = None, timeout: float = 30.0) -> None:
+    """Poll ``function`` in the page until it returns true. The dashboard's Content Security
+    Policy forbids eval, which Playwright's wait_for_function polls with; evaluate is not."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(function, arg):
+        assert time.monotonic() < deadline, f"not true after {timeout:g} s: {function}"
+        time.sleep(0.1)
+
+
 def test_the_example_page_recommends_and_tracks(site: tuple[WebServer, Shop], browser: Any) -> None:
     server, shop = site
     page = browser.new_page()
@@ -170,13 +180,14 @@ def test_the_dashboard_shows_the_model_and_draws_its_charts(
     assert page.is_visible("#login") and not page.is_visible("#board")
     page.fill("#token", "admin-token")
     page.click("#login-form button")
-    page.wait_for_function(
-        f"document.getElementById('model-version').textContent === '{server.version}'"
+    wait_until(
+        page, f"() => document.getElementById('model-version').textContent === '{server.version}'"
     )
-    page.wait_for_function(
+    wait_until(
+        page,
         "ids => ids.every(id => { const c = Chart.getChart(id);"
         " return c && c.data.datasets.some(d => d.data.some(v => v !== null)); })",
-        arg=list(CHARTS),
+        list(CHARTS),
     )
     for chart in CHARTS:  # drawn: the canvas has a size and is not blank
         box = page.locator(f"#{chart}").bounding_box()
@@ -211,7 +222,7 @@ def test_the_dashboard_refuses_a_token_without_the_admin_scope(
     page.goto(f"http://127.0.0.1:{server.running.http_port}/dashboard")
     page.fill("#token", PUBLIC_TOKEN)
     page.click("#login-form button")
-    page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+    wait_until(page, "() => document.getElementById('login-error').textContent !== ''")
     assert "lacks the 'admin' scope" in page.text_content("#login-error")
     assert page.is_visible("#login") and not page.is_visible("#board")
     assert page.evaluate("sessionStorage.getItem('recsvc.adminToken')") is None
