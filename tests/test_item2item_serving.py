@@ -21,6 +21,7 @@ from formats.limits import MAX_SESSION_PRODUCTS
 from formats.types import Context, Filter
 from formats.weights import WeightConfig
 from recsvc.engine import Engine
+from recsvc.engine import item2item as served_item2item
 from training.bundle_eval import bundle_scorers
 from training.dataset import build_dataset, user_item_matrix
 from training.ingest import read_interactions
@@ -71,6 +72,29 @@ def test_served_answers_are_what_evaluate_scores_offline(
     # The blend scores a union of candidates (ALS's best, the neighbours'): nearly always
     # exactly the dense ranking.
     assert same >= 0.9 * len(users)
+
+
+def test_blend_scores_each_candidate_in_full_however_short_the_head(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ALS pick that the neighbours reached outside their sorted head keeps its neighbour
+    score: every served item scores what the offline blend gives it (a head of one x limit
+    puts most reached products outside it)."""
+    monkeypatch.setattr(served_item2item, "HEAD", 1)
+    bundle = b.load_bundle(trained(tmp_path_factory, "blend"))
+    blend = Engine(bundle)
+    scorers, served = bundle_scorers(bundle)
+    assert served == "blend"
+    checked = 0
+    for customer in customers(blend):
+        dense = scorers["blend"](np.array([blend.customer_index[customer]]))[0]
+        rec = blend.recommend(customer, 20)
+        items = rec.items[: len(rec.items) - rec.filled_from_popularity]
+        for item in items:
+            j = blend.catalog.product_index[item.product_id]
+            assert item.score == pytest.approx(float(dense[j]), rel=1e-4, abs=1e-5), customer
+        checked += len(items)
+    assert checked >= 20 * len(customers(blend)) // 2
 
 
 def test_reasons_name_the_history_product_that_gave_the_most(i2i: Engine) -> None:

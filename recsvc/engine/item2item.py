@@ -114,14 +114,19 @@ class ItemToItem:
         if blend and vector is not None and np.any(vector):
             # The neighbours' head and ALS's best: a product outside both has neither score
             # high enough to place (and computing ALS over thousands of them costs ms).
+            reached, reached_scores = idx, scores  # sorted by product (np.unique)
             n = limit * HEAD + len(excluded)
             if len(idx) > n:
                 head = np.argpartition(-scores, n - 1)[:n]
                 idx, scores = idx[head], scores[head]
             als = np.array([i for i, _ in self.retrieval.best(vector, limit, filter, excluded)])
             extra = als[~np.isin(als, idx)].astype(np.int64)
+            # ALS's pick that the neighbours reached outside their head keeps its neighbour score.
+            extra_scores = np.zeros(len(extra), np.float32)
+            hit = np.isin(extra, reached)
+            extra_scores[hit] = reached_scores[np.searchsorted(reached, extra[hit])]
             idx = np.concatenate([idx, extra])
-            scores = np.concatenate([self.beta * scores, np.zeros(len(extra), np.float32)])
+            scores = np.concatenate([self.beta * scores, self.beta * extra_scores])
             scores = scores + self.catalog.vectors(idx) @ vector
         else:
             positive = scores > 0  # the rest rank by popularity, as training scored it
