@@ -108,23 +108,30 @@ class ItemToItem:
         """The best eligible products with their reasons ("" where ALS must explain); with
         ``blend`` and a customer vector, ALS's scores are added."""
         sources, targets, parts = self.contributions(history)
-        # Sums over the few thousand products reached, not over the catalog.
-        idx, inverse = np.unique(targets, return_inverse=True)
-        scores = np.bincount(inverse, weights=parts, minlength=len(idx)).astype(np.float32)
+        n_items = self.catalog.n_items
+        # One sum per product of the catalog (a bincount: no sort), over the products reached.
+        totals = np.bincount(targets, weights=parts, minlength=n_items)
+        reached = np.zeros(n_items, dtype=bool)
+        reached[targets] = True
+        idx = np.flatnonzero(reached)
+        scores = totals[idx].astype(np.float32)
         if blend and vector is not None and np.any(vector):
             # The neighbours' head and ALS's best: a product outside both has neither score
             # high enough to place (and computing ALS over thousands of them costs ms).
-            reached, reached_scores = idx, scores  # sorted by product (np.unique)
             n = limit * HEAD + len(excluded)
             if len(idx) > n:
                 head = np.argpartition(-scores, n - 1)[:n]
                 idx, scores = idx[head], scores[head]
-            als = np.array([i for i, _ in self.retrieval.best(vector, limit, filter, excluded)])
-            extra = als[~np.isin(als, idx)].astype(np.int64)
-            # ALS's pick that the neighbours reached outside their head keeps its neighbour score.
-            extra_scores = np.zeros(len(extra), np.float32)
-            hit = np.isin(extra, reached)
-            extra_scores[hit] = reached_scores[np.searchsorted(reached, extra[hit])]
+            in_head = np.zeros(n_items, dtype=bool)
+            in_head[idx] = True
+            als = np.array(
+                [i for i, _ in self.retrieval.best(vector, limit, filter, excluded)],
+                dtype=np.int64,
+            )
+            extra = als[~in_head[als]]
+            # ALS's pick that the neighbours reached outside their head keeps its neighbour
+            # score (0 where they did not reach it).
+            extra_scores = totals[extra].astype(np.float32)
             idx = np.concatenate([idx, extra])
             scores = np.concatenate([self.beta * scores, self.beta * extra_scores])
             scores = scores + self.catalog.vectors(idx) @ vector
@@ -155,7 +162,9 @@ class ItemToItem:
         """Each item's reason: the query product whose neighbour row gave it the most."""
         sources, targets, parts = contributions
         items = np.array([i for i, _ in picked], dtype=np.int64)
-        hit = np.flatnonzero(np.isin(targets, items))
+        mark = np.zeros(self.catalog.n_items, dtype=bool)
+        mark[items] = True
+        hit = np.flatnonzero(mark[targets])
         # Per item, its largest contribution (sorted by item, then contribution, descending).
         hit = hit[np.lexsort((-parts[hit], targets[hit]))]
         first = np.ones(len(hit), dtype=bool)
