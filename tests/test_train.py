@@ -197,6 +197,24 @@ def test_evaluation_chooses_what_serves_and_the_bundle_holds_it(
     assert any("(served)" in line for line in lines)
 
 
+def test_above_its_interaction_limit_the_item_to_item_model_is_not_fitted(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    small = replace(QUIET.item2item, max_interactions=1_000)
+    result = run(
+        world["interactions"],
+        tmp_path / "m",
+        replace(QUIET, item2item=small, use_item2vec=False),
+        catalog=world["catalog"],
+        echo=lines.append,
+    )
+    assert result.manifest["serving"]["recommend"] == "als"
+    assert "item2item" not in b.load_bundle(result.path).extras
+    assert "item2item" not in result.manifest["evaluation"]["models"]
+    assert any("item-to-item model not fitted" in line for line in lines)
+
+
 def test_serve_and_no_item2item_override_the_choice(world: dict[str, Path], tmp_path: Path) -> None:
     forced = run(
         world["interactions"],

@@ -7,8 +7,9 @@ largest weights per product, and from cosine similarity (top ``neighbours``) abo
 query side (which products, how much each weighs) is formats.history.query_matrix, the same
 function serving calls, so a bundle scores a customer offline as it does online.
 
-Above ``max_items`` products the model is not fitted at all: ALS alone serves (neighbour
-tables of that size cannot be built in the training budget; see BENCHMARKS.md).
+Above ``max_items`` products, or ``max_interactions`` interactions, the model is not fitted at
+all: ALS alone serves (neighbour tables of that size cannot be built, and the model, its blends
+and its session scores cannot be evaluated, in the training budget; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class Item2ItemParams:
     recent: int = 50  # a query holds at most this many of the customer's latest products
     ease_max_items: int = 5_000
     max_items: int = 200_000
+    # Tuning, fitting and evaluating it (with its blends and sessions) over 20M interactions
+    # took more than 20 minutes on 2 cores, against 3 for the whole ALS pipeline.
+    max_interactions: int = 5_000_000
+
+    def fits(self, n_items: int, n_interactions: int) -> bool:
+        """Whether the model is fitted for a dataset of this size."""
+        return n_items <= self.max_items and n_interactions <= self.max_interactions
 
     def resolved(self, n_items: int) -> Literal["ease", "cosine"]:
         if self.kind != "auto":

@@ -191,7 +191,13 @@ def run(
         )
 
     weights, als_params, i2i_params = cfg.weights, cfg.als, cfg.item2item
-    use_i2i = cfg.use_item2item and ds.n_items <= i2i_params.max_items
+    use_i2i = cfg.use_item2item and i2i_params.fits(ds.n_items, ds.n_rows)
+    if cfg.use_item2item and not use_i2i:
+        echo(
+            f"item-to-item model not fitted: {ds.n_items:,} products and {ds.n_rows:,} "
+            f"interactions are above its limits ({i2i_params.max_items:,} products, "
+            f"{i2i_params.max_interactions:,} interactions); ALS alone serves"
+        )
     trials: list[Trial] = []
     i2i_trials: list[Item2ItemTrial] = []
     with p.phase("tune"):
