@@ -54,4 +54,4 @@ def configure_json(level: int = logging.INFO, request_sample: float = 1.0) -> No
     requests.filters[:] = [Sample(request_sample)] if request_sample < 1.0 else []
     # faiss logs each CPU-specific build it tries (eight lines per worker at start): keep its
     # warnings only, unless the whole log is at debug level.
-    logging.getLogger("faiss.loader").setLevel(max(level, logging.WARNING))
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING if level > logging.DEBUG else level)
