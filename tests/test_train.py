@@ -294,3 +294,20 @@ def test_data_split_writes_the_training_split_for_evaluate(
     joined = last_train.join(first_test, on="customer_id")
     assert joined.height > 0 and (joined["a"] <= joined["b"]).all()
     assert test.height == pytest.approx(0.2 * full.height, rel=0.1)
+
+
+def test_the_clv_check_samples_customers_above_its_limit(
+    world: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import training.train as train_module
+
+    frame = pl.read_parquet(world["interactions"])
+    whole = train_module.clv_check(frame)
+    assert whole is not None
+    customers = whole[1]["customers"]
+    monkeypatch.setattr(train_module, "CLV_CHECK_CUSTOMERS", customers // 2)
+    sampled = train_module.clv_check(frame)
+    assert sampled is not None
+    # Whole histories of a sample: fewer customers, every one with their purchases.
+    assert 0 < sampled[1]["customers"] < customers
+    assert sampled[1]["actual_repeat_purchases"] < whole[1]["actual_repeat_purchases"]
