@@ -25,7 +25,7 @@ from training.analytics.btyd import Predictions, fit_candidate, predict
 from training.analytics.config import AnalyticsConfig, AnalyticsError, Candidate
 from training.analytics.fitting import fit_sample, fitted_params
 from training.analytics.summaries import buyer_summary
-from training.analytics.supervised import SupervisedModel, fit_supervised
+from training.analytics.supervised import SupervisedModel, first_reference, fit_supervised
 
 ALLOCATION = Candidate("bgnbd")  # the ensemble's per-customer shares
 
@@ -142,7 +142,7 @@ def _fit(
     horizon_days: int | None,
 ) -> Forecaster:
     if candidate.model == "supervised":
-        reference = fit_forecaster(ALLOCATION, days, end, config, fits)
+        reference = first_reference(lambda c: fit_forecaster(c, days, end, config, fits), end)
         model = fit_supervised(days, end, horizon_days, config, reference.fitter)
         return Forecaster(candidate, supervised=model)
     summary = fit_sample(buyer_summary(days, end), config)

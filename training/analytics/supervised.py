@@ -33,6 +33,7 @@ scaling H / W where BG/NBD is undefined). Discounting and P(alive) are BG/NBD's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -65,7 +66,9 @@ BOOSTING: dict[str, Any] = {
     "max_iter": 200,
     "min_samples_leaf": 50,
 }
-_REFERENCE = Candidate("bgnbd")  # the expectation feature and the shape beyond the window
+# BG/NBD gives a feature, the shape beyond the window and P(alive): the first of these that
+# fits (plain BG/NBD does not converge when hardly anyone drops out).
+REFERENCES = (Candidate("bgnbd"), Candidate("bgnbd", 0.001), Candidate("bgnbd", 0.01))
 
 
 def smoothed_rate(summary: pl.DataFrame) -> F64:
@@ -95,6 +98,26 @@ def features(days: pl.DataFrame, summary: pl.DataFrame, end: date, bgnbd_window:
         smoothed_rate(summary),
     )
     return np.column_stack(columns).astype(np.float64)
+
+
+def one_thread() -> Any:
+    """scikit-learn's boosting runs OpenMP threads that spin while they wait: on a busy machine
+    (2 cores, a load of 10) a fit took 22 s with them and 2.6 s on one thread. These models
+    are small (one row per customer, 9 features), so one thread it is."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
+def first_reference(fit: Callable[[Candidate], Any], end: date) -> Any:
+    """``fit`` applied to the first of `REFERENCES` that fits at ``end``."""
+    failures = []
+    for candidate in REFERENCES:
+        try:
+            return fit(candidate)
+        except AnalyticsError as exc:
+            failures.append(str(exc))
+    raise AnalyticsError(f"supervised model: no BG/NBD reference at {end}: {failures[-1]}")
 
 
 def window_days(days: pl.DataFrame, end: date, horizon_days: int | None) -> int:
@@ -135,9 +158,10 @@ class SupervisedModel:
     ) -> Predictions:
         window = predict(self.reference, summary, self.window_days).expected
         x = features(self.days, summary, end, window)
-        level = float(np.sum(self.level.predict(x)))
-        base = self.window_days * smoothed_rate(summary)
-        learned = np.asarray(self.allocation.predict(x), dtype=np.float64) * base
+        with one_thread():
+            level = float(np.sum(self.level.predict(x)))
+            learned = np.asarray(self.allocation.predict(x), dtype=np.float64)
+        learned *= self.window_days * smoothed_rate(summary)
         learned *= level / max(float(learned.sum()), 1e-12)
         full = predict(self.reference, summary, horizon_days, discount)
         usable = np.isfinite(full.expected) & np.isfinite(window) & (window > 1e-12)
@@ -167,10 +191,7 @@ def fit_supervised(
             f"supervised model: {repeaters} repeat buyers up to {start}, need "
             f"{config.min_repeat_customers}"
         )
-    try:
-        earlier = fit_candidate(_REFERENCE, train)
-    except AnalyticsError as exc:
-        raise AnalyticsError(f"supervised model: BG/NBD feature at {start}: {exc}") from exc
+    earlier = first_reference(lambda c: fit_candidate(c, train), start)
     x = features(days, train, start, predict(earlier, train, window).expected)
     y = actual_purchases(days, train, start, end)
     from sklearn.ensemble import HistGradientBoostingRegressor  # ~0.5 s: import on first use
@@ -179,8 +200,9 @@ def fit_supervised(
     allocation = HistGradientBoostingRegressor(**BOOSTING, random_state=config.seed)
     base = window * smoothed_rate(train)
     try:
-        level.fit(x, y)
-        allocation.fit(x, y / base, sample_weight=base)  # Poisson with offset log(base)
+        with one_thread():
+            level.fit(x, y)
+            allocation.fit(x, y / base, sample_weight=base)  # Poisson with offset log(base)
     except ValueError as exc:  # no purchase at all in the window, ...
         raise AnalyticsError(f"supervised model did not fit: {exc}") from exc
     return SupervisedModel(level, allocation, reference, days, window, train.height)
