@@ -14,6 +14,7 @@ from training.analytics import (
     AnalyticsError,
     Candidate,
     HoldoutReport,
+    analyze,
     holdout_check,
 )
 from training.analytics.forecasters import fit_forecaster
@@ -134,3 +135,14 @@ def test_window_features_and_horizons(growing: pl.DataFrame) -> None:
     assert (long.discounted <= long.expected + 1e-9).all()
     assert long.discounted.sum() < long.expected.sum()
     assert ((long.p_alive >= 0) & (long.p_alive <= 1)).all()
+
+
+def test_analyze_reports_the_supervised_model(growing: pl.DataFrame) -> None:
+    config = AnalyticsConfig(candidates=(BG, SUPERVISED), annual_discount_rate=0.1)
+    result = analyze(growing, HOLDOUT_END, 90, config=config)
+    assert result.model is not None and result.model.model == SUPERVISED
+    assert result.model.params["window_days"] == 90
+    table = result.table
+    assert table["expected_purchases"].null_count() == 0
+    assert table["clv"].null_count() == 0 and (table["clv"] >= 0).all()
+    assert ((table["p_alive"] >= 0) & (table["p_alive"] <= 1)).all()
