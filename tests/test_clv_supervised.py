@@ -66,9 +66,13 @@ def growing() -> pl.DataFrame:
     return simulate_growth(4_000, growth_per_year=2.0, seed=1)
 
 
-def test_supervised_beats_bgnbd_on_a_growing_business(growing: pl.DataFrame) -> None:
+@pytest.fixture(scope="module")
+def report(growing: pl.DataFrame) -> HoldoutReport:
     config = AnalyticsConfig(candidates=(BG, SUPERVISED))
-    report = holdout_check(growing, CALIBRATION_END, HOLDOUT_END, config)
+    return holdout_check(growing, CALIBRATION_END, HOLDOUT_END, config)
+
+
+def test_supervised_beats_bgnbd_on_a_growing_business(report: HoldoutReport) -> None:
     holdout = {c.candidate: c.holdout for c in report.candidates}
     bg, sup = holdout[BG], holdout[SUPERVISED]
     assert bg is not None and sup is not None
@@ -84,9 +88,9 @@ def test_supervised_beats_bgnbd_on_a_growing_business(growing: pl.DataFrame) -> 
     assert report.relative_error == pytest.approx(sup.relative_error)
 
 
-def test_the_choice_never_reads_the_reported_holdout(growing: pl.DataFrame) -> None:
-    config = AnalyticsConfig(candidates=(BG, SUPERVISED))
-    report = holdout_check(growing, CALIBRATION_END, HOLDOUT_END, config)
+def test_the_choice_never_reads_the_reported_holdout(
+    growing: pl.DataFrame, report: HoldoutReport
+) -> None:
     # Every purchase after the calibration end moved a week later and one in three dropped:
     # a different holdout, the same history up to CALIBRATION_END.
     after = pl.col("timestamp").dt.date() > CALIBRATION_END
@@ -98,6 +102,7 @@ def test_the_choice_never_reads_the_reported_holdout(growing: pl.DataFrame) -> N
             .with_columns(pl.col("timestamp") + timedelta(days=7)),
         ]
     )
+    config = AnalyticsConfig(candidates=(BG, SUPERVISED))
     other = holdout_check(changed, CALIBRATION_END, HOLDOUT_END, config)
     assert other.actual != report.actual
     assert other.model.model == report.model.model
