@@ -25,8 +25,9 @@ Conventions (the table `compute` returns, one row per customer):
 * ``lifecycle_stage``: prospect, new, active, loyal, at_risk, lapsed (`LifecycleRules`).
 * ``expected_purchases`` (repeat purchase days in the ``horizon_days`` after ``as_of``),
   ``p_alive``, ``churn_risk`` = 1 - p_alive and ``clv`` (expected spend over the horizon) come
-  from a BTYD model chosen by holdout (see `analyze`); null for prospects, whom the models do
-  not describe (they are conditional on a first purchase), and when no model could be fitted.
+  from the repeat-buying model chosen by holdout (see `analyze`); null for prospects, whom the
+  models do not describe (they are conditional on a first purchase), and when no model could be
+  fitted.
   Under BG/NBD a customer who never repeated has p_alive 1 by construction (that model has no
   dropout before a first repeat purchase): for them, read drift from ``lifecycle_stage``.
 
@@ -38,9 +39,12 @@ choice never saw (`holdout`). Spend per purchase day for CLV is Gamma-Gamma or t
 Modules, one job each: `config` (settings, rules, AnalyticsError), `summaries` (purchase days,
 per-buyer summary), `rfm` (scores, value segment), `lifecycle`, `categories`, `fitting`
 (lifetimes plumbing), `btyd` (fit and predict a candidate), `pareto` (our Pareto/NBD fit and
-closed form), `spend`, `selection`, `holdout`, `tiers`, and `pipeline` (`analyze`, `compute`).
+closed form), `supervised` (the time-shifted gradient-boosting candidate), `forecasters` (every
+candidate behind one predict), `spend`, `selection`, `holdout`, `tiers`, and `pipeline`
+(`analyze`, `compute`).
 
-This package needs neither Redis nor gRPC; lifetimes (and pandas) are imported on first use.
+This package needs neither Redis nor gRPC; lifetimes (and pandas) and scikit-learn are imported
+on first use.
 """
 
 from training.analytics.categories import TOP_CATEGORIES, top_categories, vector_top_categories

@@ -8,12 +8,13 @@ from typing import Final, Literal
 
 from formats.errors import RecsvcError
 
-ModelName = Literal["bgnbd", "mbgnbd", "paretonbd", "ensemble"]
+ModelName = Literal["bgnbd", "mbgnbd", "paretonbd", "supervised", "ensemble"]
 Grain = Literal["day", "week"]
 _MODEL_LABELS: dict[str, str] = {
     "bgnbd": "BG/NBD",
     "mbgnbd": "MBG/NBD",
     "paretonbd": "Pareto/NBD",
+    "supervised": "Supervised (time-shifted boosting)",
     "ensemble": "Ensemble (BG/NBD shares, mean total)",
 }
 
@@ -27,6 +28,8 @@ class Candidate:
     """One repeat-buying model to try; ``penalizer`` is lifetimes' L2 penalty on the
     parameters (time scaled to a maximum T of 10), per customer for every model; ``grain``
     "week" fits it on purchase weeks instead of purchase days (forecasters.py). The
+    "supervised" model learns what customers with given recent behaviour bought next, on an
+    earlier window of the same history (supervised.py; penalizer and grain do not apply). The
     "ensemble" averages the other candidates' totals (forecasters.py)."""
 
     model: ModelName
@@ -57,6 +60,7 @@ DEFAULT_CANDIDATES: tuple[Candidate, ...] = (
     Candidate("mbgnbd", 0.001, "week"),
     Candidate("paretonbd", 0.0, "week"),
     Candidate("paretonbd", 0.001, "week"),
+    Candidate("supervised"),
     Candidate("ensemble"),
 )
 

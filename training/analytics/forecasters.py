@@ -5,6 +5,8 @@
   grouped into 7-day blocks counted from their first purchase, time in weeks). Fewer, coarser
   events flatten the fitted dropout; predictions (purchase weeks) are converted back to
   purchase days by the ratio of repeat purchase days to repeat purchase weeks in the fit;
+- the **supervised** model (supervised.py): learned on an earlier window of the same history,
+  with BG/NBD (fitted here too) as a feature and as the shape beyond that window;
 - the **ensemble**: BG/NBD's per-customer allocation (so its per-customer correlation is
   BG/NBD's) scaled to the mean total predicted by every other candidate that fits: model
   averaging of the level, which no single candidate gets right across horizons.
@@ -23,6 +25,7 @@ from training.analytics.btyd import Predictions, fit_candidate, predict
 from training.analytics.config import AnalyticsConfig, AnalyticsError, Candidate
 from training.analytics.fitting import fit_sample, fitted_params
 from training.analytics.summaries import buyer_summary
+from training.analytics.supervised import SupervisedModel, first_reference, fit_supervised
 
 ALLOCATION = Candidate("bgnbd")  # the ensemble's per-customer shares
 
@@ -56,11 +59,14 @@ class Forecaster:
     days: pl.DataFrame | None = None  # purchase days, for the weekly grain's summaries
     days_per_week: float = 1.0  # repeat purchase days per repeat purchase week in the fit
     members: tuple[Forecaster, ...] = ()  # the ensemble's; members[0] allocates
+    supervised: SupervisedModel | None = None
 
     @property
     def params(self) -> dict[str, float]:
         if self.candidate.model == "ensemble":
             return {"members": float(len(self.members) - 1)}
+        if self.supervised is not None:
+            return self.supervised.params
         params = fitted_params(self.fitter)
         if self.candidate.grain == "week":
             params["days_per_week"] = self.days_per_week
@@ -84,6 +90,8 @@ class Forecaster:
                 return Predictions(nan, nan, base.p_alive)
             scale = float(np.mean(totals)) / max(float(base.expected.sum()), 1e-12)
             return Predictions(base.expected * scale, base.discounted * scale, base.p_alive)
+        if self.supervised is not None:
+            return self.supervised.predict(summary, end, horizon_days, discount)
         if self.candidate.grain == "day":
             return predict(self.fitter, summary, horizon_days, discount)
         assert self.days is not None
@@ -102,17 +110,20 @@ def fit_forecaster(
     end: date,
     config: AnalyticsConfig,
     fits: Fits | None = None,
+    horizon_days: int | None = None,
 ) -> Forecaster:
     """Fit ``candidate`` on the buyers up to ``end`` (a sample of them above
     ``config.max_fit_customers``); AnalyticsError when it cannot be fitted. ``fits`` keeps
-    every fit (and failure) at this ``end``, so the ensemble reuses its members'."""
+    every fit (and failure) at this ``end``, so the ensemble reuses its members'.
+    ``horizon_days`` (the forecast's) sets the supervised model's training window; the
+    others ignore it."""
     if fits is not None and candidate in fits:
         known = fits[candidate]
         if isinstance(known, AnalyticsError):
             raise known
         return known
     try:
-        result = _fit(candidate, days, end, config, fits)
+        result = _fit(candidate, days, end, config, fits, horizon_days)
     except AnalyticsError as exc:
         if fits is not None:
             fits[candidate] = exc
@@ -123,15 +134,24 @@ def fit_forecaster(
 
 
 def _fit(
-    candidate: Candidate, days: pl.DataFrame, end: date, config: AnalyticsConfig, fits: Fits | None
+    candidate: Candidate,
+    days: pl.DataFrame,
+    end: date,
+    config: AnalyticsConfig,
+    fits: Fits | None,
+    horizon_days: int | None,
 ) -> Forecaster:
+    if candidate.model == "supervised":
+        reference = first_reference(lambda c: fit_forecaster(c, days, end, config, fits), end)
+        model = fit_supervised(days, end, horizon_days, config, reference.fitter)
+        return Forecaster(candidate, supervised=model)
     summary = fit_sample(buyer_summary(days, end), config)
     if candidate.model == "ensemble":
         others = [c for c in config.candidates if c.model != "ensemble" and c != ALLOCATION]
         members = [fit_forecaster(ALLOCATION, days, end, config, fits)]
         for c in others:
             try:
-                members.append(fit_forecaster(c, days, end, config, fits))
+                members.append(fit_forecaster(c, days, end, config, fits, horizon_days))
             except AnalyticsError:
                 continue  # averaging what fits
         if len(members) < 2:

@@ -17,11 +17,10 @@ from training.analytics.selection import (
     CandidateResult,
     Metrics,
     ModelInfo,
-    actual_purchases,
     fit_model,
     prediction_metrics,
 )
-from training.analytics.summaries import buyer_summary, purchase_days
+from training.analytics.summaries import actual_purchases, buyer_summary, purchase_days
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ def holdout_check(
         result = by_candidate.get(c, CandidateResult(c, {}, None, None, "not scored"))
         if evaluate_candidates:
             try:
-                fitter = fit_forecaster(c, days, calibration_end, config, fitted.fits)
+                fitter = fit_forecaster(c, days, calibration_end, config, fitted.fits, horizon)
                 pred = fitter.predict(summary, calibration_end, horizon).expected
                 if np.isfinite(pred).all():
                     result = _replace_holdout(result, prediction_metrics(pred, actual))

@@ -1,6 +1,7 @@
 """The choice of the repeat-buying model on a holdout carved from the history.
 
-The candidates (BG/NBD, MBG/NBD, Pareto/NBD, with penalizers) are fitted on the history up to
+The candidates (BG/NBD, MBG/NBD, Pareto/NBD, with penalizers, on days or weeks; the supervised
+model; the ensemble) are fitted on the history up to
 ``end - L`` and scored on the following ``L`` days (L = the horizon, at most half of the
 history); the one with the smallest relative error of the total holdout repeat purchases wins,
 ties (within ``tie_tolerance``) going to the higher per-customer correlation. It is then refitted
@@ -22,7 +23,7 @@ from training.analytics.config import AnalyticsConfig, AnalyticsError, Candidate
 from training.analytics.fitting import F64, fit_sample
 from training.analytics.forecasters import Fits, Forecaster, fit_forecaster
 from training.analytics.spend import Spend, fit_spend
-from training.analytics.summaries import buyer_summary
+from training.analytics.summaries import actual_purchases, buyer_summary
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,6 @@ def prediction_metrics(predicted: F64, actual: F64) -> Metrics:
         corr = float(np.corrcoef(predicted, actual)[0, 1])
     mae = float(np.mean(np.abs(predicted - actual))) if len(actual) else math.nan
     return Metrics(len(actual), total_actual, total_predicted, rel, corr, mae)
-
-
-def actual_purchases(days: pl.DataFrame, summary: pl.DataFrame, start: date, end: date) -> F64:
-    """Purchase days in (start, end] of each customer of ``summary``, in its row order."""
-    counts = (
-        days.filter((pl.col("day") > start) & (pl.col("day") <= end))
-        .group_by("customer_id")
-        .agg(pl.len().cast(pl.Float64).alias("n"))
-    )
-    joined = summary.select("customer_id").join(
-        counts, on="customer_id", how="left", maintain_order="left"
-    )
-    return joined["n"].fill_null(0.0).to_numpy().astype(np.float64)
 
 
 def rank_candidates(results: list[CandidateResult], tolerance: float) -> list[CandidateResult]:
@@ -148,7 +136,7 @@ def fit_model(
             for c in config.candidates:
                 t0 = time.perf_counter()
                 try:
-                    fitter = fit_forecaster(c, days, selection_end, config, inner_fits)
+                    fitter = fit_forecaster(c, days, selection_end, config, inner_fits, length)
                     pred = fitter.predict(inner, selection_end, length).expected
                     if not np.isfinite(pred).all():
                         bad = int((~np.isfinite(pred)).sum())
@@ -183,7 +171,7 @@ def fit_model(
     fits: Fits = {}
     for candidate in order:
         try:
-            fitter = fit_forecaster(candidate, days, end, config, fits)
+            fitter = fit_forecaster(candidate, days, end, config, fits, horizon_days)
             check = fitter.predict(summary, end, horizon_days).expected
             if not np.isfinite(check).all():
                 raise AnalyticsError(f"{candidate.label}: undefined predictions")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import numpy as np
 import polars as pl
 
 from training.analytics.config import AnalyticsError
+from training.analytics.fitting import F64
 
 
 def utc_day(value: date | datetime) -> date:
@@ -92,3 +94,16 @@ def buyer_summary(days: pl.DataFrame, end: date) -> pl.DataFrame:
         )
         .sort("customer_id")
     )
+
+
+def actual_purchases(days: pl.DataFrame, summary: pl.DataFrame, start: date, end: date) -> F64:
+    """Purchase days in (start, end] of each customer of ``summary``, in its row order."""
+    counts = (
+        days.filter((pl.col("day") > start) & (pl.col("day") <= end))
+        .group_by("customer_id")
+        .agg(pl.len().cast(pl.Float64).alias("n"))
+    )
+    joined = summary.select("customer_id").join(
+        counts, on="customer_id", how="left", maintain_order="left"
+    )
+    return joined["n"].fill_null(0.0).to_numpy().astype(np.float64)
