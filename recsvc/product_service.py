@@ -23,7 +23,7 @@ from formats.errors import InvalidRequest, Unavailable
 from formats.types import Context, Filter, Recommendation
 from recsvc.engine.slots import Levers
 from recsvc.experiments import Experiments, Route
-from recsvc.paging import START_AGAIN, PageTokens, request_digest
+from recsvc.paging import START_AGAIN, PageTokens, fits_in_token, request_digest
 from recsvc.realtime import Realtime
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ class ProductService:
                 "send the request without page_token"
             )
         page = self.tokens.open(token, request)
+        if page.shown:  # the second page: the first one's products came in the token
+            return page.session, page.page, frozenset(page.shown)
         store = self.realtime.store
         if store is None or not self.realtime.available:
             raise Unavailable(
@@ -122,16 +124,22 @@ class ProductService:
         rec: Recommendation,
         limit: int,
     ) -> str:
-        """The token of the page after ``rec``, or "" when the list ends here."""
+        """The token of the page after ``rec``, or "" when the list ends here. The first
+        page's products travel in the token (nothing is written for an answer nobody pages
+        through); from the second page on, everything shown is kept in the feature store."""
         tokens, store = self.tokens, self.realtime.store
         if tokens is None or store is None or not self.realtime.available:
             return ""
         ids = [i.product_id for i in rec.items]
         if len(ids) < limit or len(shown) + len(ids) >= PAGE_MAX:
             return ""  # nothing further, or the list is as long as lists get
+        if page == 1 and fits_in_token(tuple(ids)):
+            return tokens.issue(tokens.new_session(), 2, request, shown=tuple(ids))
         session = session or tokens.new_session()
+        # The second page records the first one's products too (they came in its token).
+        record = [*shown, *ids] if page == 2 else ids
         try:
-            pages.add_shown(store, session, ids, tokens.ttl_s)
+            pages.add_shown(store, session, record, tokens.ttl_s)
         except RedisError as exc:
             log.warning("no next page for this answer: cannot record what it shows (%s)", exc)
             return ""

@@ -29,7 +29,7 @@ from formats import bundle as b
 from formats.errors import InvalidRequest
 from formats.types import Context, Filter
 from recsvc.config import ConfigError, ServeConfig
-from recsvc.paging import PageTokens, request_digest
+from recsvc.paging import PageTokens, fits_in_token, request_digest
 from recsvc.server import Running, start, with_page_key
 from recsvc.v1 import recommender_pb2 as pb
 from recsvc.v1 import recommender_pb2_grpc as pb_grpc
@@ -143,9 +143,16 @@ def test_a_token_belongs_to_its_request_and_expires(
         lambda: page(stub, customer, token=token, filter=pb.Filter(in_stock_only=True))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "another request" in details
-    # The shown set's TTL passed (or Redis lost it): the list cannot continue without repeats.
+    # The first page wrote nothing: its products travel in the token.
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{Keys(namespace).prefix}:{{page:*"):
+    prefix = f"{Keys(namespace).prefix}:{{page:*"
+    assert not list(client.scan_iter(prefix))
+    assert len(token) > 63  # 47 bytes and the first page's ids
+    token = page(stub, customer, token=token).next_page_token  # from the second page on: kept
+    # The shown set's TTL passed (or Redis lost it): the list cannot continue without repeats.
+    keys = list(client.scan_iter(prefix))
+    assert len(keys) == 1
+    for key in keys:
         ttl = int(client.ttl(key))  # type: ignore[arg-type]
         assert 0 < ttl <= 1800
         client.delete(key)
@@ -169,6 +176,15 @@ def test_tokens_round_trip_and_expire() -> None:
         tokens.open(token, other, now=2000.0)
     # The limit is not part of a request: the digest takes none.
     assert request_digest("C1", Filter(), Context()) == request
+    # A first page's products ride in the token, under the same signature.
+    carried = tokens.issue("cd" * 16, 2, request, now=1000.0, shown=("P1", "Pé 2"))
+    assert tokens.open(carried, request, now=2000.0).shown == ("P1", "Pé 2")
+    raw = bytearray(base64.urlsafe_b64decode(carried + "=" * (-len(carried) % 4)))
+    raw[-20] ^= 0x01  # a byte of the ids
+    altered = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
+    with pytest.raises(InvalidRequest, match="altered"):
+        tokens.open(altered, request, now=2000.0)
+    assert fits_in_token(("P",) * 20) and not fits_in_token(("x" * 100,) * 20)
 
 
 def test_a_list_ends_when_nothing_is_left(
