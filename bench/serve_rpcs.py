@@ -1,0 +1,686 @@
+"""Serving cost per RPC against the empty RPC (grpc.health.v1 Health/Check) on the same
+`recsvc serve`, in the same run, with the feature store on (issue 13).
+
+    python -m bench.serve_rpcs [--catalogs ml100k,1M] [--calls 3000] [--concurrency 1,8,32]
+
+Every serving RPC: RecommendProducts (known customers, limit 20), SimilarProducts (limit 20),
+RankProducts (a known customer, 100 product ids), RecommendOffers (a known customer, the
+example offer catalog), GetCustomerProfile (a known customer), each beside health Check.
+
+- Setup: the bundle's world is bulk-loaded into a fresh embedded Redis (`recsvc features
+  load`, as `make run` does), then `recsvc serve` (--workers, 0 = CPU count) serves with that
+  Redis, RECSVC_OFFERS=examples/offers.yaml, a bearer token (auth on) and its request log
+  to a file.
+- Sequential: one client channel in this process (sync gRPC, requests pre-serialized,
+  answers unparsed), interleaved rounds: one call of every RPC per round, the order rotated
+  each round; --warmup-calls rounds are dropped, then --calls rounds are timed.
+  ratio = median(health) / median(RPC); the goal is at least 0.5.
+- Concurrency: a load generator process (grpc.aio, closed loop, up to --channels TCP
+  connections) runs, for each RPC, a health window and then the RPC's window on the same
+  connections, back to back (--warmup + --seconds each). ratio = RPC calls/s / health
+  calls/s; the goal is at least 0.5 at concurrency 8 and 32.
+- Profile (--profile-seconds, 0 = none): RecommendProducts (and health Check, for
+  reference) at concurrency 8 once more while `py-spy record --nonblocking --format raw` samples one
+  server worker; the samples are split by the part of the serving path they are in
+  (bench/harness/profile.py).
+
+Bundles: ml100k = MovieLens-100k (`recsvc data movielens100k`, trained once into
+var/bench/serve_rpcs/models-ml100k); 1M = bench.serve's 1M-product bundle (trained once into
+var/bench/serve/models-1m: about 4 minutes on 2 cores; its features load takes minutes too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import shlex
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import polars as pl
+from google.protobuf.message import Message
+
+from bench.harness import (
+    HEALTH,
+    RECOMMEND,
+    TOKEN,
+    Catalog,
+    Job,
+    LoadGenerators,
+    Phase,
+    Pooled,
+    Server,
+    fmt,
+    ints,
+    machine,
+    million_catalog,
+    million_world,
+    pct,
+    pool,
+    published,
+    recsvc_bin,
+    run_timed,
+    run_windows,
+    sleep_until,
+    split_load,
+    today,
+    train_bundle,
+    world_files,
+    write_results,
+)
+from bench.harness.profile import PARTS, Split, py_spy_command, record
+from formats.bundle import CUSTOMERS, PRODUCTS
+from recsvc.v1 import recommender_pb2 as pb
+
+WORKDIR = Path("var/bench/serve_rpcs")
+OFFERS = Path("examples/offers.yaml")
+HEALTH_NAME = "health Check"
+RECOMMEND_NAME = "RecommendProducts"
+GOAL = 0.5  # issue 13: within 2x of the empty RPC
+
+
+@dataclass(frozen=True)
+class Rpc:
+    name: str
+    method: str
+    requests: list[bytes]  # serialized, cycled
+    reply: type[Message] | None  # to read a sample of answers (None: health)
+
+
+def ml100k_catalog(workdir: Path = WORKDIR) -> Catalog:
+    """MovieLens-100k, written and trained once under ``workdir``."""
+    models = workdir / "models-ml100k"
+    if (catalog := published("ml100k", models)) is not None:
+        return catalog
+    world = ml100k_world(workdir)
+    if not (world / "interactions.csv").exists():
+        run_timed([recsvc_bin(), "data", "movielens100k", "--out", str(world)])
+    return train_bundle(
+        "ml100k", models, world, ["--no-clv-check"], note="training the MovieLens-100k bundle"
+    )
+
+
+def ml100k_world(workdir: Path = WORKDIR) -> Path:
+    return workdir / "ml100k"
+
+
+CATALOGS: dict[str, tuple[Callable[[], Catalog], Callable[[], Path]]] = {
+    "ml100k": (ml100k_catalog, ml100k_world),
+    "1M": (million_catalog, million_world),
+}
+
+
+def load_features(catalog: Catalog, world: Path, redis_dir: Path) -> float:
+    """A fresh embedded Redis in ``redis_dir`` with the world's features, as `make run` loads
+    them; seconds taken."""
+    shutil.rmtree(redis_dir, ignore_errors=True)
+    t = run_timed(
+        [
+            recsvc_bin(),
+            *("features", "load", *world_files(world, customers=True)),
+            *("--model-dir", str(catalog.model_dir), "--quiet"),
+        ],
+        env={"RECSVC_REDIS_DIR": str(redis_dir)},
+    )
+    return t.seconds
+
+
+def rpc_mix(catalog: Catalog, n: int = 4000, rank_ids: int = 100, seed: int = 0) -> list[Rpc]:
+    """Health first, then every serving RPC with ``n`` random requests of known customers
+    and catalog products."""
+    from grpc_health.v1 import health_pb2
+
+    rng = random.Random(seed)
+    customers = pl.read_parquet(catalog.bundle / CUSTOMERS, columns=["customer_id"])
+    ids = [str(c) for c in customers["customer_id"].to_list()]
+    products = pl.read_parquet(catalog.bundle / PRODUCTS, columns=["product_id"])
+    pids = [str(p) for p in products["product_id"].to_list()]
+    who = [rng.choice(ids) for _ in range(n)]
+
+    def each(make: Callable[[int], Message]) -> list[bytes]:
+        return [make(i).SerializeToString() for i in range(n)]
+
+    health = [health_pb2.HealthCheckRequest(service="").SerializeToString()]
+    return [
+        Rpc(HEALTH_NAME, HEALTH, health, None),
+        Rpc(
+            RECOMMEND_NAME,
+            RECOMMEND,
+            each(lambda i: pb.RecommendProductsRequest(customer_id=who[i], limit=20)),
+            pb.RecommendProductsResponse,
+        ),
+        Rpc(
+            "SimilarProducts",
+            "/recsvc.v1.Recommender/SimilarProducts",
+            each(lambda i: pb.SimilarProductsRequest(product_id=rng.choice(pids), limit=20)),
+            pb.SimilarProductsResponse,
+        ),
+        Rpc(
+            f"RankProducts ({rank_ids} ids)",
+            "/recsvc.v1.Recommender/RankProducts",
+            each(
+                lambda i: pb.RankProductsRequest(
+                    customer_id=who[i], product_ids=rng.sample(pids, min(rank_ids, len(pids)))
+                )
+            ),
+            pb.RankProductsResponse,
+        ),
+        Rpc(
+            "RecommendOffers",
+            "/recsvc.v1.Recommender/RecommendOffers",
+            each(lambda i: pb.RecommendOffersRequest(customer_id=who[i], limit=3)),
+            pb.RecommendOffersResponse,
+        ),
+        Rpc(
+            "GetCustomerProfile",
+            "/recsvc.v1.Recommender/GetCustomerProfile",
+            each(lambda i: pb.GetCustomerProfileRequest(customer_id=who[i])),
+            pb.CustomerProfile,
+        ),
+    ]
+
+
+def answers(reply: Message) -> str:
+    """What one answer carries, for the report: items, offers, or whether the customer is
+    known."""
+    for field in ("items", "offers"):
+        if field in reply.DESCRIPTOR.fields_by_name:
+            return f"{len(getattr(reply, field))} {field}"
+    if isinstance(reply, pb.CustomerProfile):
+        return "known" if reply.known else "unknown"
+    return ""
+
+
+# -- sequential --------------------------------------------------------------------------------
+
+
+def sequential(
+    target: str, rpcs: list[Rpc], calls: int, warmup: int
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Latencies (ms) of ``calls`` interleaved rounds per RPC on one channel, and what a
+    sample of each RPC's answers carried (read before the timed rounds)."""
+    metadata = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(target) as channel:
+        # No serializers: bytes in, bytes out, as the load generator sends them.
+        stubs = {r.name: channel.unary_unary(r.method, None, None) for r in rpcs}
+        carried: dict[str, str] = {}
+        for r in rpcs:
+            if r.reply is not None:
+                seen = [
+                    answers(r.reply.FromString(stubs[r.name](q, metadata=metadata, timeout=30)))
+                    for q in r.requests[:50]
+                ]
+                carried[r.name] = most_common(seen)
+        latencies: dict[str, list[int]] = {r.name: [] for r in rpcs}
+        for i in range(warmup + calls):
+            k = i % len(rpcs)
+            for r in rpcs[k:] + rpcs[:k]:  # the order rotates every round
+                request = r.requests[i % len(r.requests)]
+                t0 = time.perf_counter_ns()
+                stubs[r.name](request, metadata=metadata, timeout=10)
+                t1 = time.perf_counter_ns()
+                if i >= warmup:
+                    latencies[r.name].append(t1 - t0)
+    return {k: np.asarray(v, dtype=np.int64) / 1e6 for k, v in latencies.items()}, carried
+
+
+def most_common(values: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    top = max(counts, key=lambda v: counts[v]) if counts else ""
+    return f"{top} ({counts[top]}/{len(values)})" if counts else ""
+
+
+@dataclass(frozen=True)
+class SeqRow:
+    rpc: str
+    calls: int
+    p50_ms: float
+    p90_ms: float
+    ratio: float  # median(health) / median(rpc)
+    answers: str = ""
+
+
+def sequential_rows(
+    latencies_ms: dict[str, np.ndarray], carried: dict[str, str] | None = None
+) -> list[SeqRow]:
+    """One row per RPC (health first), each with median(health) / its median."""
+    health = pct(latencies_ms[HEALTH_NAME], 50)
+    rows = []
+    for name, lat in latencies_ms.items():
+        p50 = pct(lat, 50)
+        rows.append(
+            SeqRow(name, len(lat), p50, pct(lat, 90), health / p50, (carried or {}).get(name, ""))
+        )
+    return rows
+
+
+def sequential_table(rows: list[SeqRow]) -> str:
+    lines = [
+        "| RPC | answers carry | calls | p50 ms | p90 ms | ratio median(health)/median(RPC) "
+        f"| goal >= {GOAL} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        goal = "" if r.rpc == HEALTH_NAME else verdict(r.ratio)
+        lines.append(
+            f"| {r.rpc} | {r.answers} | {r.calls:,} | {fmt(r.p50_ms, 3)} | {fmt(r.p90_ms, 3)} "
+            f"| {fmt(r.ratio)} | {goal} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else ("met" if ratio >= GOAL else "not met")
+
+
+# -- concurrency --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LevelRow:
+    rpc: str
+    concurrency: int
+    calls_per_s: float
+    p50_ms: float
+    p99_ms: float
+    health_calls_per_s: float
+    health_p50_ms: float
+    health_p99_ms: float
+    server_cpu_ms: float  # per call, all server processes
+    health_server_cpu_ms: float
+    host_busy: float  # share of all cores busy in the RPC's window, anyone's work
+    errors: dict[str, int]
+
+    @property
+    def ratio(self) -> float:
+        return self.calls_per_s / self.health_calls_per_s if self.health_calls_per_s else math.nan
+
+
+def level_row(rpc: str, concurrency: int, p: Pooled, h: Pooled) -> LevelRow:
+    """The RPC's window beside the health window just before it."""
+    errors = {f"{code}": n for code, n in p.errors.items()}
+    errors |= {f"health {code}": n for code, n in h.errors.items()}
+    return LevelRow(
+        rpc=rpc,
+        concurrency=concurrency,
+        calls_per_s=p.rate,
+        p50_ms=pct(p.latencies_ms, 50),
+        p99_ms=pct(p.latencies_ms, 99),
+        health_calls_per_s=h.rate,
+        health_p50_ms=pct(h.latencies_ms, 50),
+        health_p99_ms=pct(h.latencies_ms, 99),
+        server_cpu_ms=p.per_call_ms(p.server_cpu_s),
+        health_server_cpu_ms=h.per_call_ms(h.server_cpu_s),
+        host_busy=p.host_busy,
+        errors=errors,
+    )
+
+
+def phases_for(rpcs: list[Rpc], start: float, warmup: float, seconds: float) -> list[Phase]:
+    """For every RPC but health: a health window, then the RPC's window, back to back."""
+    health = rpcs[0]
+    phases = []
+    for r in rpcs[1:]:
+        for name, rpc in ((f"{HEALTH_NAME} before {r.name}", health), (r.name, r)):
+            phases.append(Phase(name, rpc.method, rpc.requests, start, warmup, seconds))
+            start += warmup + seconds + 0.2
+    return phases
+
+
+def run_level(
+    server: Server, load: LoadGenerators, rpcs: list[Rpc], concurrency: int, args: Any
+) -> list[LevelRow]:
+    phases = phases_for(rpcs, time.monotonic() + 1.5, args.warmup, args.seconds)
+    results, windows = run_windows(server, load, jobs_for(server, load, phases, concurrency, args))
+    return [
+        level_row(
+            r.name,
+            concurrency,
+            pool(r.name, phases, results, windows),
+            pool(f"{HEALTH_NAME} before {r.name}", phases, results, windows),
+        )
+        for r in rpcs[1:]
+    ]
+
+
+def jobs_for(
+    server: Server, load: LoadGenerators, phases: list[Phase], concurrency: int, args: Any
+) -> list[Job]:
+    return [
+        Job(server.target, TOKEN, callers, channels, phases, offset=i * 7919)
+        for i, (callers, channels) in enumerate(
+            split_load(concurrency, len(load.pipes), args.channels)
+        )
+    ]
+
+
+def level_table(rows: list[LevelRow]) -> str:
+    lines = [
+        "| RPC | concurrency | calls/s | health calls/s | ratio RPC/health "
+        f"| goal >= {GOAL} | p50 ms | health p50 ms | p99 ms | health p99 ms "
+        "| server CPU ms/call | health server CPU ms/call | host CPU busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        errors = f" ({sum(r.errors.values())} errors: {r.errors})" if r.errors else ""
+        goal = verdict(r.ratio) if r.concurrency > 1 else "(not a goal)"
+        lines.append(
+            f"| {r.rpc}{errors} | {r.concurrency} | {r.calls_per_s:,.0f} "
+            f"| {r.health_calls_per_s:,.0f} | {fmt(r.ratio)} | {goal} | {fmt(r.p50_ms)} "
+            f"| {fmt(r.health_p50_ms)} | {fmt(r.p99_ms)} | {fmt(r.health_p99_ms)} "
+            f"| {fmt(r.server_cpu_ms, 3)} | {fmt(r.health_server_cpu_ms, 3)} "
+            f"| {r.host_busy:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def goals(seq: list[SeqRow], levels: list[LevelRow]) -> list[str]:
+    """One line per RPC: which of its goals are met (sequential, concurrency 8 and 32)."""
+    out = []
+    for s in (r for r in seq if r.rpc != HEALTH_NAME):
+        parts = [f"sequential {fmt(s.ratio)} {verdict(s.ratio)}"]
+        for lv in levels:
+            if lv.rpc == s.rpc and lv.concurrency in (8, 32):
+                parts.append(f"c={lv.concurrency} {fmt(lv.ratio)} {verdict(lv.ratio)}")
+        met = all(p.endswith(" met") and not p.endswith("not met") for p in parts)
+        out.append(f"- {s.rpc}: {'all goals met' if met else 'NOT all met'} ({'; '.join(parts)})")
+    return out
+
+
+# -- profile -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    rpc: str
+    concurrency: int
+    pid: int
+    seconds: float
+    calls_per_s: float
+    cpu: Split  # samples of running threads (py-spy's default)
+    wall: Split  # every sample of the threads while they run a request (--idle)
+    commands: list[str]
+
+
+REQUEST_FRAME = "_unary_response_in_pool"  # gRPC's thread-pool function running one call
+
+
+def profile(
+    server: Server, load: LoadGenerators, rpc: Rpc, args: Any, out: Path, concurrency: int = 8
+) -> Profile:
+    """``rpc`` at ``concurrency`` while two py-spy processes sample the first server worker:
+    its running threads (CPU) and its request threads waiting or not (wall time)."""
+    worker = next(p for p in server.workers_pids() if "redis" not in " ".join(p.cmdline()))
+    start = time.monotonic() + 1.5
+    seconds = args.profile_seconds + 1.5  # py-spy attaches within the window's start
+    phases = [Phase(rpc.name, rpc.method, rpc.requests, start, args.warmup, seconds)]
+    tag = "health" if rpc.method == HEALTH else rpc.name.split(" ")[0]
+    views = {"cpu": (False, ""), "wall": (True, REQUEST_FRAME)}
+    stacks = {v: out / f"profile-{tag}-c{concurrency}-{v}.txt" for v in views}
+    splits: dict[str, Split] = {}
+
+    def sample_worker(view: str) -> None:
+        sleep_until(phases[0].window[0] + 0.5)
+        idle, within = views[view]
+        splits[view] = record(worker.pid, args.profile_seconds, stacks[view], 200, idle, within)
+
+    threads = [threading.Thread(target=sample_worker, args=(v,)) for v in views]
+    for t in threads:
+        t.start()
+    try:
+        jobs = jobs_for(server, load, phases, concurrency, args)
+        results, windows = run_windows(server, load, jobs)
+    finally:
+        for t in threads:
+            t.join()
+    if set(splits) != set(views):
+        raise SystemExit("py-spy recorded nothing")
+    commands = [
+        shlex.join(py_spy_command(worker.pid, args.profile_seconds, stacks[v], 200, views[v][0]))
+        for v in views
+    ]
+    rate = pool(rpc.name, phases, results, windows).rate
+    return Profile(
+        rpc.name, concurrency, worker.pid, args.profile_seconds, rate, splits["cpu"],
+        splits["wall"], commands,
+    )  # fmt: skip
+
+
+def profile_table(profiles: list[Profile]) -> str:
+    heads = [f"{p.rpc} (c={p.concurrency}, {p.calls_per_s:,.0f} calls/s)" for p in profiles]
+    lines = [
+        "| part | " + " | ".join(f"CPU: {h} | wall of a request: {h}" for h in heads) + " |",
+        "|---|" + "---|---|" * len(profiles),
+    ]
+    for part in PARTS:
+        cells = " | ".join(f"{p.cpu.share(part):.1%} | {p.wall.share(part):.1%}" for p in profiles)
+        lines.append(f"| {part} | {cells} |")
+    totals = " | ".join(f"{p.cpu.total:,} | {p.wall.total:,}" for p in profiles)
+    lines.append(f"| samples | {totals} |")
+    return "\n".join(lines)
+
+
+# -- driver --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--catalogs", default="ml100k", help="ml100k and/or 1M (default %(default)s)"
+    )
+    parser.add_argument(
+        "--calls", type=int, default=3000, help="timed sequential calls per RPC (default 3000)"
+    )
+    parser.add_argument(
+        "--warmup-calls", type=int, default=200, help="untimed sequential rounds (default 200)"
+    )
+    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="server workers, 0 = CPU count (default 0)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="window per RPC and level (default 4)"
+    )
+    parser.add_argument("--warmup", type=float, default=1.0, help="per window (default 1)")
+    parser.add_argument(
+        "--clients", type=int, default=1, help="load generator processes (default 1)"
+    )
+    parser.add_argument(
+        "--channels", type=int, default=16, help="TCP connections in all (default 16)"
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=10.0,
+        help="py-spy on one worker during RecommendProducts and health at concurrency 8 "
+        "(default 10; 0 = no profile)",
+    )
+    parser.add_argument("--out", type=Path, default=WORKDIR, help="results, logs and profiles")
+    return parser.parse_args(argv)
+
+
+@dataclass
+class CatalogRun:
+    catalog: Catalog
+    features_s: float
+    ready_s: float
+    sequential: list[SeqRow]
+    levels: list[LevelRow]
+    profiles: list[Profile]
+
+
+def run_catalog(
+    catalog: Catalog, world: Path, load: LoadGenerators, args: argparse.Namespace
+) -> CatalogRun:
+    redis_dir = args.out / f"redis-{catalog.label}"
+    print(f"  loading the features into {redis_dir} ...", flush=True)
+    features_s = load_features(catalog, world, redis_dir)
+    rpcs = rpc_mix(catalog)
+    workers = args.workers or os.cpu_count() or 1
+    log = args.out / f"server-{catalog.label}.log"
+    env = {"RECSVC_OFFERS": str(OFFERS.resolve())}
+    server = Server(catalog, workers, log, env=env, redis_dir=redis_dir)
+    try:
+        ready = server.wait_ready()
+        print(f"  {workers} worker(s) ready in {ready:.0f} s; sequential ...", flush=True)
+        lat, carried = sequential(server.target, rpcs, args.calls, args.warmup_calls)
+        seq = sequential_rows(lat, carried)
+        for s in seq:
+            print(f"    {s.rpc:<28} p50 {s.p50_ms:6.3f} ms  ratio {s.ratio:.2f}", flush=True)
+        levels = []
+        for c in args.concurrency:
+            level = run_level(server, load, rpcs, c, args)
+            for r in level:
+                print(
+                    f"    c={c:<3} {r.rpc:<28} {r.calls_per_s:8,.0f}/s vs health "
+                    f"{r.health_calls_per_s:8,.0f}/s  ratio {r.ratio:.2f}  errors {r.errors or 0}",
+                    flush=True,
+                )
+            levels.extend(level)
+        profiles = []
+        if args.profile_seconds > 0:
+            by_name = {r.name: r for r in rpcs}
+            for name in (RECOMMEND_NAME, HEALTH_NAME):
+                p = profile(server, load, by_name[name], args, args.out)
+                print(f"    profile {name}: CPU {p.cpu.samples}; wall {p.wall.samples}", flush=True)
+                profiles.append(p)
+    finally:
+        server.stop()
+    log.unlink(missing_ok=True)  # one line per request: large, and kept on failure
+    return CatalogRun(catalog, features_s, ready, seq, levels, profiles)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = shlex.join(
+        ["python", "-m", "bench.serve_rpcs", *(sys.argv[1:] if argv is None else argv)]
+    )
+    began = time.perf_counter()
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    args.out.mkdir(parents=True, exist_ok=True)
+    labels = [c.strip() for c in args.catalogs.split(",") if c.strip()]
+    unknown = [c for c in labels if c not in CATALOGS]
+    if unknown:
+        raise SystemExit(f"unknown catalog(s) {unknown}; choose from {list(CATALOGS)}")
+    load_before = os.getloadavg()
+    load = LoadGenerators(args.clients)
+    runs = []
+    try:
+        for label in labels:
+            build, world = CATALOGS[label]
+            catalog = build()
+            print(f"{label}: {catalog.bundle} ({catalog.products:,} products)", flush=True)
+            runs.append(run_catalog(catalog, world(), load, args))
+    finally:
+        load.close()
+    load_after = os.getloadavg()
+    elapsed = time.perf_counter() - began
+    report = render(args, runs, command, elapsed, (load_before, load_after))
+    write_results(
+        args.out,
+        report,
+        command,
+        {
+            "load_average": {"before": load_before, "after": load_after},
+            "catalogs": [
+                {
+                    "catalog": r.catalog.label,
+                    "products": r.catalog.products,
+                    "customers": r.catalog.customers,
+                    "sequential": [asdict(s) for s in r.sequential],
+                    "levels": [asdict(lv) | {"ratio": lv.ratio} for lv in r.levels],
+                    "profiles": [
+                        {
+                            "rpc": p.rpc,
+                            "concurrency": p.concurrency,
+                            "calls_per_s": p.calls_per_s,
+                            "cpu_samples": p.cpu.samples,
+                            "wall_samples": p.wall.samples,
+                            "commands": p.commands,
+                        }
+                        for p in r.profiles
+                    ],
+                }
+                for r in runs
+            ],
+        },
+    )
+
+
+def render(
+    args: argparse.Namespace,
+    runs: list[CatalogRun],
+    command: str,
+    elapsed: float,
+    loadavg: tuple[tuple[float, ...], tuple[float, ...]],
+) -> str:
+    before, after = (", ".join(f"{x:.2f}" for x in la) for la in loadavg)
+    lines = [
+        f"## Serving cost per RPC against the empty RPC ({today()})",
+        "",
+        f"- machine: {machine()}",
+        f"- command: `{command}` ({elapsed / 60:.1f} min)",
+        f"- host load average (1, 5, 15 min): {before} before, {after} after",
+        f"- server: `recsvc serve --workers {args.workers or os.cpu_count()}`, auth on, "
+        "embedded Redis with the world's features bulk-loaded (`recsvc features load`), "
+        f"RECSVC_OFFERS={OFFERS}, request log to a file",
+        f"- sequential: one sync gRPC channel in the benchmark's process, {args.calls:,} "
+        f"interleaved rounds (order rotated each round) after {args.warmup_calls} warm-up "
+        "rounds; ratio = median(health) / median(RPC)",
+        f"- concurrency: {args.clients} load generator process(es), grpc.aio closed loop, up "
+        f"to {args.channels} TCP connections; per RPC a health window then the RPC's window "
+        f"on the same connections ({args.warmup:g} s warm-up + {args.seconds:g} s each); "
+        "ratio = RPC calls/s / health calls/s",
+    ]
+    for run in runs:
+        c = run.catalog
+        lines += [
+            "",
+            f"### {c.label}: {c.products:,} products, {c.customers:,} customers, index {c.index}",
+            "",
+            f"Features loaded in {run.features_s:.0f} s; server ready in {run.ready_s:.0f} s.",
+            "",
+            "Sequential:",
+            "",
+            sequential_table(run.sequential),
+            "",
+            "Concurrency:",
+            "",
+            level_table(run.levels),
+            "",
+            "Goals (ratio >= 0.5 sequential and at concurrency 8 and 32):",
+            "",
+            *goals(run.sequential, run.levels),
+        ]
+        if run.profiles:
+            lines += [
+                "",
+                f"Profile of one server worker (pid {run.profiles[0].pid}), "
+                f"{run.profiles[0].seconds:g} s per RPC, two py-spy processes at once (stacks "
+                f"in {args.out}/profile-*.txt). CPU: the samples of its running threads; wall "
+                "of a request: every sample of its threads while they run a request "
+                f"(stacks with {REQUEST_FRAME}), waits included:",
+                "",
+                *(f"    {c}" for c in run.profiles[0].commands),
+                "",
+                profile_table(run.profiles),
+            ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The arithmetic of bench.serve_rpcs and its profile split (the benchmark itself needs a
+server and minutes: `make bench-serve`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.harness import split_load
+from bench.harness.profile import (
+    ENGINE,
+    GRPC,
+    INTERCEPTORS,
+    LOGGING,
+    PARTS,
+    REDIS,
+    SERVICER,
+    collapsed,
+    part_of,
+    split_samples,
+)
+from bench.serve_rpcs import (
+    HEALTH_NAME,
+    LevelRow,
+    SeqRow,
+    goals,
+    level_table,
+    sequential_rows,
+    sequential_table,
+)
+
+POOL = "_worker (concurrent/futures/thread.py:83);_unary_response_in_pool (grpc/_server.py:788)"
+HANDLER = f"{POOL};timed (recsvc/interceptors.py:120);RecommendProducts (recsvc/servicer.py:183)"
+
+
+def level(rpc: str, concurrency: int, rate: float, health: float) -> LevelRow:
+    return LevelRow(rpc, concurrency, rate, 2.0, 9.0, health, 1.0, 4.0, 1.0, 0.5, 0.9, {})
+
+
+def test_sequential_ratio_is_the_health_median_over_the_rpc_median() -> None:
+    rows = sequential_rows(
+        {HEALTH_NAME: np.array([1.0, 1.0, 3.0]), "Slow": np.array([4.0, 5.0, 4.0])},
+        {"Slow": "20 items (50/50)"},
+    )
+    assert [(r.rpc, r.calls, r.p50_ms) for r in rows] == [(HEALTH_NAME, 3, 1.0), ("Slow", 3, 4.0)]
+    assert rows[0].ratio == 1.0
+    assert rows[1].ratio == 0.25
+    table = sequential_table(rows)
+    assert "| Slow | 20 items (50/50) | 3 | 4.000 |" in table
+    assert "| 0.25 | not met |" in table
+
+
+def test_goals_need_the_sequential_ratio_and_both_busy_levels() -> None:
+    seq = [SeqRow(HEALTH_NAME, 9, 1.0, 1.0, 1.0), SeqRow("A", 9, 1.5, 2.0, 2 / 3)]
+    seq.append(SeqRow("B", 9, 1.5, 2.0, 2 / 3))
+    levels = [
+        level("A", 1, 100, 1000),  # concurrency 1 is reported, not a goal
+        level("A", 8, 600, 1000),
+        level("A", 32, 500, 1000),
+        level("B", 8, 600, 1000),
+        level("B", 32, 499, 1000),
+    ]
+    lines = goals(seq, levels)
+    assert lines[0].startswith("- A: all goals met")
+    assert lines[1].startswith("- B: NOT all met")
+    assert "c=32 0.50 not met" in lines[1]
+    table = level_table(levels)
+    assert "| A | 1 | 100 | 1,000 | 0.10 | (not a goal) |" in table
+    assert "| B | 32 | 499 | 1,000 | 0.50 | not met |" in table
+
+
+def test_load_is_spread_over_the_generators_with_a_connection_each_at_least() -> None:
+    assert split_load(1, 2, 16) == [(1, 1)]
+    assert split_load(8, 1, 16) == [(8, 8)]
+    assert split_load(32, 1, 16) == [(32, 16)]
+    assert split_load(5, 2, 16) == [(3, 3), (2, 2)]
+
+
+def test_a_stack_belongs_to_its_innermost_project_frame_unless_a_library_says_more() -> None:
+    redis_read = f"{HANDLER};activity (feature_store/store.py:470);execute (redis/client.py:1)"
+    engine = f"{HANDLER};recommend (recsvc/engine/core.py:148);unique (numpy/lib/x.py:1)"
+    log_line = f"{POOL};timed (recsvc/interceptors.py:130);emit (logging/__init__.py:1)"
+    auth = f"{POOL};intercept (recsvc/interceptors.py:80);check (recsvc/auth.py:40)"
+    wait = "_bootstrap (threading.py:1002);_serve (grpc/_server.py:1314)"
+    lines = [f"thread (0x7f);{s} {n}" for s, n in ((redis_read, 5), (engine, 3), (wait, 7))]
+    lines += [f"{log_line} 2", f"{auth} 1", f"{HANDLER} 4", "garbage", f"{HANDLER} x"]
+    stacks = collapsed(lines)
+    assert [part_of(f) for f, _ in stacks] == [REDIS, ENGINE, GRPC, LOGGING, INTERCEPTORS, SERVICER]
+    split = split_samples(stacks)
+    assert set(split.samples) == set(PARTS)
+    assert split.total == 22
+    assert split.share(GRPC) == 7 / 22
+    in_requests = split_samples(stacks, within="_unary_response_in_pool")
+    assert in_requests.total == 15
+    assert in_requests.samples[GRPC] == 0
