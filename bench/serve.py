@@ -48,6 +48,7 @@ from bench.harness import (
     LoadGenerators,
     Phase,
     Server,
+    add_load_options,
     check_reply,
     fmt,
     ints,
@@ -277,21 +278,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--catalogs", default="100k,1M", help="100k and/or 1M (default %(default)s)"
     )
-    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
     parser.add_argument(
         "--workers",
         type=ints,
         default=[0, 1],
         help="server worker counts to run, 0 = recsvc's default (CPU count); default 0,1",
     )
-    parser.add_argument("--seconds", type=float, default=8.0, help="window per point (default 8)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="per point (default 2)")
-    parser.add_argument(
-        "--clients", type=int, default=1, help="load generator processes (default 1)"
-    )
-    parser.add_argument(
-        "--channels", type=int, default=16, help="TCP connections in all (default 16)"
-    )
+    add_load_options(parser, seconds=8.0, warmup=2.0)
     parser.add_argument(
         "--category-share",
         type=float,

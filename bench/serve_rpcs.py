@@ -32,16 +32,19 @@ var/bench/serve/models-1m: about 4 minutes on 2 cores; its features load takes m
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
+import re
 import shlex
 import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,8 @@ from bench.harness import (
     Phase,
     Pooled,
     Server,
+    add_load_options,
     fmt,
-    ints,
     machine,
     million_catalog,
     million_world,
@@ -78,7 +81,7 @@ from bench.harness import (
     world_files,
     write_results,
 )
-from bench.harness.profile import PARTS, Split, py_spy_command, record
+from bench.harness.profile import PARTS, VIEWS, Split, py_spy_command, record
 from formats.bundle import CUSTOMERS, PRODUCTS
 from recsvc.v1 import recommender_pb2 as pb
 
@@ -193,9 +196,9 @@ def rpc_mix(catalog: Catalog, n: int = 4000, rank_ids: int = 100, seed: int = 0)
 def answers(reply: Message) -> str:
     """What one answer carries, for the report: items, offers, or whether the customer is
     known."""
-    for field in ("items", "offers"):
-        if field in reply.DESCRIPTOR.fields_by_name:
-            return f"{len(getattr(reply, field))} {field}"
+    for name in ("items", "offers"):
+        if name in reply.DESCRIPTOR.fields_by_name:
+            return f"{len(getattr(reply, name))} {name}"
     if isinstance(reply, pb.CustomerProfile):
         return "known" if reply.known else "unknown"
     return ""
@@ -206,9 +209,10 @@ def answers(reply: Message) -> str:
 
 def sequential(
     target: str, rpcs: list[Rpc], calls: int, warmup: int
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Latencies (ms) of ``calls`` interleaved rounds per RPC on one channel, and what a
-    sample of each RPC's answers carried (read before the timed rounds)."""
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, dict[str, int]]]:
+    """Latencies (ms) of ``calls`` interleaved rounds per RPC on one channel (failed calls
+    are counted by status, not timed), and what a sample of each RPC's answers carried (read
+    before the timed rounds)."""
     metadata = (("authorization", f"Bearer {TOKEN}"),)
     with grpc.insecure_channel(target) as channel:
         # No serializers: bytes in, bytes out, as the load generator sends them.
@@ -222,16 +226,57 @@ def sequential(
                 ]
                 carried[r.name] = most_common(seen)
         latencies: dict[str, list[int]] = {r.name: [] for r in rpcs}
+        errors: dict[str, dict[str, int]] = {r.name: {} for r in rpcs}
         for i in range(warmup + calls):
             k = i % len(rpcs)
             for r in rpcs[k:] + rpcs[:k]:  # the order rotates every round
                 request = r.requests[i % len(r.requests)]
                 t0 = time.perf_counter_ns()
-                stubs[r.name](request, metadata=metadata, timeout=10)
+                try:
+                    stubs[r.name](request, metadata=metadata, timeout=10)
+                except grpc.RpcError as exc:
+                    code = exc.code().name if isinstance(exc, grpc.Call) else "ERROR"
+                    errors[r.name][code] = errors[r.name].get(code, 0) + 1
+                    continue
                 t1 = time.perf_counter_ns()
                 if i >= warmup:
                     latencies[r.name].append(t1 - t0)
-    return {k: np.asarray(v, dtype=np.int64) / 1e6 for k, v in latencies.items()}, carried
+    lat = {k: np.asarray(v, dtype=np.int64) / 1e6 for k, v in latencies.items()}
+    return lat, carried, errors
+
+
+def outages(server_log: str) -> tuple[int, int]:
+    """(feature-store outages, calls answered without it) that a server's log reports: a
+    serving read slower than RECSVC_REDIS_TIMEOUT_MS starts an outage, and until Redis
+    answers again the RPCs skip it (cheaper than with it, so the ratios would flatter)."""
+    started = server_log.count("feature store unavailable")
+    without = sum(int(n) for n in re.findall(r"(\d+) calls were answered without it", server_log))
+    return started, without
+
+
+def outage_spans(server_log: str) -> list[tuple[float, float]]:
+    """(start, end) Unix times of each worker's feature-store outages in a server's JSON
+    log: an outage ends with the "back after X s" line; one still on ends at infinity."""
+    spans: list[tuple[float, float]] = []
+    open_since: dict[str, float] = {}
+    for line in server_log.splitlines():
+        if '"feature store ' not in line:
+            continue
+        record = json.loads(line)
+        ts = datetime.fromisoformat(record["ts"]).timestamp()
+        pid = str(record.get("pid"))
+        if record["msg"].startswith("feature store unavailable"):
+            open_since[pid] = ts
+        elif (back := re.match(r"feature store back after ([\d.]+) s", record["msg"])) is not None:
+            open_since.pop(pid, None)
+            spans.append((ts - float(back.group(1)), ts))
+    spans.extend((since, math.inf) for since in open_since.values())
+    return spans
+
+
+def overlap_s(spans: list[tuple[float, float]], begin: float, end: float) -> float:
+    """Seconds of ``spans`` inside [begin, end), summed (two workers down at once: twice)."""
+    return sum(max(0.0, min(b, end) - max(a, begin)) for a, b in spans)
 
 
 def most_common(values: list[str]) -> str:
@@ -250,19 +295,22 @@ class SeqRow:
     p90_ms: float
     ratio: float  # median(health) / median(rpc)
     answers: str = ""
+    errors: dict[str, int] = field(default_factory=dict)
 
 
 def sequential_rows(
-    latencies_ms: dict[str, np.ndarray], carried: dict[str, str] | None = None
+    latencies_ms: dict[str, np.ndarray],
+    carried: dict[str, str] | None = None,
+    errors: dict[str, dict[str, int]] | None = None,
 ) -> list[SeqRow]:
     """One row per RPC (health first), each with median(health) / its median."""
     health = pct(latencies_ms[HEALTH_NAME], 50)
     rows = []
     for name, lat in latencies_ms.items():
         p50 = pct(lat, 50)
-        rows.append(
-            SeqRow(name, len(lat), p50, pct(lat, 90), health / p50, (carried or {}).get(name, ""))
-        )
+        answers = (carried or {}).get(name, "")
+        failed = (errors or {}).get(name, {})
+        rows.append(SeqRow(name, len(lat), p50, pct(lat, 90), health / p50, answers, failed))
     return rows
 
 
@@ -274,9 +322,10 @@ def sequential_table(rows: list[SeqRow]) -> str:
     ]
     for r in rows:
         goal = "" if r.rpc == HEALTH_NAME else verdict(r.ratio)
+        errors = f" ({sum(r.errors.values())} errors: {r.errors})" if r.errors else ""
         lines.append(
-            f"| {r.rpc} | {r.answers} | {r.calls:,} | {fmt(r.p50_ms, 3)} | {fmt(r.p90_ms, 3)} "
-            f"| {fmt(r.ratio)} | {goal} |"
+            f"| {r.rpc}{errors} | {r.answers} | {r.calls:,} | {fmt(r.p50_ms, 3)} "
+            f"| {fmt(r.p90_ms, 3)} | {fmt(r.ratio)} | {goal} |"
         )
     return "\n".join(lines)
 
@@ -302,6 +351,7 @@ class LevelRow:
     health_server_cpu_ms: float
     host_busy: float  # share of all cores busy in the RPC's window, anyone's work
     errors: dict[str, int]
+    without_redis_s: float = 0.0  # worker-seconds of feature-store outage in the RPC's window
 
     @property
     def ratio(self) -> float:
@@ -343,16 +393,21 @@ def run_level(
     server: Server, load: LoadGenerators, rpcs: list[Rpc], concurrency: int, args: Any
 ) -> list[LevelRow]:
     phases = phases_for(rpcs, time.monotonic() + 1.5, args.warmup, args.seconds)
+    to_wall = time.time() - time.monotonic()
     results, windows = run_windows(server, load, jobs_for(server, load, phases, concurrency, args))
-    return [
-        level_row(
+    spans = outage_spans(server.log.read_text(errors="replace"))
+    rows = []
+    for r in rpcs[1:]:
+        row = level_row(
             r.name,
             concurrency,
             pool(r.name, phases, results, windows),
             pool(f"{HEALTH_NAME} before {r.name}", phases, results, windows),
         )
-        for r in rpcs[1:]
-    ]
+        begin, end = next(p.window for p in phases if p.name == r.name)
+        overlap = overlap_s(spans, begin + to_wall, end + to_wall)
+        rows.append(replace(row, without_redis_s=overlap))
+    return rows
 
 
 def jobs_for(
@@ -370,8 +425,9 @@ def level_table(rows: list[LevelRow]) -> str:
     lines = [
         "| RPC | concurrency | calls/s | health calls/s | ratio RPC/health "
         f"| goal >= {GOAL} | p50 ms | health p50 ms | p99 ms | health p99 ms "
-        "| server CPU ms/call | health server CPU ms/call | host CPU busy |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server CPU ms/call | health server CPU ms/call | host CPU busy "
+        "| worker-s without Redis in the RPC's window |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         errors = f" ({sum(r.errors.values())} errors: {r.errors})" if r.errors else ""
@@ -381,7 +437,7 @@ def level_table(rows: list[LevelRow]) -> str:
             f"| {r.health_calls_per_s:,.0f} | {fmt(r.ratio)} | {goal} | {fmt(r.p50_ms)} "
             f"| {fmt(r.health_p50_ms)} | {fmt(r.p99_ms)} | {fmt(r.health_p99_ms)} "
             f"| {fmt(r.server_cpu_ms, 3)} | {fmt(r.health_server_cpu_ms, 3)} "
-            f"| {r.host_busy:.0%} |"
+            f"| {r.host_busy:.0%} | {r.without_redis_s:.1f} |"
         )
     return "\n".join(lines)
 
@@ -409,34 +465,28 @@ class Profile:
     pid: int
     seconds: float
     calls_per_s: float
-    cpu: Split  # samples of running threads (py-spy's default)
-    wall: Split  # every sample of the threads while they run a request (--idle)
+    views: dict[str, Split]  # bench.harness.profile.VIEWS
     commands: list[str]
-
-
-REQUEST_FRAME = "_unary_response_in_pool"  # gRPC's thread-pool function running one call
 
 
 def profile(
     server: Server, load: LoadGenerators, rpc: Rpc, args: Any, out: Path, concurrency: int = 8
 ) -> Profile:
-    """``rpc`` at ``concurrency`` while two py-spy processes sample the first server worker:
-    its running threads (CPU) and its request threads waiting or not (wall time)."""
+    """``rpc`` at ``concurrency`` while py-spy samples the first server worker, one py-spy
+    process per view (bench.harness.profile), all at once."""
     worker = next(p for p in server.workers_pids() if "redis" not in " ".join(p.cmdline()))
     start = time.monotonic() + 1.5
     seconds = args.profile_seconds + 1.5  # py-spy attaches within the window's start
     phases = [Phase(rpc.name, rpc.method, rpc.requests, start, args.warmup, seconds)]
     tag = "health" if rpc.method == HEALTH else rpc.name.split(" ")[0]
-    views = {"cpu": (False, ""), "wall": (True, REQUEST_FRAME)}
-    stacks = {v: out / f"profile-{tag}-c{concurrency}-{v}.txt" for v in views}
+    stacks = {v: out / f"profile-{tag}-c{concurrency}-{v}.txt" for v in VIEWS}
     splits: dict[str, Split] = {}
 
     def sample_worker(view: str) -> None:
         sleep_until(phases[0].window[0] + 0.5)
-        idle, within = views[view]
-        splits[view] = record(worker.pid, args.profile_seconds, stacks[view], 200, idle, within)
+        splits[view] = record(worker.pid, args.profile_seconds, stacks[view], view)
 
-    threads = [threading.Thread(target=sample_worker, args=(v,)) for v in views]
+    threads = [threading.Thread(target=sample_worker, args=(v,)) for v in VIEWS]
     for t in threads:
         t.start()
     try:
@@ -445,29 +495,27 @@ def profile(
     finally:
         for t in threads:
             t.join()
-    if set(splits) != set(views):
+    if set(splits) != set(VIEWS):
         raise SystemExit("py-spy recorded nothing")
     commands = [
-        shlex.join(py_spy_command(worker.pid, args.profile_seconds, stacks[v], 200, views[v][0]))
-        for v in views
+        shlex.join(py_spy_command(worker.pid, args.profile_seconds, stacks[v], v)) for v in VIEWS
     ]
     rate = pool(rpc.name, phases, results, windows).rate
-    return Profile(
-        rpc.name, concurrency, worker.pid, args.profile_seconds, rate, splits["cpu"],
-        splits["wall"], commands,
-    )  # fmt: skip
+    views = {v: splits[v] for v in VIEWS}
+    return Profile(rpc.name, concurrency, worker.pid, args.profile_seconds, rate, views, commands)
 
 
 def profile_table(profiles: list[Profile]) -> str:
-    heads = [f"{p.rpc} (c={p.concurrency}, {p.calls_per_s:,.0f} calls/s)" for p in profiles]
-    lines = [
-        "| part | " + " | ".join(f"CPU: {h} | wall of a request: {h}" for h in heads) + " |",
-        "|---|" + "---|---|" * len(profiles),
+    heads = [
+        f"{view}: {p.rpc} (c={p.concurrency}, {p.calls_per_s:,.0f} calls/s)"
+        for p in profiles
+        for view in VIEWS
     ]
+    lines = ["| part | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for part in PARTS:
-        cells = " | ".join(f"{p.cpu.share(part):.1%} | {p.wall.share(part):.1%}" for p in profiles)
+        cells = " | ".join(f"{p.views[v].share(part):.1%}" for p in profiles for v in VIEWS)
         lines.append(f"| {part} | {cells} |")
-    totals = " | ".join(f"{p.cpu.total:,} | {p.wall.total:,}" for p in profiles)
+    totals = " | ".join(f"{p.views[v].total:,}" for p in profiles for v in VIEWS)
     lines.append(f"| samples | {totals} |")
     return "\n".join(lines)
 
@@ -488,20 +536,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--warmup-calls", type=int, default=200, help="untimed sequential rounds (default 200)"
     )
-    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
     parser.add_argument(
         "--workers", type=int, default=0, help="server workers, 0 = CPU count (default 0)"
     )
-    parser.add_argument(
-        "--seconds", type=float, default=4.0, help="window per RPC and level (default 4)"
-    )
-    parser.add_argument("--warmup", type=float, default=1.0, help="per window (default 1)")
-    parser.add_argument(
-        "--clients", type=int, default=1, help="load generator processes (default 1)"
-    )
-    parser.add_argument(
-        "--channels", type=int, default=16, help="TCP connections in all (default 16)"
-    )
+    add_load_options(parser, seconds=4.0, warmup=1.0)
     parser.add_argument(
         "--profile-seconds",
         type=float,
@@ -521,6 +559,7 @@ class CatalogRun:
     sequential: list[SeqRow]
     levels: list[LevelRow]
     profiles: list[Profile]
+    outages: dict[str, tuple[int, int]]  # per stage: (outages started, calls without Redis)
 
 
 def run_catalog(
@@ -534,16 +573,27 @@ def run_catalog(
     log = args.out / f"server-{catalog.label}.log"
     env = {"RECSVC_OFFERS": str(OFFERS.resolve())}
     server = Server(catalog, workers, log, env=env, redis_dir=redis_dir)
+    stages: dict[str, tuple[int, int]] = {}
+
+    def stage(name: str) -> None:
+        before = [sum(x) for x in zip(*stages.values(), strict=True)] or [0, 0]
+        now = outages(log.read_text(errors="replace"))
+        stages[name] = (now[0] - before[0], now[1] - before[1])
+        if stages[name][0]:
+            print(f"    feature store outages during {name}: {stages[name]}", flush=True)
+
     try:
         ready = server.wait_ready()
         print(f"  {workers} worker(s) ready in {ready:.0f} s; sequential ...", flush=True)
-        lat, carried = sequential(server.target, rpcs, args.calls, args.warmup_calls)
-        seq = sequential_rows(lat, carried)
+        lat, carried, failed = sequential(server.target, rpcs, args.calls, args.warmup_calls)
+        seq = sequential_rows(lat, carried, failed)
+        stage("sequential")
         for s in seq:
             print(f"    {s.rpc:<28} p50 {s.p50_ms:6.3f} ms  ratio {s.ratio:.2f}", flush=True)
         levels = []
         for c in args.concurrency:
             level = run_level(server, load, rpcs, c, args)
+            stage(f"concurrency {c}")
             for r in level:
                 print(
                     f"    c={c:<3} {r.rpc:<28} {r.calls_per_s:8,.0f}/s vs health "
@@ -556,12 +606,13 @@ def run_catalog(
             by_name = {r.name: r for r in rpcs}
             for name in (RECOMMEND_NAME, HEALTH_NAME):
                 p = profile(server, load, by_name[name], args, args.out)
-                print(f"    profile {name}: CPU {p.cpu.samples}; wall {p.wall.samples}", flush=True)
+                print(f"    profile {name}: {p.views}", flush=True)
                 profiles.append(p)
+            stage("profiles")
     finally:
         server.stop()
     log.unlink(missing_ok=True)  # one line per request: large, and kept on failure
-    return CatalogRun(catalog, features_s, ready, seq, levels, profiles)
+    return CatalogRun(catalog, features_s, ready, seq, levels, profiles, stages)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -602,14 +653,14 @@ def main(argv: list[str] | None = None) -> None:
                     "products": r.catalog.products,
                     "customers": r.catalog.customers,
                     "sequential": [asdict(s) for s in r.sequential],
+                    "outages": r.outages,
                     "levels": [asdict(lv) | {"ratio": lv.ratio} for lv in r.levels],
                     "profiles": [
                         {
                             "rpc": p.rpc,
                             "concurrency": p.concurrency,
                             "calls_per_s": p.calls_per_s,
-                            "cpu_samples": p.cpu.samples,
-                            "wall_samples": p.wall.samples,
+                            "samples": {v: p.views[v].samples for v in VIEWS},
                             "commands": p.commands,
                         }
                         for p in r.profiles
@@ -652,7 +703,13 @@ def render(
             "",
             f"### {c.label}: {c.products:,} products, {c.customers:,} customers, index {c.index}",
             "",
-            f"Features loaded in {run.features_s:.0f} s; server ready in {run.ready_s:.0f} s.",
+            f"Features loaded in {run.features_s:.0f} s; server ready in {run.ready_s:.0f} s. "
+            "Feature-store outages (a serving read slower than RECSVC_REDIS_TIMEOUT_MS; the "
+            "calls until Redis answers again skip it): "
+            + "; ".join(
+                f"{k}: {n} ({calls} calls without it)" for k, (n, calls) in run.outages.items()
+            )
+            + ".",
             "",
             "Sequential:",
             "",
@@ -670,10 +727,10 @@ def render(
             lines += [
                 "",
                 f"Profile of one server worker (pid {run.profiles[0].pid}), "
-                f"{run.profiles[0].seconds:g} s per RPC, two py-spy processes at once (stacks "
-                f"in {args.out}/profile-*.txt). CPU: the samples of its running threads; wall "
-                "of a request: every sample of its threads while they run a request "
-                f"(stacks with {REQUEST_FRAME}), waits included:",
+                f"{run.profiles[0].seconds:g} s per RPC, one py-spy process per view at once "
+                f"(stacks in {args.out}/profile-*.txt). active: its threads the OS has running "
+                "or runnable; GIL: the thread holding the GIL; wall: every sample of its threads "
+                "while they run a request, waits for Redis, the GIL and the network included:",
                 "",
                 *(f"    {c}" for c in run.profiles[0].commands),
                 "",

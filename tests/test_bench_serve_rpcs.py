@@ -3,10 +3,15 @@ server and minutes: `make bench-serve`)."""
 
 from __future__ import annotations
 
+import json
+import math
+from datetime import UTC, datetime
+
 import numpy as np
 
 from bench.harness import split_load
 from bench.harness.profile import (
+    BACKGROUND,
     ENGINE,
     GRPC,
     INTERCEPTORS,
@@ -24,6 +29,9 @@ from bench.serve_rpcs import (
     SeqRow,
     goals,
     level_table,
+    outage_spans,
+    outages,
+    overlap_s,
     sequential_rows,
     sequential_table,
 )
@@ -40,12 +48,13 @@ def test_sequential_ratio_is_the_health_median_over_the_rpc_median() -> None:
     rows = sequential_rows(
         {HEALTH_NAME: np.array([1.0, 1.0, 3.0]), "Slow": np.array([4.0, 5.0, 4.0])},
         {"Slow": "20 items (50/50)"},
+        {"Slow": {"UNAVAILABLE": 2}},
     )
     assert [(r.rpc, r.calls, r.p50_ms) for r in rows] == [(HEALTH_NAME, 3, 1.0), ("Slow", 3, 4.0)]
     assert rows[0].ratio == 1.0
     assert rows[1].ratio == 0.25
     table = sequential_table(rows)
-    assert "| Slow | 20 items (50/50) | 3 | 4.000 |" in table
+    assert "| Slow (2 errors: {'UNAVAILABLE': 2}) | 20 items (50/50) | 3 | 4.000 |" in table
     assert "| 0.25 | not met |" in table
 
 
@@ -83,12 +92,52 @@ def test_a_stack_belongs_to_its_innermost_project_frame_unless_a_library_says_mo
     wait = "_bootstrap (threading.py:1002);_serve (grpc/_server.py:1314)"
     lines = [f"thread (0x7f);{s} {n}" for s, n in ((redis_read, 5), (engine, 3), (wait, 7))]
     lines += [f"{log_line} 2", f"{auth} 1", f"{HANDLER} 4", "garbage", f"{HANDLER} x"]
+    poll = "loop (recsvc/health.py:59);poll (feature_store/x.py:1);hgetall (redis/core.py:1)"
+    main = "_worker (recsvc/server.py:352);wait_for_termination (grpc/_server.py:1485)"
+    health = f"{POOL};timed (recsvc/interceptors.py:120);Check (grpc_health/v1/health.py:9)"
+    lines += [f"{poll} 3", f"{main} 6", f"{health} 1"]
     stacks = collapsed(lines)
-    assert [part_of(f) for f, _ in stacks] == [REDIS, ENGINE, GRPC, LOGGING, INTERCEPTORS, SERVICER]
+    assert [part_of(f) for f, _ in stacks] == [
+        *(REDIS, ENGINE, GRPC, LOGGING, INTERCEPTORS, SERVICER),
+        *(BACKGROUND, GRPC, GRPC),
+    ]
     split = split_samples(stacks)
     assert set(split.samples) == set(PARTS)
-    assert split.total == 22
-    assert split.share(GRPC) == 7 / 22
+    assert split.total == 32
+    assert split.share(GRPC) == 14 / 32
     in_requests = split_samples(stacks, within="_unary_response_in_pool")
-    assert in_requests.total == 15
-    assert in_requests.samples[GRPC] == 0
+    assert in_requests.total == 16
+    assert in_requests.samples[GRPC] == 1
+
+
+def test_outages_and_the_calls_answered_without_redis_come_from_the_server_log() -> None:
+    log = "\n".join(
+        [
+            '{"msg":"serving model v1"}',
+            '{"msg":"feature store unavailable (Timeout reading from x): serving from the model"}',
+            '{"msg":"feature store back after 1.0 s; 12 calls were answered without it"}',
+            '{"msg":"feature store unavailable (Timeout): serving from the model alone"}',
+            '{"msg":"feature store back after 0.5 s; 3 calls were answered without it"}',
+        ]
+    )
+    assert outages(log) == (2, 15)
+    assert outages('{"msg":"serving model v1"}') == (0, 0)
+
+
+def test_outage_spans_end_with_the_back_line_and_count_inside_a_window() -> None:
+    def line(ts: str, msg: str, pid: int) -> str:
+        return json.dumps({"ts": f"2026-11-30T08:37:{ts}+00:00", "msg": msg, "pid": pid})
+
+    log = "\n".join(
+        [
+            line("16.000", "feature store unavailable (Timeout): serving from the model", 1),
+            line("16.500", "feature store unavailable (Timeout): serving from the model", 2),
+            '{"ts":"2026-11-30T08:37:16.600+00:00","msg":"RecommendProducts","pid":1}',
+            line("17.000", "feature store back after 1.0 s; 314 calls were answered", 1),
+        ]
+    )
+    t0 = datetime(2026, 11, 30, 8, 37, 16, tzinfo=UTC).timestamp()
+    spans = outage_spans(log)
+    assert spans == [(t0, t0 + 1.0), (t0 + 0.5, math.inf)]
+    assert overlap_s(spans, t0 + 0.5, t0 + 2.0) == 0.5 + 1.5
+    assert overlap_s(spans, t0 - 5, t0 - 1) == 0.0

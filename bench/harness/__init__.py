@@ -57,7 +57,16 @@ from bench.harness.servers import (
     train_bundle,
     world_files,
 )
-from bench.harness.windows import Pooled, Sample, Window, pool, run_windows, sample, split_load
+from bench.harness.windows import (
+    Pooled,
+    Sample,
+    Window,
+    add_load_options,
+    pool,
+    run_windows,
+    sample,
+    split_load,
+)
 
 __all__ = [
     "EVENTS_TOKEN",
@@ -81,6 +90,7 @@ __all__ = [
     "Server",
     "Timed",
     "Window",
+    "add_load_options",
     "check_reply",
     "cpu_seconds",
     "fmt",

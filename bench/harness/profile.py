@@ -1,11 +1,19 @@
 """Where a server worker's time goes: `py-spy record` on one process (collapsed stacks, the
 "raw" format), and the samples split by the part of the serving path they are in.
 
-A stack belongs to the innermost frame of the project (recsvc, feature_store, formats)
-unless a library it calls below that frame says more (redis-py: the feature-store read; the
-logging package: logging; protobuf: conversion; prometheus_client: the metrics
-interceptor). Stacks with no project frame are gRPC's own (its C-core and its thread pool)
-when gRPC or the thread machinery is on them.
+A stack of a thread gRPC does not run (health and reload polls, the HTTP server, flush
+loops) is a background thread's. Otherwise it belongs to the innermost frame of the project
+(recsvc, feature_store, formats) unless a library it calls below that frame says more
+(redis-py: the feature-store read; the logging package: logging; protobuf: conversion;
+prometheus_client: the metrics interceptor; gRPC itself). Stacks with no project frame are
+gRPC's own (its C-core, its poller and thread pool).
+
+Three views of one worker, recorded at once (all --nonblocking: never paused):
+- active: py-spy's default, the threads the OS has running or runnable (on a busy host,
+  runnable includes waiting for a core);
+- GIL: --gil, the thread holding the GIL: the worker's Python time, one thread at a time;
+- wall: --idle, every sample of the threads while they run a request (a frame of gRPC's
+  thread-pool function), waits for Redis, the GIL and the network included.
 """
 
 from __future__ import annotations
@@ -25,8 +33,20 @@ FOLD_IN = "fold-in"
 LOGGING = "logging"
 PROTOBUF = "protobuf conversion"
 SERVICER = "servicer and other recsvc code"
+BACKGROUND = "background threads (polls, HTTP server)"
 OTHER = "other"
-PARTS = (GRPC, INTERCEPTORS, REDIS, ENGINE, FOLD_IN, LOGGING, PROTOBUF, SERVICER, OTHER)
+PARTS = (
+    GRPC,
+    INTERCEPTORS,
+    REDIS,
+    ENGINE,
+    FOLD_IN,
+    LOGGING,
+    PROTOBUF,
+    SERVICER,
+    BACKGROUND,
+    OTHER,
+)
 
 PROJECT = ("recsvc/", "feature_store/", "formats/")
 # The innermost project frame's file decides, first match wins; else SERVICER.
@@ -47,6 +67,7 @@ LIBRARY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (LOGGING, ("logging/",)),
     (PROTOBUF, ("google/protobuf/", "serialize (grpc/_common.py", "deserialize (grpc/_common.py")),
     (INTERCEPTORS, ("prometheus_client/",)),
+    (GRPC, ("grpc/", "grpc_health/")),  # gRPC's API, and the health service's handler
 )
 GRPC_FRAMES = ("grpc", "threading.py", "concurrent/futures/", "queue.py")
 
@@ -54,6 +75,8 @@ GRPC_FRAMES = ("grpc", "threading.py", "concurrent/futures/", "queue.py")
 def part_of(frames: list[str]) -> str:
     """The part of the serving path a stack (outermost frame first) is in."""
     inner = max((i for i, f in enumerate(frames) if _project(f)), default=-1)
+    if inner >= 0 and not any("grpc/" in f for f in frames):
+        return BACKGROUND
     below = frames[inner + 1 :]
     for part, patterns in LIBRARY_RULES:
         if any(p in f for f in below for p in patterns):
@@ -120,29 +143,33 @@ def py_spy() -> str:
     return found
 
 
-def py_spy_command(pid: int, seconds: float, out: Path, rate: int, idle: bool) -> list[str]:
-    """`py-spy record` of one process into ``out`` (collapsed stacks). --nonblocking: the
-    worker is never paused, so the profile does not slow what it measures. --idle keeps the
-    samples of threads that wait (on a socket, a lock, the GIL) too: wall time, not CPU."""
+VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
+    # name: (py-spy flags, the frame a stack must have to count)
+    "active": ((), ""),
+    "GIL": (("--gil",), ""),
+    "wall": (("--idle",), "_unary_response_in_pool"),  # gRPC's thread-pool function of a call
+}
+
+
+def py_spy_command(pid: int, seconds: float, out: Path, view: str, rate: int = 200) -> list[str]:
+    """`py-spy record` of one process into ``out`` (collapsed stacks) for one of VIEWS."""
     return [
         py_spy(),
         "record",
         *("--pid", str(pid), "--duration", str(max(1, round(seconds)))),
         *("--rate", str(rate), "--format", "raw", "--output", str(out)),
         "--nonblocking",
-        *(["--idle"] if idle else []),
+        *VIEWS[view][0],
     ]
 
 
-def record(
-    pid: int, seconds: float, out: Path, rate: int = 200, idle: bool = False, within: str = ""
-) -> Split:
+def record(pid: int, seconds: float, out: Path, view: str) -> Split:
     """Profile ``pid`` for ``seconds`` and split its samples (py-spy's own output in out.log)."""
-    command = py_spy_command(pid, seconds, out, rate, idle)
+    command = py_spy_command(pid, seconds, out, view)
     with out.with_suffix(".log").open("w") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0 or not out.exists():
         raise SystemExit(
             f"py-spy failed ({done.returncode}): {out.with_suffix('.log').read_text()[-800:]}"
         )
-    return split_samples(collapsed(out.read_text().splitlines()), within)
+    return split_samples(collapsed(out.read_text().splitlines()), VIEWS[view][1])

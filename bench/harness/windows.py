@@ -4,6 +4,7 @@ edges, and the calls of one phase name (one or several windows) are pooled."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +12,7 @@ import psutil
 
 from bench.harness.host import cpu_seconds, host_busy, sleep_until
 from bench.harness.load import Job, LoadGenerators, Phase, PhaseResult
+from bench.harness.report import ints
 from bench.harness.servers import Server
 
 
@@ -35,6 +37,24 @@ class Window:
     first: Sample
     last: Sample
     connections: str
+
+
+def add_load_options(parser: argparse.ArgumentParser, seconds: float, warmup: float) -> None:
+    """--concurrency, --seconds, --warmup, --clients and --channels, as the serving
+    benchmarks take them."""
+    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help=f"window per point (default {seconds:g})"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=warmup, help=f"per window (default {warmup:g})"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=1, help="load generator processes (default 1)"
+    )
+    parser.add_argument(
+        "--channels", type=int, default=16, help="TCP connections in all (default 16)"
+    )
 
 
 def split_load(concurrency: int, clients: int, channels: int) -> list[tuple[int, int]]:
