@@ -347,7 +347,7 @@ class LevelRow:
     health_calls_per_s: float
     health_p50_ms: float
     health_p99_ms: float
-    server_cpu_ms: float  # per call, all server processes
+    server_cpu_ms: float  # per call: recsvc's processes and the embedded redis-server
     health_server_cpu_ms: float
     host_busy: float  # share of all cores busy in the RPC's window, anyone's work
     errors: dict[str, int]
@@ -394,7 +394,9 @@ def run_level(
 ) -> list[LevelRow]:
     phases = phases_for(rpcs, time.monotonic() + 1.5, args.warmup, args.seconds)
     to_wall = time.time() - time.monotonic()
-    results, windows = run_windows(server, load, jobs_for(server, load, phases, concurrency, args))
+    redis = server.redis_server()
+    jobs = jobs_for(server, load, phases, concurrency, args)
+    results, windows = run_windows(server, load, jobs, also=[redis] if redis else [])
     spans = outage_spans(server.log.read_text(errors="replace"))
     rows = []
     for r in rpcs[1:]:
@@ -425,7 +427,7 @@ def level_table(rows: list[LevelRow]) -> str:
     lines = [
         "| RPC | concurrency | calls/s | health calls/s | ratio RPC/health "
         f"| goal >= {GOAL} | p50 ms | health p50 ms | p99 ms | health p99 ms "
-        "| server CPU ms/call | health server CPU ms/call | host CPU busy "
+        "| server CPU ms/call (recsvc + redis-server) | health server CPU ms/call | host CPU busy "
         "| worker-s without Redis in the RPC's window |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -701,7 +703,8 @@ def render(
         c = run.catalog
         lines += [
             "",
-            f"### {c.label}: {c.products:,} products, {c.customers:,} customers, index {c.index}",
+            f"### {c.label}: {c.products:,} products, {c.customers:,} customers, index {c.index}"
+            + (f", serving {serving}" if (serving := c.manifest.get("serving")) else ""),
             "",
             f"Features loaded in {run.features_s:.0f} s; server ready in {run.ready_s:.0f} s. "
             "Feature-store outages (a serving read slower than RECSVC_REDIS_TIMEOUT_MS; the "

@@ -18,7 +18,7 @@ import psutil
 
 from bench.harness.host import cpu_seconds, recsvc_bin, run_timed
 from feature_store.connection import connect
-from feature_store.embedded import EmbeddedRedis, start_embedded
+from feature_store.embedded import SERVER_PID, EmbeddedRedis, start_embedded
 from formats.bundle import BundleError, read_manifest, resolve
 
 TOKEN = "bench-serve-token"  # the recommend-scope token every Server accepts
@@ -188,6 +188,7 @@ class Server:
             "--workers",
             str(workers),
         ]
+        self.redis_dir = redis_dir
         full_env = {
             **os.environ,
             **(env or {}),
@@ -242,6 +243,14 @@ class Server:
     def processes(self) -> list[psutil.Process]:
         root = psutil.Process(self.process.pid)
         return [root, *root.children(recursive=True)]
+
+    def redis_server(self) -> psutil.Process | None:
+        """The embedded redis-server this server uses (its keeper runs it outside the
+        server's process tree), or None when it has none running."""
+        try:
+            return psutil.Process(int((self.redis_dir / SERVER_PID).read_text().strip()))
+        except (OSError, ValueError, psutil.Error):
+            return None
 
     def workers_pids(self) -> list[psutil.Process]:
         procs = self.processes()

@@ -67,14 +67,15 @@ def split_load(concurrency: int, clients: int, channels: int) -> list[tuple[int,
 
 
 def run_windows(
-    server: Server, load: LoadGenerators, jobs: list[Job]
+    server: Server, load: LoadGenerators, jobs: list[Job], also: list[psutil.Process] | None = None
 ) -> tuple[list[list[PhaseResult]], list[Window]]:
     """Send ``jobs[i]`` to load generator ``i`` (every job has the same phases), sample at
-    each phase's window edges, and return each generator's results with the windows."""
+    each phase's window edges, and return each generator's results with the windows. The
+    server's CPU is its process tree's and ``also``'s (e.g. its embedded redis-server)."""
     phases = jobs[0].phases
     for pipe, job in zip(load.pipes, jobs, strict=False):
         pipe.send(job)
-    server_procs = server.processes()
+    server_procs = server.processes() + (also or [])
     windows = []
     for phase in phases:
         begin, end = phase.window
