@@ -19,9 +19,10 @@ example offer catalog), GetCustomerProfile (a known customer), each beside healt
   connections) runs, for each RPC, a health window and then the RPC's window on the same
   connections, back to back (--warmup + --seconds each). ratio = RPC calls/s / health
   calls/s; the goal is at least 0.5 at concurrency 8 and 32.
-- Profile (--profile-seconds, 0 = none): RecommendProducts (and health Check, for
-  reference) at concurrency 8 once more while `py-spy record --nonblocking --format raw` samples one
-  server worker; the samples are split by the part of the serving path they are in
+- Profile (--profile-seconds, 0 = none): each RPC of --profile-rpcs (default all) at
+  concurrency 8 once more while `py-spy record --nonblocking --format raw` samples one
+  server worker in three views (active threads, the GIL holder, request threads' wall
+  time); the samples are split by the part of the serving path they are in
   (bench/harness/profile.py).
 
 Bundles: ml100k = MovieLens-100k (`recsvc data movielens100k`, trained once into
@@ -507,17 +508,26 @@ def profile(
     return Profile(rpc.name, concurrency, worker.pid, args.profile_seconds, rate, views, commands)
 
 
-def profile_table(profiles: list[Profile]) -> str:
-    heads = [
-        f"{view}: {p.rpc} (c={p.concurrency}, {p.calls_per_s:,.0f} calls/s)"
-        for p in profiles
-        for view in VIEWS
-    ]
-    lines = ["| part | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+def profiled(names: list[str], wanted: str) -> list[str]:
+    """The RPC names ``wanted`` picks ("all", or first words such as "RecommendProducts,
+    health"), in ``names``' order."""
+    if wanted.strip() == "all":
+        return names
+    words = {w.strip() for w in wanted.split(",") if w.strip()}
+    unknown = words - {n.split(" ")[0] for n in names}
+    if unknown:
+        raise SystemExit(f"--profile-rpcs: unknown {sorted(unknown)}")
+    return [n for n in names if n.split(" ")[0] in words]
+
+
+def profile_table(profiles: list[Profile], view: str) -> str:
+    """Rows: parts of the serving path; columns: the profiled RPCs; one view."""
+    heads = [f"{p.rpc} ({p.calls_per_s:,.0f} calls/s)" for p in profiles]
+    lines = [f"| {view} | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for part in PARTS:
-        cells = " | ".join(f"{p.views[v].share(part):.1%}" for p in profiles for v in VIEWS)
+        cells = " | ".join(f"{p.views[view].share(part):.1%}" for p in profiles)
         lines.append(f"| {part} | {cells} |")
-    totals = " | ".join(f"{p.views[v].total:,}" for p in profiles for v in VIEWS)
+    totals = " | ".join(f"{p.views[view].total:,}" for p in profiles)
     lines.append(f"| samples | {totals} |")
     return "\n".join(lines)
 
@@ -546,8 +556,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-seconds",
         type=float,
         default=10.0,
-        help="py-spy on one worker during RecommendProducts and health at concurrency 8 "
+        help="py-spy on one worker during each profiled RPC at concurrency 8 "
         "(default 10; 0 = no profile)",
+    )
+    parser.add_argument(
+        "--profile-rpcs",
+        default="all",
+        help="RPCs to profile, by the first word of their name, comma-separated "
+        "(e.g. RecommendProducts,health; default all)",
     )
     parser.add_argument("--out", type=Path, default=WORKDIR, help="results, logs and profiles")
     return parser.parse_args(argv)
@@ -606,7 +622,7 @@ def run_catalog(
         profiles = []
         if args.profile_seconds > 0:
             by_name = {r.name: r for r in rpcs}
-            for name in (RECOMMEND_NAME, HEALTH_NAME):
+            for name in profiled(list(by_name), args.profile_rpcs):
                 p = profile(server, load, by_name[name], args, args.out)
                 print(f"    profile {name}: {p.views}", flush=True)
                 profiles.append(p)
@@ -729,16 +745,18 @@ def render(
         if run.profiles:
             lines += [
                 "",
-                f"Profile of one server worker (pid {run.profiles[0].pid}), "
-                f"{run.profiles[0].seconds:g} s per RPC, one py-spy process per view at once "
-                f"(stacks in {args.out}/profile-*.txt). active: its threads the OS has running "
-                "or runnable; GIL: the thread holding the GIL; wall: every sample of its threads "
-                "while they run a request, waits for Redis, the GIL and the network included:",
+                f"Profile of one server worker, each RPC at concurrency 8 for "
+                f"{run.profiles[0].seconds:g} s, one py-spy process per view at once (stacks in "
+                f"{args.out}/profile-*.txt; the calls/s are both workers' while py-spy runs). "
+                "active: its threads the OS has running or runnable; GIL: the thread holding the "
+                "GIL; wall: every sample of its threads while they run a request, waits for "
+                f"Redis, the GIL and the network included. The commands, for "
+                f"{run.profiles[0].rpc}:",
                 "",
                 *(f"    {c}" for c in run.profiles[0].commands),
-                "",
-                profile_table(run.profiles),
             ]
+            for view in VIEWS:
+                lines += ["", profile_table(run.profiles, view)]
     return "\n".join(lines)
 
 

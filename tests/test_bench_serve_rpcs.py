@@ -8,6 +8,7 @@ import math
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from bench.harness import split_load
 from bench.harness.profile import (
@@ -32,6 +33,7 @@ from bench.serve_rpcs import (
     outage_spans,
     outages,
     overlap_s,
+    profiled,
     sequential_rows,
     sequential_table,
 )
@@ -141,3 +143,11 @@ def test_outage_spans_end_with_the_back_line_and_count_inside_a_window() -> None
     assert spans == [(t0, t0 + 1.0), (t0 + 0.5, math.inf)]
     assert overlap_s(spans, t0 + 0.5, t0 + 2.0) == 0.5 + 1.5
     assert overlap_s(spans, t0 - 5, t0 - 1) == 0.0
+
+
+def test_profiled_rpcs_are_picked_by_their_first_word() -> None:
+    names = [HEALTH_NAME, "RecommendProducts", "RankProducts (100 ids)"]
+    assert profiled(names, "all") == names
+    assert profiled(names, "RankProducts, health") == [HEALTH_NAME, "RankProducts (100 ids)"]
+    with pytest.raises(SystemExit, match="Nope"):
+        profiled(names, "Nope")
