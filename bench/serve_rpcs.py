@@ -16,9 +16,9 @@ example offer catalog), GetCustomerProfile (a known customer), each beside healt
   each round; --warmup-calls rounds are dropped, then --calls rounds are timed.
   ratio = median(health) / median(RPC); the goal is at least 0.5.
 - Concurrency: a load generator process (grpc.aio, closed loop, up to --channels TCP
-  connections) runs, for each RPC, a health window and then the RPC's window on the same
-  connections, back to back (--warmup + --seconds each). ratio = RPC calls/s / health
-  calls/s; the goal is at least 0.5 at concurrency 8 and 32.
+  connections) runs, for each RPC, --rounds turns of a health window and then the RPC's
+  window on the same connections, back to back (--seconds per RPC in all), pooled per RPC.
+  ratio = RPC calls/s / health calls/s; the goal is at least 0.5 at concurrency 8 and 32.
 - Profile (--profile-seconds, 0 = none): each RPC of --profile-rpcs (default all) at
   concurrency 8 once more while `py-spy record --nonblocking --format raw` samples one
   server worker in three views (active threads, the GIL holder, request threads' wall
@@ -379,21 +379,28 @@ def level_row(rpc: str, concurrency: int, p: Pooled, h: Pooled) -> LevelRow:
     )
 
 
-def phases_for(rpcs: list[Rpc], start: float, warmup: float, seconds: float) -> list[Phase]:
-    """For every RPC but health: a health window, then the RPC's window, back to back."""
+def phases_for(
+    rpcs: list[Rpc], start: float, warmup: float, seconds: float, rounds: int = 1
+) -> list[Phase]:
+    """For every RPC but health: ``rounds`` turns of a health window then the RPC's window,
+    back to back, ``seconds / rounds`` each (pooled by name: a load swing on a shared host
+    hits both alike). The first turn warms up for ``warmup``, the others for at most 0.3 s."""
     health = rpcs[0]
+    window = seconds / rounds
     phases = []
     for r in rpcs[1:]:
-        for name, rpc in ((f"{HEALTH_NAME} before {r.name}", health), (r.name, r)):
-            phases.append(Phase(name, rpc.method, rpc.requests, start, warmup, seconds))
-            start += warmup + seconds + 0.2
+        for turn in range(rounds):
+            wait = warmup if turn == 0 else min(warmup, 0.3)
+            for name, rpc in ((f"{HEALTH_NAME} before {r.name}", health), (r.name, r)):
+                phases.append(Phase(name, rpc.method, rpc.requests, start, wait, window))
+                start += wait + window + 0.2
     return phases
 
 
 def run_level(
     server: Server, load: LoadGenerators, rpcs: list[Rpc], concurrency: int, args: Any
 ) -> list[LevelRow]:
-    phases = phases_for(rpcs, time.monotonic() + 1.5, args.warmup, args.seconds)
+    phases = phases_for(rpcs, time.monotonic() + 1.5, args.warmup, args.seconds, args.rounds)
     to_wall = time.time() - time.monotonic()
     redis = server.redis_server()
     jobs = jobs_for(server, load, phases, concurrency, args)
@@ -407,8 +414,11 @@ def run_level(
             pool(r.name, phases, results, windows),
             pool(f"{HEALTH_NAME} before {r.name}", phases, results, windows),
         )
-        begin, end = next(p.window for p in phases if p.name == r.name)
-        overlap = overlap_s(spans, begin + to_wall, end + to_wall)
+        overlap = sum(
+            overlap_s(spans, p.window[0] + to_wall, p.window[1] + to_wall)
+            for p in phases
+            if p.name == r.name
+        )
         rows.append(replace(row, without_redis_s=overlap))
     return rows
 
@@ -552,6 +562,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers", type=int, default=0, help="server workers, 0 = CPU count (default 0)"
     )
     add_load_options(parser, seconds=4.0, warmup=1.0)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="turns of health and RPC windows per RPC and level, pooled (default 4)",
+    )
     parser.add_argument(
         "--profile-seconds",
         type=float,
@@ -711,9 +727,10 @@ def render(
         f"interleaved rounds (order rotated each round) after {args.warmup_calls} warm-up "
         "rounds; ratio = median(health) / median(RPC)",
         f"- concurrency: {args.clients} load generator process(es), grpc.aio closed loop, up "
-        f"to {args.channels} TCP connections; per RPC a health window then the RPC's window "
-        f"on the same connections ({args.warmup:g} s warm-up + {args.seconds:g} s each); "
-        "ratio = RPC calls/s / health calls/s",
+        f"to {args.channels} TCP connections; per RPC {args.rounds} turns of a health window "
+        f"then the RPC's window on the same connections ({args.seconds / args.rounds:g} s each, "
+        f"{args.seconds:g} s per RPC pooled; {args.warmup:g} s warm-up before the first turn, "
+        f"{min(args.warmup, 0.3):g} s before the others); ratio = RPC calls/s / health calls/s",
     ]
     for run in runs:
         c = run.catalog

@@ -27,12 +27,14 @@ from bench.harness.profile import (
 from bench.serve_rpcs import (
     HEALTH_NAME,
     LevelRow,
+    Rpc,
     SeqRow,
     goals,
     level_table,
     outage_spans,
     outages,
     overlap_s,
+    phases_for,
     profiled,
     sequential_rows,
     sequential_table,
@@ -151,3 +153,14 @@ def test_profiled_rpcs_are_picked_by_their_first_word() -> None:
     assert profiled(names, "RankProducts, health") == [HEALTH_NAME, "RankProducts (100 ids)"]
     with pytest.raises(SystemExit, match="Nope"):
         profiled(names, "Nope")
+
+
+def test_each_rpc_alternates_with_health_in_turns_that_pool_by_name() -> None:
+    rpcs = [Rpc(HEALTH_NAME, "/h", [b""], None), Rpc("A", "/a", [b"a"], None)]
+    phases = phases_for(rpcs, start=100.0, warmup=1.0, seconds=4.0, rounds=2)
+    assert [p.name for p in phases] == [f"{HEALTH_NAME} before A", "A"] * 2
+    assert [p.method for p in phases] == ["/h", "/a", "/h", "/a"]
+    assert [p.seconds for p in phases] == [2.0] * 4
+    assert [p.warmup for p in phases] == [1.0, 1.0, 0.3, 0.3]
+    assert phases[1].start == phases[0].window[1] + 0.2  # back to back, on one schedule
+    assert phases[3].window[1] == 100.0 + 2 * (1.0 + 2.0 + 0.2) + 0.3 + 2.0 + 0.2 + 0.3 + 2.0
