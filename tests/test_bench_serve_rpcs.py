@@ -1,5 +1,5 @@
-"""The arithmetic of bench.serve_rpcs and its profile split (the benchmark itself needs a
-server and minutes: `make bench-serve`)."""
+"""The arithmetic of bench.serve_rpcs (mostly its report module) and its profile split (the
+benchmark itself needs a server and minutes: `make bench-serve`)."""
 
 from __future__ import annotations
 
@@ -24,17 +24,16 @@ from bench.harness.profile import (
     part_of,
     split_samples,
 )
-from bench.serve_rpcs import (
+from bench.serve_rpcs import Rpc, phases_for
+from bench.serve_rpcs_report import (
     HEALTH_NAME,
     LevelRow,
-    Rpc,
     SeqRow,
     goals,
     level_table,
     outage_spans,
     outages,
     overlap_s,
-    phases_for,
     profiled,
     sequential_rows,
     sequential_table,

@@ -2,8 +2,8 @@
 
 A benchmark module imports this harness and the project's packages, never another benchmark.
 A benchmark split into parts has a driver that alone imports its own parts: bench.events
-(events_track, events_foldin, events_bulk) and bench.serve (serve_inproc);
-bench.serve_rpcs stands alone.
+(events_track, events_foldin, events_bulk), bench.serve (serve_inproc) and bench.serve_rpcs
+(serve_rpcs_report).
 The submodules only keep each file short:
 
 - report: machine description, date, percentiles and number formats, results files
