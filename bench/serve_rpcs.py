@@ -27,7 +27,8 @@ example offer catalog), GetCustomerProfile (a known customer), each beside healt
 
 Bundles: ml100k = MovieLens-100k (`recsvc data movielens100k`, trained once into
 var/bench/serve_rpcs/models-ml100k); 1M = bench.serve's 1M-product bundle (trained once into
-var/bench/serve/models-1m: about 4 minutes on 2 cores; its features load takes minutes too).
+var/bench/serve/models-1m: more than 25 minutes on a busy 2-core host; its features load
+takes minutes too).
 """
 
 from __future__ import annotations

@@ -114,8 +114,8 @@ def train_bundle(
 
 def million_catalog(workdir: Path = SERVE_WORKDIR, products: int = 1_000_000) -> Catalog:
     """A bundle over ``products`` products (a synthetic world of 0.3 customers per product,
-    10 events each), trained once and cached under ``workdir``: about 4 minutes on 2 cores
-    for 1M products. Delete its models directory to retrain."""
+    10 events each), trained once and cached under ``workdir`` (for 1M products, more than 25
+    minutes on a busy 2-core host). Delete its models directory to retrain."""
     tag = "1m" if products == 1_000_000 else f"{products}"
     models = workdir / f"models-{tag}"
     label = "1M" if products == 1_000_000 else f"{products:,}"
