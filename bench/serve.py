@@ -20,7 +20,8 @@ this process without gRPC to split a call's server CPU into its parts.
 
 Bundles: 100k products = var/bench/scale/models (make it with `python -m bench.train_scale`);
 1M products is trained once into var/bench/serve/models-1m (synthetic world of 300k customers,
-1M products, 10 events each; about 4 minutes on 2 cores) and reused afterwards. Delete that
+1M products, 10 events each; more than 25 minutes on a busy 2-core host) and reused afterwards
+(bench.harness.million_catalog, shared with bench.serve_rpcs). Delete that
 directory to retrain (e.g. after a change to training or to the bundle format).
 """
 
