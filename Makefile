@@ -99,8 +99,11 @@ bench-train: $(STAMP)
 	$(BIN)/python -m bench.train_spark quality
 	$(BIN)/python -m bench.train_spark scale
 
+# RecommendProducts at 100k and 1M products, then every serving RPC beside the empty RPC
+# (health Check) with the feature store on (issue 13).
 bench-serve: $(STAMP)
 	$(BIN)/python -m bench.serve
+	$(BIN)/python -m bench.serve_rpcs
 
 # Products without history (MovieLens-100k, 10% hidden) and the cost of exploration and promotions.
 bench-catalog: $(STAMP)

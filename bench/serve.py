@@ -20,7 +20,8 @@ this process without gRPC to split a call's server CPU into its parts.
 
 Bundles: 100k products = var/bench/scale/models (make it with `python -m bench.train_scale`);
 1M products is trained once into var/bench/serve/models-1m (synthetic world of 300k customers,
-1M products, 10 events each; about 4 minutes on 2 cores) and reused afterwards. Delete that
+1M products, 10 events each; more than 25 minutes on a busy 2-core host) and reused afterwards
+(bench.harness.million_catalog, shared with bench.serve_rpcs). Delete that
 directory to retrain (e.g. after a change to training or to the bundle format).
 """
 
@@ -37,9 +38,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
-import psutil
 
 from bench.harness import (
     HEALTH,
@@ -49,21 +48,20 @@ from bench.harness import (
     Job,
     LoadGenerators,
     Phase,
-    PhaseResult,
     Server,
+    add_load_options,
     check_reply,
-    cpu_seconds,
     fmt,
-    host_busy,
     ints,
     json_bodies,
     machine,
+    million_catalog,
     pct,
+    pool,
     published,
-    sleep_until,
-    synth_once,
+    run_windows,
+    split_load,
     today,
-    train_bundle,
     write_results,
 )
 from formats.bundle import CUSTOMERS, PRODUCTS
@@ -83,30 +81,6 @@ def scale_catalog(model_dir: Path = SCALE_MODELS) -> Catalog:
             "(1M customers x 100k products; about 5 minutes on 2 cores)"
         )
     return catalog
-
-
-def million_catalog(workdir: Path = WORKDIR, products: int = 1_000_000) -> Catalog:
-    """A bundle over ``products`` products, trained once and cached under ``workdir``."""
-    tag = "1m" if products == 1_000_000 else f"{products}"
-    models = workdir / f"models-{tag}"
-    label = "1M" if products == 1_000_000 else f"{products:,}"
-    if (catalog := published(label, models)) is not None:
-        return catalog
-    world = synth_once(
-        workdir / f"world-{tag}",
-        [
-            *("--customers", str(max(products * 3 // 10, 1000)), "--products", str(products)),
-            *("--events-per-customer", "10", "--seed", "2"),
-        ],
-        note=f"building the {label}-product world",
-    )
-    return train_bundle(
-        label,
-        models,
-        world,
-        ["--eval-users", "2000", "--baselines", "popularity"],
-        note=f"training the {label}-product bundle",
-    )
 
 
 @dataclass(frozen=True)
@@ -175,20 +149,6 @@ class Point:
         return self.calls / self.seconds
 
 
-@dataclass
-class Sample:
-    server_cpu: float
-    client_cpu: float
-    busy: float
-    total: float
-    metrics: dict[str, tuple[float, float]]
-
-
-def sample(server: Server, server_procs: list[psutil.Process], load: LoadGenerators) -> Sample:
-    busy, total = host_busy()
-    return Sample(cpu_seconds(server_procs), cpu_seconds(load.ps), busy, total, server.metrics())
-
-
 def run_level(
     server: Server,
     load: LoadGenerators,
@@ -199,11 +159,6 @@ def run_level(
 ) -> list[Point]:
     """Health, then RecommendProducts over gRPC and over HTTP/JSON in turns (``--rounds``
     windows each, pooled), at one concurrency: both see the same moments of a shared host."""
-    clients = min(len(load.pipes), concurrency)
-    split = [
-        concurrency // clients + (1 if i < concurrency % clients else 0) for i in range(clients)
-    ]
-    channels = [max(1, min(c, args.channels // clients)) for c in split]
     start = time.monotonic() + 1.5  # time to connect
     phases = [Phase(RPC_NAMES[HEALTH], HEALTH, mix.health, start, args.warmup, args.seconds)]
     start += args.warmup + args.seconds + 0.5
@@ -217,63 +172,36 @@ def run_level(
             turn.append(replace(over_http, start=start + warmup + window + 0.2, http=True))
         phases.extend(turn)
         start += len(turn) * (warmup + window + 0.2)
-    for i in range(clients):
-        job = Job(server.target, TOKEN, split[i], channels[i], phases, offset=i * 7919)
-        load.pipes[i].send(replace(job, http_target=server.http_target))
-    server_procs = server.processes()
-    edges: list[tuple[Sample, Sample, str]] = []
-    for phase in phases:
-        begin, end = phase.window
-        sleep_until(begin)
-        first = sample(server, server_procs, load)
-        sleep_until(begin + phase.seconds / 2)
-        conns = server.connections()
-        sleep_until(end)
-        edges.append((first, sample(server, server_procs, load), conns))
-    results: list[list[PhaseResult]] = []
-    for i in range(clients):
-        reply = load.pipes[i].recv()
-        if isinstance(reply, Exception):
-            raise SystemExit(f"load generator failed: {reply!r}\n{server.tail()}")
-        results.append(reply)
+    split = split_load(concurrency, len(load.pipes), args.channels)
+    jobs = [
+        Job(server.target, TOKEN, callers, channels, phases, offset=i * 7919)
+        for i, (callers, channels) in enumerate(split)
+    ]
+    jobs = [replace(job, http_target=server.http_target) for job in jobs]
+    results, windows = run_windows(server, load, jobs)
     points = []
     for name in dict.fromkeys(p.name for p in phases):  # in order, each name once
-        ks = [k for k, p in enumerate(phases) if p.name == name]
-        per_client = [r[k] for r in results for k in ks]
-        lat = np.concatenate([r.latencies_ns for r in per_client]) / 1e6
-        errors: dict[str, int] = {}
-        for result in per_client:
-            for code, n in result.errors.items():
-                errors[code] = errors.get(code, 0) + n
-        phase = phases[ks[0]]
-        method = phase.method.lstrip("/")
-
-        def delta(get: Callable[[Sample], float], ks: list[int] = ks) -> float:
-            return sum(get(edges[k][1]) - get(edges[k][0]) for k in ks)
-
-        seen = [[e.metrics.get(method, (0.0, 0.0)) for e in edges[k][:2]] for k in ks]
-        handler_s = sum(b[0] - a[0] for a, b in seen)  # (sum, count) of the histogram
-        handled = sum(b[1] - a[1] for a, b in seen)
-        calls = len(lat)
-        if phase.method == RECOMMEND:
-            check_reply(per_client[0].first_response, json=phase.http)
+        pooled = pool(name, phases, results, windows)
+        if pooled.phase.method == RECOMMEND:
+            check_reply(pooled.first_response, json=pooled.phase.http)
+        lat = pooled.latencies_ms
         points.append(
             Point(
                 catalog=catalog.label,
                 workers=server.workers,
                 rpc=name,
                 concurrency=concurrency,
-                calls=calls,
-                seconds=sum(phases[k].seconds for k in ks),
+                calls=pooled.calls,
+                seconds=pooled.seconds,
                 p50_ms=pct(lat, 50),
                 p90_ms=pct(lat, 90),
                 p99_ms=pct(lat, 99),
-                handler_ms=handler_s / handled * 1e3 if handled > 0 else float("nan"),
-                server_cpu_ms=delta(lambda x: x.server_cpu) / max(calls, 1) * 1e3,
-                client_cpu_ms=delta(lambda x: x.client_cpu) / max(calls, 1) * 1e3,
-                host_busy=delta(lambda x: x.busy) / max(delta(lambda x: x.total), 1e-9),
-                connections=edges[ks[0]][2],
-                errors=errors,
+                handler_ms=pooled.handler_ms,
+                server_cpu_ms=pooled.per_call_ms(pooled.server_cpu_s),
+                client_cpu_ms=pooled.per_call_ms(pooled.client_cpu_s),
+                host_busy=pooled.host_busy,
+                connections=pooled.connections,
+                errors=pooled.errors,
             )
         )
     return points
@@ -351,21 +279,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--catalogs", default="100k,1M", help="100k and/or 1M (default %(default)s)"
     )
-    parser.add_argument("--concurrency", type=ints, default=[1, 8, 32], help="default 1,8,32")
     parser.add_argument(
         "--workers",
         type=ints,
         default=[0, 1],
         help="server worker counts to run, 0 = recsvc's default (CPU count); default 0,1",
     )
-    parser.add_argument("--seconds", type=float, default=8.0, help="window per point (default 8)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="per point (default 2)")
-    parser.add_argument(
-        "--clients", type=int, default=1, help="load generator processes (default 1)"
-    )
-    parser.add_argument(
-        "--channels", type=int, default=16, help="TCP connections in all (default 16)"
-    )
+    add_load_options(parser, seconds=8.0, warmup=2.0)
     parser.add_argument(
         "--category-share",
         type=float,

@@ -2,7 +2,8 @@
 
 A benchmark module imports this harness and the project's packages, never another benchmark.
 A benchmark split into parts has a driver that alone imports its own parts: bench.events
-(events_track, events_foldin, events_bulk) and bench.serve (serve_inproc).
+(events_track, events_foldin, events_bulk), bench.serve (serve_inproc) and bench.serve_rpcs
+(serve_rpcs_report).
 The submodules only keep each file short:
 
 - report: machine description, date, percentiles and number formats, results files
@@ -10,6 +11,8 @@ The submodules only keep each file short:
 - servers: bundles built once and reused, `recsvc serve` in a subprocess, an embedded Redis
 - load: gRPC load generator processes, random TrackEvents traffic
 - http_load: the load generator's HTTP/1.1 callers (RPCs over HTTP/JSON)
+- windows: jobs sent to the load generators, CPU and metrics sampled at the window edges,
+  the calls of a phase pooled
 """
 
 from bench.harness.host import (
@@ -40,15 +43,29 @@ from bench.harness.servers import (
     HEALTH,
     RECOMMEND,
     SERVE_REDIS_DIR,
+    SERVE_WORKDIR,
     TOKEN,
     Catalog,
     Redis,
     Server,
     check_reply,
     free_port,
+    million_catalog,
+    million_world,
     published,
     synth_once,
     train_bundle,
+    world_files,
+)
+from bench.harness.windows import (
+    Pooled,
+    Sample,
+    Window,
+    add_load_options,
+    pool,
+    run_windows,
+    sample,
+    split_load,
 )
 
 __all__ = [
@@ -56,6 +73,7 @@ __all__ = [
     "HEALTH",
     "RECOMMEND",
     "SERVE_REDIS_DIR",
+    "SERVE_WORKDIR",
     "TOKEN",
     "TYPE_SHARES",
     "Catalog",
@@ -66,9 +84,13 @@ __all__ = [
     "Others",
     "Phase",
     "PhaseResult",
+    "Pooled",
     "Redis",
+    "Sample",
     "Server",
     "Timed",
+    "Window",
+    "add_load_options",
     "check_reply",
     "cpu_seconds",
     "fmt",
@@ -78,16 +100,23 @@ __all__ = [
     "json_bodies",
     "machine",
     "median",
+    "million_catalog",
+    "million_world",
     "pct",
+    "pool",
     "published",
     "recsvc_bin",
     "run_timed",
     "run_tree_sampled",
+    "run_windows",
+    "sample",
     "serialize",
     "serve_jobs",
     "sleep_until",
+    "split_load",
     "synth_once",
     "today",
     "train_bundle",
+    "world_files",
     "write_results",
 ]

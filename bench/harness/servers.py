@@ -18,7 +18,7 @@ import psutil
 
 from bench.harness.host import cpu_seconds, recsvc_bin, run_timed
 from feature_store.connection import connect
-from feature_store.embedded import EmbeddedRedis, start_embedded
+from feature_store.embedded import SERVER_PID, EmbeddedRedis, start_embedded
 from formats.bundle import BundleError, read_manifest, resolve
 
 TOKEN = "bench-serve-token"  # the recommend-scope token every Server accepts
@@ -27,6 +27,7 @@ RECOMMEND = "/recsvc.v1.Recommender/RecommendProducts"
 HEALTH = "/grpc.health.v1.Health/Check"
 # The embedded feature store, where a served recsvc has one, stays out of the bundles' dirs.
 SERVE_REDIS_DIR = Path("var/bench/serve/redis")
+SERVE_WORKDIR = Path("var/bench/serve")  # the serving benchmarks' bundles and logs
 
 
 # -- bundles ----------------------------------------------------------------------------------
@@ -75,6 +76,21 @@ def synth_once(world: Path, synth_args: list[str], note: str) -> Path:
     return world
 
 
+def world_files(world: Path, customers: bool = False) -> list[str]:
+    """The --interactions and --catalog options (and --customers, when asked and there is
+    such a file) of the recsvc commands for a world's files, Parquet or CSV."""
+    names = ["interactions", "catalog", *(["customers"] if customers else [])]
+    options = []
+    for name in names:
+        found = [world / f"{name}.{ext}" for ext in ("parquet", "csv")]
+        path = next((p for p in found if p.exists()), None)
+        if path is None and name != "customers":
+            raise SystemExit(f"no {name}.parquet or {name}.csv in {world}")
+        if path is not None:
+            options += [f"--{name}", str(path)]
+    return options
+
+
 def train_bundle(
     label: str, model_dir: Path, world: Path, train_args: list[str], note: str
 ) -> Catalog:
@@ -84,8 +100,7 @@ def train_bundle(
         [
             recsvc_bin(),
             "train",
-            *("--interactions", str(world / "interactions.parquet")),
-            *("--catalog", str(world / "catalog.parquet")),
+            *world_files(world),
             *train_args,
             *("--model-dir", str(model_dir), "--quiet"),
         ]
@@ -95,6 +110,37 @@ def train_bundle(
     if catalog is None:
         raise SystemExit(f"recsvc train did not publish a bundle in {model_dir}")
     return catalog
+
+
+def million_catalog(workdir: Path = SERVE_WORKDIR, products: int = 1_000_000) -> Catalog:
+    """A bundle over ``products`` products (a synthetic world of 0.3 customers per product,
+    10 events each), trained once and cached under ``workdir`` (for 1M products, more than 25
+    minutes on a busy 2-core host). Delete its models directory to retrain."""
+    tag = "1m" if products == 1_000_000 else f"{products}"
+    models = workdir / f"models-{tag}"
+    label = "1M" if products == 1_000_000 else f"{products:,}"
+    if (catalog := published(label, models)) is not None:
+        return catalog
+    world = synth_once(
+        million_world(workdir, products),
+        [
+            *("--customers", str(max(products * 3 // 10, 1000)), "--products", str(products)),
+            *("--events-per-customer", "10", "--seed", "2"),
+        ],
+        note=f"building the {label}-product world",
+    )
+    return train_bundle(
+        label,
+        models,
+        world,
+        ["--eval-users", "2000", "--baselines", "popularity"],
+        note=f"training the {label}-product bundle",
+    )
+
+
+def million_world(workdir: Path = SERVE_WORKDIR, products: int = 1_000_000) -> Path:
+    """Where million_catalog's synthetic world (interactions, catalog, customers) lives."""
+    return workdir / f"world-{'1m' if products == 1_000_000 else products}"
 
 
 # -- recsvc serve -----------------------------------------------------------------------------
@@ -109,11 +155,17 @@ def free_port() -> int:
 class Server:
     """`recsvc serve` in its own session; stopped with SIGTERM (SIGKILL to its group if stuck).
 
-    ``env`` adds to this process's environment (e.g. REDIS_URL), under the settings every
-    benchmark server has: one BLAS thread, TOKEN, SERVE_REDIS_DIR."""
+    ``env`` adds to this process's environment (e.g. REDIS_URL, RECSVC_OFFERS), under the
+    settings every benchmark server has: one BLAS thread, TOKEN, ``redis_dir`` (the embedded
+    feature store's directory, SERVE_REDIS_DIR unless given)."""
 
     def __init__(
-        self, catalog: Catalog, workers: int, log: Path, env: dict[str, str] | None = None
+        self,
+        catalog: Catalog,
+        workers: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+        redis_dir: Path = SERVE_REDIS_DIR,
     ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
@@ -136,12 +188,13 @@ class Server:
             "--workers",
             str(workers),
         ]
+        self.redis_dir = redis_dir
         full_env = {
             **os.environ,
             **(env or {}),
             "OPENBLAS_NUM_THREADS": "1",
             "RECSVC_AUTH_TOKENS": f"{TOKEN}=recommend",
-            "RECSVC_REDIS_DIR": str(SERVE_REDIS_DIR),
+            "RECSVC_REDIS_DIR": str(redis_dir),
         }
         log.parent.mkdir(parents=True, exist_ok=True)
         self._stream = log.open("w")
@@ -190,6 +243,14 @@ class Server:
     def processes(self) -> list[psutil.Process]:
         root = psutil.Process(self.process.pid)
         return [root, *root.children(recursive=True)]
+
+    def redis_server(self) -> psutil.Process | None:
+        """The embedded redis-server this server uses (its keeper runs it outside the
+        server's process tree), or None when it has none running."""
+        try:
+            return psutil.Process(int((self.redis_dir / SERVER_PID).read_text().strip()))
+        except (OSError, ValueError, psutil.Error):
+            return None
 
     def workers_pids(self) -> list[psutil.Process]:
         procs = self.processes()
