@@ -267,10 +267,14 @@ class Serve:
             start_new_session=True,
         )
         deadline = time.monotonic() + 120
-        while self.log.read_text().count('"msg":"serving model') < 2:
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the two workers never started"
-            time.sleep(0.1)
+        try:
+            while self.log.read_text().count('"msg":"serving model') < 2:
+                assert self.process.poll() is None, self.log.read_text()
+                assert time.monotonic() < deadline, "the two workers never started"
+                time.sleep(0.1)
+        except AssertionError:
+            self.stop()  # no test holds this server yet: nothing else would stop it
+            raise
 
     def call(self, method: str, request: Any) -> Any:
         """On a new connection: the kernel spreads those over the workers."""
