@@ -29,7 +29,14 @@ from typing import Any, Final
 from formats.attribution import NAME
 from formats.bundle import version_problem
 from formats.types import SOURCES
-from recsvc.offers.fields import Fields, ListedErrors, listing, read_document, show
+from recsvc.offers.fields import (
+    Fields,
+    ListedErrors,
+    document_version,
+    listing,
+    read_document,
+    show,
+)
 
 SUPPORTED_VERSIONS: Final = (1,)
 CURRENT: Final = "current"  # an arm's model: whatever MODEL_DIR/CURRENT names
@@ -45,7 +52,6 @@ ARM_OPTIONS: Final = {
 _TOP_KEYS: Final = ("version", "experiments")
 _EXPERIMENT_KEYS: Final = ("name", "salt", "rpcs", "enabled", "arms", "description")
 _ARM_KEYS: Final = ("name", "model", "traffic", "options")
-_MAX_LISTED_ERRORS: Final = 50
 
 
 class ExperimentsError(ListedErrors):
@@ -112,18 +118,11 @@ def parse_experiments(
     data: object, source: str = "<experiments>", digest: str = ""
 ) -> ExperimentsFile:
     """Validate an already-parsed experiments document."""
-    if not isinstance(data, dict):
-        raise ExperimentsError(
-            [f"{source}: the file must be a mapping with 'version' and 'experiments'"]
-        )
+    # A document of another version may mean anything: that stops here.
+    data, version = document_version(
+        data, source, SUPPORTED_VERSIONS, "experiments", ExperimentsError
+    )
     errors: list[str] = []
-    version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        errors.append(f"{source}: version: expected 1, got {show(version)}")
-    elif version not in SUPPORTED_VERSIONS:
-        errors.append(f"{source}: version: {version} is not supported (supported: 1)")
-    if errors:  # a document of another version may mean anything: stop here
-        raise ExperimentsError(errors)
     Fields(f"{source}: ", data, errors).reject_unknown(_TOP_KEYS)
     raw = data.get("experiments")
     experiments: list[Experiment] = []
@@ -153,7 +152,6 @@ def parse_experiments(
         experiments.append(experiment)
     if errors:
         raise ExperimentsError(errors)
-    assert isinstance(version, int)
     return ExperimentsFile(version, tuple(experiments), source, digest)
 
 
