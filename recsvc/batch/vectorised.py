@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from formats.history import row_entries
 from formats.types import Filter
 from formats.weights import sequence_factor
 from recsvc.engine import Engine
@@ -108,12 +109,9 @@ class Vectorised:
         cat, depth = engine.catalog, engine.config.reason_history
         n = cat.n_items
         hist, m = engine.histories, engine.user_items
-        lo, hi = m.indptr[users], m.indptr[users + 1]
-        lengths = (hi - lo).astype(np.int64)
         # The block's entries of the bundle's arrays, rows in order, then oldest first (rank,
         # ties in product order: the engine's stable argsort).
-        entries = np.repeat(lo - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        entries += np.arange(int(lengths.sum()))
+        entries, lengths = row_entries(m.indptr, users)
         rows = np.repeat(np.arange(len(users)), lengths)
         rank = hist.rank[entries].astype(np.int64)
         order = np.lexsort((rank, rows))

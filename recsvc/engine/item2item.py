@@ -19,7 +19,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from formats.bundle import Bundle, BundleError
-from formats.history import History
+from formats.history import History, row_entries
 from formats.types import Filter
 from formats.weights import WeightConfig
 from recsvc.engine.catalog import Catalog
@@ -80,11 +80,7 @@ class ItemToItem:
         entry the customer's query reaches: at most ``recent`` x ``neighbours`` of them."""
         sources, weights = history.query_weights(self.decay, self.recent, self.confidence)
         n = self.neighbours
-        lo, hi = n.indptr[sources], n.indptr[sources + 1]
-        counts = hi - lo
-        # The entries of those rows, gathered without scipy (its checks cost more than this).
-        entries = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-        entries += np.arange(int(counts.sum()))
+        entries, counts = row_entries(n.indptr, sources)
         return (
             np.repeat(sources, counts),
             n.indices[entries].astype(np.int64),
@@ -110,7 +106,7 @@ class ItemToItem:
         sources, targets, parts = self.contributions(history)
         n_items = self.catalog.n_items
         # One sum per product of the catalog (a bincount: no sort), over the products reached.
-        totals = np.bincount(targets, weights=parts, minlength=n_items)
+        totals = self.totals(targets, parts)
         reached = np.zeros(n_items, dtype=bool)
         reached[targets] = True
         idx = np.flatnonzero(reached)
