@@ -109,6 +109,10 @@ def test_trains_on_a_standalone_cluster_and_serves(
             "--spark-master", standalone.url,
             "--spark-conf", "spark.executor.memory=512m",
             "--spark-conf", "spark.cores.max=2",
+            # Schedule only once both executors have registered: on a busy machine the job
+            # could otherwise finish on the first before the second starts.
+            "--spark-conf", "spark.scheduler.minRegisteredResourcesRatio=1.0",
+            "--spark-conf", "spark.scheduler.maxRegisteredResourcesWaitingTime=120s",
             "--spark-conf", f"spark.driver.extraJavaOptions={QUICK_JVM}",
             "--spark-conf", f"spark.executor.extraJavaOptions={QUICK_JVM}",
             "--interactions", str(small_world["interactions"]),
