@@ -431,6 +431,48 @@ def test_pareto_heavy_buyer_on_the_last_day() -> None:
     assert not math.isnan(pred.expected[0])
 
 
+def test_bgnbd_expectation_where_the_closed_form_is_undefined() -> None:
+    """With a + b < 1, lifetimes' BG/NBD expectation is NaN for some customers without a
+    repeat purchase; the quadrature equals the closed form wherever that is defined and
+    fills the rest, rising with the horizon and falling with the time since the last day."""
+    import pandas as pd
+    from lifetimes import BetaGeoFitter
+
+    from training.analytics.bgnbd import expected_purchases
+
+    rng = np.random.default_rng(3)
+    n = 3_000
+    big_t = rng.uniform(1, 400, n)
+    x = rng.integers(0, 30, n)
+    tx = np.where(x > 0, big_t * rng.uniform(0, 1, n), 0.0)
+    for params in (
+        {"r": 0.8, "alpha": 5.0, "a": 2.5, "b": 4.0},
+        {"r": 0.26, "alpha": 29.8, "a": 0.27, "b": 0.55},  # a penalized CDNOW fit
+    ):
+        fitter = BetaGeoFitter()
+        fitter.params_ = pd.Series(params)
+        with np.errstate(invalid="ignore"):  # lifetimes' own NaN
+            closed = np.asarray(
+                fitter.conditional_expected_number_of_purchases_up_to_time(365.0, x, tx, big_t),
+                dtype=np.float64,
+            )
+        quad = expected_purchases(params, x, tx, big_t, 365.0)
+        defined = np.isfinite(closed)
+        np.testing.assert_allclose(quad[defined], closed[defined], rtol=1e-6)
+        assert np.isfinite(quad).all()
+    assert not defined.all()  # the penalized fit does hit the undefined case
+    summary = pl.DataFrame({"x": x, "tx": tx, "T": big_t})
+    pred = predict(fitter, summary, 365)
+    assert np.isfinite(pred.expected).all()
+    np.testing.assert_allclose(pred.expected, quad, rtol=1e-6)
+    zero = np.zeros(2, dtype=np.int64)
+    short, long_ = (
+        expected_purchases(params, zero, np.zeros(2), np.array([10.0, 300.0]), t)
+        for t in (30.0, 365.0)
+    )
+    assert (long_ > short).all() and short[0] > short[1]
+
+
 def test_weekly_summary_counts_purchase_weeks_from_each_first_purchase() -> None:
     day = date(2024, 1, 1)
     days = pl.DataFrame(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from training.analytics import bgnbd
 from training.analytics.config import AnalyticsError, Candidate
 from training.analytics.fitting import F64, fitted_params, load_lifetimes, quiet
 from training.analytics.pareto import fit_pareto, pareto_alive
@@ -57,8 +58,9 @@ class Predictions:
 def predict(
     fitter: Any, summary: pl.DataFrame, horizon_days: int, annual_discount_rate: float = 0.0
 ) -> Predictions:
-    """Per row of ``summary``; computed once per distinct (x, tx, T). Non-finite values (the
-    BG/NBD expectation is undefined when a + b + x - 1 <= 0) are NaN."""
+    """Per row of ``summary``; computed once per distinct (x, tx, T). Where lifetimes' closed
+    forms are NaN, the expectation comes from training.analytics.bgnbd (BG/NBD) or
+    pareto_alive (Pareto/NBD); any value still not finite is NaN."""
     keys = summary.select("x", "tx", "T")
     patterns = keys.unique().sort("x", "tx", "T")
     x = patterns["x"].to_numpy()
@@ -70,14 +72,21 @@ def predict(
     # the last purchase is on the last day (tx == T), which is NaN for heavy buyers; the
     # customer is then alive for certain, and the expectation has a closed form.
     certain = (tx == big_t) if "s" in params else np.zeros(len(x), dtype=bool)
+    # MBG/NBD subclasses BG/NBD in lifetimes but has another expectation: the exact class.
+    is_bgnbd = type(fitter).__name__ == "BetaGeoFitter"
 
     def expected_at(t: float) -> F64:
         with quiet():
             out = fitter.conditional_expected_number_of_purchases_up_to_time(t, x, tx, big_t)
-        values = np.asarray(out, dtype=np.float64).reshape(len(x))
+        values = np.array(out, dtype=np.float64).reshape(len(x))
         if certain.any():
             values = np.where(
                 certain & ~np.isfinite(values), pareto_alive(params, x, big_t, t), values
+            )
+        undefined = ~np.isfinite(values)
+        if is_bgnbd and undefined.any():
+            values[undefined] = bgnbd.expected_purchases(
+                params, x[undefined], tx[undefined], big_t[undefined], t
             )
         return values
 
