@@ -471,6 +471,9 @@ def test_bgnbd_expectation_where_the_closed_form_is_undefined() -> None:
         for t in (30.0, 365.0)
     )
     assert (long_ > short).all() and short[0] > short[1]
+    # A degenerate fit (a shape at 0, seen on a tiny world): undefined, not an exception.
+    degenerate = {"r": 0.3, "alpha": 10.0, "a": 1e-17, "b": 4.8e-9}
+    assert np.isnan(expected_purchases(degenerate, zero, np.zeros(2), np.ones(2), 30.0)).all()
 
 
 def test_weekly_summary_counts_purchase_weeks_from_each_first_purchase() -> None:

@@ -21,6 +21,7 @@ from scipy.special import roots_jacobi
 from training.analytics.fitting import F64, I64
 
 NODES = 64  # the integrand's nearest singularity is outside [0, 1]: 64 nodes reach ~1e-12
+MIN_SHAPE = 1e-6  # Beta shapes below this (the weight's exponents near -1) have no usable rule
 
 
 def alive_probability(params: dict[str, float], x: I64, tx: F64, big_t: F64) -> F64:
@@ -37,6 +38,9 @@ def expected_purchases(params: dict[str, float], x: I64, tx: F64, big_t: F64, t:
     out = np.zeros(len(x), dtype=np.float64)
     for k in np.unique(x).tolist():
         rows = np.flatnonzero(x == k)
+        if min(a, b + k) < MIN_SHAPE:
+            out[rows] = np.nan  # a degenerate fit (a shape at 0): no quadrature rule, undefined
+            continue
         # roots_jacobi's weight (1 - u)^beta' (1 + u)^alpha' on [-1, 1] with p = (1 + u) / 2
         # is p^(a - 1) (1 - p)^(b + k - 1) up to a constant, which the normalisation removes.
         u, w = roots_jacobi(NODES, b + k - 1, a - 1)
