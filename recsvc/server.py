@@ -286,6 +286,10 @@ def start(config: ServeConfig, reuse_port: bool = False) -> Running:
         except HttpError as exc:
             server.stop(None)
             raise fail(str(exc)) from None
+    # Known but not ready until the model, catalog and watchers are: a health check in between
+    # answers NOT_SERVING (what load balancers wait on), not NOT_FOUND.
+    for name in ("", *SERVICES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
     realtime.sync_catalog(store.engine)  # products created live, before the first request
     store.watch(config.reload_interval)

@@ -397,10 +397,17 @@ def test_serve_two_workers_share_one_port_and_stop_on_sigterm(
     metadata = (("authorization", f"Bearer {token}"),)
     for _ in range(4):  # new connections: the kernel spreads them over the workers
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            health = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service="recsvc.v1.Recommender"), timeout=10
-            )
-            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            # A worker listens a moment before it is ready (NOT_SERVING until then).
+            ready = time.monotonic() + 30
+            while True:
+                health = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(service="recsvc.v1.Recommender"), timeout=10
+                )
+                if health.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+                assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+                assert time.monotonic() < ready, "a worker never became ready"
+                time.sleep(0.1)
             reply = pb_grpc.RecommenderStub(ch).RecommendProducts(
                 pb.RecommendProductsRequest(customer_id="C0000001", limit=5),
                 metadata=metadata,
