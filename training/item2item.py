@@ -39,9 +39,9 @@ class Item2ItemParams:
     recent: int = 50  # a query holds at most this many of the customer's latest products
     ease_max_items: int = 5_000
     max_items: int = 200_000
-    # On the 1M-customer world (20M interactions, 100k products) it adds ~2.3 minutes to a
-    # ~6-minute training on 2 cores (tuning 1, evaluation 1, refit 0.1) and serves a blend that
-    # beats item-kNN where ALS alone loses to it (BENCHMARKS.md); larger sets are not measured.
+    # On the 1M-customer world (20M interactions, 100k products) it adds 2.3-2.9 minutes (its
+    # tuning ~1, its evaluations ~1, its refit) to a 6-minute training on 2 cores, and serves a
+    # blend that beats item-kNN where ALS alone loses to it (BENCHMARKS.md); above: not measured.
     max_interactions: int = 25_000_000
 
     def fits(self, n_items: int, n_interactions: int) -> bool:

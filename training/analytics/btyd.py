@@ -73,7 +73,7 @@ def predict(
     # customer is then alive for certain, and the expectation has a closed form.
     certain = (tx == big_t) if "s" in params else np.zeros(len(x), dtype=bool)
     # MBG/NBD subclasses BG/NBD in lifetimes but has another expectation: the exact class.
-    is_bgnbd = type(fitter).__name__ == "BetaGeoFitter"
+    is_bgnbd = type(fitter) is load_lifetimes().BetaGeoFitter
 
     def expected_at(t: float) -> F64:
         with quiet():
