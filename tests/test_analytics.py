@@ -438,7 +438,7 @@ def test_bgnbd_expectation_where_the_closed_form_is_undefined() -> None:
     import pandas as pd
     from lifetimes import BetaGeoFitter
 
-    from training.analytics.bgnbd import expected_purchases
+    from training.analytics.bgnbd import expected_if_alive
 
     rng = np.random.default_rng(3)
     n = 3_000
@@ -456,7 +456,8 @@ def test_bgnbd_expectation_where_the_closed_form_is_undefined() -> None:
                 fitter.conditional_expected_number_of_purchases_up_to_time(365.0, x, tx, big_t),
                 dtype=np.float64,
             )
-        quad = expected_purchases(params, x, tx, big_t, 365.0)
+        alive = np.asarray(fitter.conditional_probability_alive(x, tx, big_t), dtype=np.float64)
+        quad = alive * expected_if_alive(params, x, big_t, 365.0)
         defined = np.isfinite(closed)
         np.testing.assert_allclose(quad[defined], closed[defined], rtol=1e-6)
         assert np.isfinite(quad).all()
@@ -467,13 +468,12 @@ def test_bgnbd_expectation_where_the_closed_form_is_undefined() -> None:
     np.testing.assert_allclose(pred.expected, quad, rtol=1e-6)
     zero = np.zeros(2, dtype=np.int64)
     short, long_ = (
-        expected_purchases(params, zero, np.zeros(2), np.array([10.0, 300.0]), t)
-        for t in (30.0, 365.0)
+        expected_if_alive(params, zero, np.array([10.0, 300.0]), t) for t in (30.0, 365.0)
     )
     assert (long_ > short).all() and short[0] > short[1]
     # A degenerate fit (a shape at 0, seen on a tiny world): undefined, not an exception.
     degenerate = {"r": 0.3, "alpha": 10.0, "a": 1e-17, "b": 4.8e-9}
-    assert np.isnan(expected_purchases(degenerate, zero, np.zeros(2), np.ones(2), 30.0)).all()
+    assert np.isnan(expected_if_alive(degenerate, zero, np.ones(2), 30.0)).all()
 
 
 def test_weekly_summary_counts_purchase_weeks_from_each_first_purchase() -> None:

@@ -9,8 +9,8 @@ buys (1 - exp(-lambda p t)) / p in the next t, so
 
     E[Y(t) | alive] = E_p[(1 - ((alpha + T) / (alpha + T + p t))^(r + x)) / p],
 
-a smooth integrand against the Beta weight, done by Gauss-Jacobi quadrature; times
-P(alive | x, tx, T).
+a smooth integrand against the Beta weight, done by Gauss-Jacobi quadrature; the caller
+multiplies by P(alive | x, tx, T), which lifetimes computes without trouble.
 """
 
 from __future__ import annotations
@@ -24,16 +24,9 @@ NODES = 64  # the integrand's nearest singularity is outside [0, 1]: 64 nodes re
 MIN_SHAPE = 1e-6  # Beta shapes below this (the weight's exponents near -1) have no usable rule
 
 
-def alive_probability(params: dict[str, float], x: I64, tx: F64, big_t: F64) -> F64:
-    """P(alive at T): 1 without a repeat purchase (BG/NBD's dropout follows purchases)."""
-    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        odds = a / (b + x - 1) * ((alpha + big_t) / (alpha + tx)) ** (r + x)
-    return np.asarray(np.where(x > 0, 1.0 / (1.0 + odds), 1.0), dtype=np.float64)
-
-
-def expected_purchases(params: dict[str, float], x: I64, tx: F64, big_t: F64, t: float) -> F64:
-    """E[purchases in (T, T + t] | x, tx, T] for each customer, by quadrature over p."""
+def expected_if_alive(params: dict[str, float], x: I64, big_t: F64, t: float) -> F64:
+    """E[purchases in (T, T + t] | x, T, alive at T] for each customer, by quadrature over p.
+    Times P(alive) (lifetimes' is defined where its expectation is not) it is the expectation."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
     out = np.zeros(len(x), dtype=np.float64)
     for k in np.unique(x).tolist():
@@ -48,4 +41,4 @@ def expected_purchases(params: dict[str, float], x: I64, tx: F64, big_t: F64, t:
         base = (alpha + big_t[rows])[:, None]
         g = -np.expm1((r + k) * np.log(base / (base + p[None, :] * t))) / p[None, :]
         out[rows] = (g @ w) / w.sum()
-    return out * alive_probability(params, x, tx, big_t)
+    return out

@@ -74,6 +74,9 @@ def predict(
     certain = (tx == big_t) if "s" in params else np.zeros(len(x), dtype=bool)
     # MBG/NBD subclasses BG/NBD in lifetimes but has another expectation: the exact class.
     is_bgnbd = type(fitter) is load_lifetimes().BetaGeoFitter
+    with quiet():
+        alive = np.asarray(fitter.conditional_probability_alive(x, tx, big_t), dtype=np.float64)
+    alive = np.where(certain & ~np.isfinite(alive.reshape(len(x))), 1.0, alive.reshape(len(x)))
 
     def expected_at(t: float) -> F64:
         with quiet():
@@ -85,8 +88,8 @@ def predict(
             )
         undefined = ~np.isfinite(values)
         if is_bgnbd and undefined.any():
-            values[undefined] = bgnbd.expected_purchases(
-                params, x[undefined], tx[undefined], big_t[undefined], t
+            values[undefined] = alive[undefined] * bgnbd.expected_if_alive(
+                params, x[undefined], big_t[undefined], t
             )
         return values
 
@@ -101,9 +104,6 @@ def predict(
             previous = now
     else:
         discounted = expected
-    with quiet():
-        alive = np.asarray(fitter.conditional_probability_alive(x, tx, big_t), dtype=np.float64)
-    alive = np.where(certain & ~np.isfinite(alive.reshape(len(x))), 1.0, alive.reshape(len(x)))
     table = patterns.with_columns(
         pl.Series("e", expected), pl.Series("d", discounted), pl.Series("a", alive)
     )
